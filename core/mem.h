@@ -1,0 +1,18 @@
+/*
+** Allocation for core/.  Every allocation of the engine goes through these
+** so that tests can make the Nth allocation fail (see core/testhook.h).
+*/
+#ifndef TKV_MEM_H
+#define TKV_MEM_H
+
+#include <stddef.h>
+
+/* malloc/realloc/calloc/free that honour the allocation fault hook. */
+void *tkv_mem_alloc(size_t n);
+void *tkv_mem_calloc(size_t count, size_t size);
+void *tkv_mem_realloc(void *p, size_t n);
+void tkv_mem_free(void *p);
+/* A copy of n bytes (plus a NUL after them), or NULL. */
+char *tkv_mem_dup(const void *p, size_t n);
+
+#endif

@@ -1,0 +1,265 @@
+/*
+** tinkv: a Bitcask-model key-value storage engine.
+**
+** A store is a directory of append-only segment files.  Every live key is
+** held in an in-memory, ordered keydir that points at the latest record of
+** the key on disk, so a read is one index lookup and one pread.  The on-disk
+** format is described in core/FORMAT.md.
+**
+** This header is the whole public C API.  It has no SQLite dependency.
+**
+** Conventions:
+**   - Every function that can fail returns a TKV_* status code.
+**   - After a failure, tkv_errmsg() returns a message for the calling
+**     thread that says what failed and where (path, offset, errno text).
+**   - Memory returned to the caller (values, keys, messages) is released
+**     with tkv_free().
+**   - A tkv_db handle may be used from several threads.  Opening the same
+**     directory twice in one process gives two handles on one shared engine.
+**     Each handle has at most one open transaction.
+*/
+#ifndef TINKV_H
+#define TINKV_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define TINKV_VERSION "0.1.0"
+
+/* Status codes. */
+#define TKV_OK        0   /* success */
+#define TKV_NOTFOUND  1   /* no such key (or id) */
+#define TKV_EXISTS    2   /* key exists and TKV_NOOVERWRITE was given */
+#define TKV_IO        3   /* an I/O call failed (ENOSPC, EIO, EACCES, ...) */
+#define TKV_CORRUPT   4   /* a file fails its checks; message names file+offset */
+#define TKV_LOCKED    5   /* another process owns the store */
+#define TKV_BUSY      6   /* another handle of this process is in a transaction,
+                          ** or compaction was refused for that reason */
+#define TKV_NOMEM     7   /* an allocation failed */
+#define TKV_TOOBIG    8   /* key, value or transaction over its limit */
+#define TKV_INVALID   9   /* a bad argument or option */
+#define TKV_NOTSTORE 10   /* the directory exists but holds no tinkv store */
+#define TKV_MISUSE   11   /* API used out of order (e.g. commit without begin) */
+#define TKV_BROKEN   12   /* an earlier failure left the engine unable to write
+                          ** safely; close and reopen the store */
+
+/* Limits. */
+#define TKV_KEY_MAX        (1u << 20)      /* bytes in a key (1 MiB) */
+#define TKV_VALUE_MAX      1000000000u     /* bytes in a value (SQLite's limit) */
+#define TKV_FILE_SIZE_MIN  4096u           /* smallest max_file_size accepted */
+#define TKV_FILE_SIZE_MAX  (1ull << 31)    /* largest max_file_size (2 GiB) */
+
+/* Defaults. */
+#define TKV_DEFAULT_MAX_FILE_SIZE     (64ull << 20)   /* 64 MiB */
+#define TKV_DEFAULT_COMPACT_THRESHOLD (10ull << 20)   /* 10 MiB */
+
+typedef struct tkv_db tkv_db;
+typedef struct tkv_cursor tkv_cursor;
+
+/*
+** Durability of a commit.
+**   FULL:   the commit is fdatasync'ed before it returns (survives power loss).
+**   NORMAL: the commit is written to the OS before it returns (survives the
+**           process being killed, not a power loss).
+**   OFF:    the commit may stay in the process's buffer until it fills, a
+**           tkv_sync() or tkv_close() (survives neither).
+*/
+typedef enum tkv_sync_mode {
+  TKV_SYNC_FULL = 0,
+  TKV_SYNC_NORMAL = 1,
+  TKV_SYNC_OFF = 2
+} tkv_sync_mode;
+
+typedef struct tkv_options {
+  tkv_sync_mode sync;          /* default TKV_SYNC_FULL */
+  uint64_t max_file_size;      /* segment rotation size; 0 = default */
+  uint64_t compact_threshold;  /* stale bytes that start an automatic
+                               ** compaction; 0 = default; UINT64_MAX = never */
+  int create;                  /* nonzero: create the store (and the directory,
+                               ** not its parents) if it does not exist */
+} tkv_options;
+
+/* Fill *opts with the defaults. */
+void tkv_options_init(tkv_options *opts);
+
+/*
+** Open the store in directory `path`.  With opts->create, a missing or empty
+** directory becomes a new store; otherwise a directory that holds no store
+** fails with TKV_NOTSTORE.  A store owned by another process fails with
+** TKV_LOCKED.  Recovery (hint files, segment scans, cutting a torn tail,
+** finishing or discarding an interrupted compaction) happens here.
+** A second open of the same store in one process shares the engine; its
+** options are then ignored.  `opts` may be NULL for the defaults.
+*/
+int tkv_open(const char *path, const tkv_options *opts, tkv_db **pdb);
+
+/* Roll back this handle's open transaction, if any, and close the handle.
+** The last handle of an engine flushes, syncs and releases the lock. */
+int tkv_close(tkv_db *db);
+
+/* The calling thread's message for its last failure. Never NULL. */
+const char *tkv_errmsg(void);
+/* A short English name for a status code. */
+const char *tkv_strerror(int rc);
+/* TINKV_VERSION and the on-disk format version, e.g. "0.1.0 (format 1)". */
+const char *tkv_version(void);
+/* Release memory returned by this API. */
+void tkv_free(void *p);
+
+/* ---------------------------------------------------------------- Reads. */
+
+/*
+** Read the value of `key` into a new buffer (*pval, *pvlen; release with
+** tkv_free).  A value of length 0 gives a non-NULL buffer.  Inside a
+** transaction the handle sees its own uncommitted writes; other handles see
+** only committed data.  TKV_NOTFOUND if absent.  The record's CRC is checked:
+** a mismatch is TKV_CORRUPT naming the file and offset.
+*/
+int tkv_get(tkv_db *db, const void *key, size_t klen, void **pval,
+            size_t *pvlen);
+
+/*
+** Look `key` up in the keydir only (no disk read).  Any of pid and pvlen may
+** be NULL.  *pid is the key's id: stable while the key exists and the store
+** is open, never reused while the store is open.  TKV_NOTFOUND if absent.
+*/
+int tkv_lookup(tkv_db *db, const void *key, size_t klen, uint64_t *pid,
+               size_t *pvlen);
+
+/* Number of live keys visible to this handle (committed keys adjusted by its
+** own open transaction). O(1) outside a transaction. */
+uint64_t tkv_count(tkv_db *db);
+
+/* --------------------------------------------------------------- Writes. */
+
+/* Flags for tkv_write. */
+#define TKV_NOOVERWRITE 0x1   /* fail with TKV_EXISTS if the key is present */
+
+/*
+** Set `key` to `val`.  Outside a transaction the write is its own
+** transaction, durable as the sync mode says when this returns.  *pid (if
+** not NULL) receives the key's id.
+*/
+int tkv_write(tkv_db *db, const void *key, size_t klen, const void *val,
+              size_t vlen, unsigned flags, uint64_t *pid);
+/* tkv_write with no flags. */
+int tkv_put(tkv_db *db, const void *key, size_t klen, const void *val,
+            size_t vlen);
+/* Delete `key` (a tombstone record).  TKV_NOTFOUND, with nothing written, if
+** the key is absent. */
+int tkv_delete(tkv_db *db, const void *key, size_t klen);
+
+/* --------------------------------------------------------- Transactions. */
+
+/*
+** Begin a transaction on this handle.  One transaction is open per engine
+** at a time: if another handle has one open, this waits up to 5 s when that
+** handle was last used by another thread, then (or at once when it is this
+** thread) fails with TKV_BUSY.  Writes of the transaction are visible to the
+** handle's own reads, invisible to others until commit, atomic on disk.
+*/
+int tkv_begin(tkv_db *db);
+
+/*
+** Savepoints, numbered from 0 like SQLite's xSavepoint: tkv_savepoint(db,n)
+** marks savepoint n (and any lower unmarked ones) at the current point;
+** tkv_rollback_to(db,n) undoes every write made after savepoint n (or since
+** begin, when n was never marked) and keeps n; tkv_release(db,n) forgets
+** savepoints n and above.  Only valid inside a transaction.
+*/
+int tkv_savepoint(tkv_db *db, int n);
+int tkv_rollback_to(tkv_db *db, int n);
+int tkv_release(tkv_db *db, int n);
+
+/*
+** Phase one of commit: write the commit record, flush and sync as the sync
+** mode says.  All fallible I/O of the commit happens here.  After it
+** succeeds, only tkv_commit (which then cannot fail) or tkv_rollback may
+** follow.  On failure the transaction is still open and may be rolled back.
+*/
+int tkv_prepare(tkv_db *db);
+/* Prepare (if not yet done) and publish the transaction.  After a successful
+** tkv_prepare this always returns TKV_OK.  May run an automatic compaction
+** afterwards; its failure does not fail the commit (see tkv_stats). */
+int tkv_commit(tkv_db *db);
+/* Undo the transaction completely (keydir and files). */
+int tkv_rollback(tkv_db *db);
+/* Nonzero if this handle has an open transaction. */
+int tkv_in_transaction(tkv_db *db);
+
+/* ------------------------------------------------------------- Cursors. */
+
+/*
+** Cursors walk keys in ascending bytewise (memcmp, shorter first) order,
+** seeing what tkv_get would see.  A cursor stays usable while the store is
+** written (by this or other handles): it then continues from the first key
+** after its current one.  Open cursors do not block compaction.
+*/
+int tkv_cursor_open(tkv_db *db, tkv_cursor **pcur);
+void tkv_cursor_close(tkv_cursor *cur);
+/* Position at the first key >= key (key NULL/klen 0: the first key). */
+int tkv_cursor_seek(tkv_cursor *cur, const void *key, size_t klen);
+/* Position at the key whose id is `id`; TKV_NOTFOUND (cursor invalid) if no
+** live key has that id. */
+int tkv_cursor_seek_id(tkv_cursor *cur, uint64_t id);
+/* Move to the next key; the cursor becomes invalid after the last. */
+int tkv_cursor_next(tkv_cursor *cur);
+/* Nonzero while positioned on a key. */
+int tkv_cursor_valid(const tkv_cursor *cur);
+/* The current key; the pointer is valid until the cursor moves or closes. */
+void tkv_cursor_key(const tkv_cursor *cur, const void **pkey, size_t *pklen);
+/* The current key's id. */
+uint64_t tkv_cursor_id(const tkv_cursor *cur);
+/* The current value's length, from the keydir (no disk read). */
+size_t tkv_cursor_value_size(const tkv_cursor *cur);
+/* Read the current value (a new buffer, as tkv_get).  TKV_NOTFOUND if the key
+** was deleted since the cursor reached it. */
+int tkv_cursor_value(tkv_cursor *cur, void **pval, size_t *pvlen);
+
+/* --------------------------------------------------- Maintenance, stats. */
+
+typedef struct tkv_stats {
+  uint64_t keys;            /* live keys (committed) */
+  uint64_t live_bytes;      /* bytes of the records of live keys */
+  uint64_t stale_bytes;     /* bytes of overwritten/deleted records,
+                            ** tombstones and commit records */
+  uint64_t files;           /* segment files */
+  uint64_t disk_bytes;      /* bytes of all files of the store */
+  uint64_t compactions;     /* compactions run since open */
+  uint64_t last_reclaimed;  /* bytes reclaimed by the last compaction */
+  uint64_t keydir_bytes;    /* memory held by the keydir */
+  uint64_t compact_threshold; /* the automatic compaction threshold */
+  int last_compact_rc;      /* status of the last automatic compaction */
+} tkv_stats;
+
+int tkv_stats_get(tkv_db *db, tkv_stats *st);
+
+/*
+** Compact now: rewrite the live records into new segments with hint files,
+** commit the switch atomically, then delete the old segments.  *preclaimed
+** (may be NULL) receives the bytes of disk space freed.  Fails with TKV_BUSY
+** while any transaction is open.
+*/
+int tkv_compact(tkv_db *db, uint64_t *preclaimed);
+
+/* Flush buffered writes and fdatasync the active segment. */
+int tkv_sync(tkv_db *db);
+
+/*
+** Remove the files of the closed store in `path` that tinkv made (segments,
+** hints, lock and identity files), then the directory if it is then empty.
+** TKV_LOCKED if the store is open, here or in another process.
+*/
+int tkv_destroy(const char *path);
+
+/* Nonzero if `path` is a directory holding a tinkv store. */
+int tkv_is_store(const char *path);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* TINKV_H */

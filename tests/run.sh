@@ -1,0 +1,40 @@
+#!/bin/sh
+# Run test programs and the SQL tests; print one closing summary line.
+#   tests/run.sh BUILD "BINARIES" [asan]
+# Each cmocka program prints its own report; this adds them up.
+set -u
+build=$1; bins=$2; mode=${3:-}
+passed=0; failed=0; failures=""
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+for b in $bins; do
+  [ -x "$b" ] || continue
+  echo "== $b"
+  TINKV_SO="$build/tinkv" "$b" >"$tmp/out" 2>&1; rc=$?
+  cat "$tmp/out"
+  p=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' "$tmp/out" | tail -n 1)
+  f=$(sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' "$tmp/out" | tail -n 1)
+  passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0}))
+  if [ $rc -ne 0 ] && [ "${f:-0}" = 0 ]; then failed=$((failed + 1)); fi
+  [ $rc -ne 0 ] && failures="$failures $b"
+done
+# SQL tests through the real sqlite3 shell (not in the sanitizer pass).
+if [ -z "$mode" ] && [ -x tests/sql.sh ]; then
+  sh tests/sql.sh "$build" >"$tmp/sql" 2>&1; rc=$?
+  cat "$tmp/sql"
+  p=$(sed -n 's/^sql: \([0-9]*\) passed, \([0-9]*\) failed$/\1/p' "$tmp/sql")
+  f=$(sed -n 's/^sql: \([0-9]*\) passed, \([0-9]*\) failed$/\2/p' "$tmp/sql")
+  passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0}))
+  [ $rc -ne 0 ] && { [ "${f:-0}" = 0 ] && failed=$((failed + 1)); failures="$failures sql"; }
+fi
+# Server tests (need the server binary).
+if [ -z "$mode" ] && [ -x tests/server.sh ] && [ -x "$build/tinkv-server" ]; then
+  sh tests/server.sh "$build" >"$tmp/srv" 2>&1; rc=$?
+  cat "$tmp/srv"
+  p=$(sed -n 's/^server: \([0-9]*\) passed, \([0-9]*\) failed$/\1/p' "$tmp/srv")
+  f=$(sed -n 's/^server: \([0-9]*\) passed, \([0-9]*\) failed$/\2/p' "$tmp/srv")
+  passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0}))
+  [ $rc -ne 0 ] && { [ "${f:-0}" = 0 ] && failed=$((failed + 1)); failures="$failures server"; }
+fi
+[ -n "$failures" ] && echo "failing:$failures"
+echo "${mode:-tests}: $passed passed, $failed failed"
+[ "$failed" = 0 ] && [ -z "$failures" ]
