@@ -1,0 +1,160 @@
+/*
+** Internals shared by the engine's modules: the engine (one per store
+** directory and process), its segments, and the handle.
+**
+** Locking.  Three levels, always taken in this order:
+**   tkv_db.mu      one handle's transaction and cursors;
+**   tkv_engine.mu  everything that writes: the active segment, its buffer,
+**                  the writer slot, segment creation and removal, stats;
+**   tkv_engine.rw  read side of the keydir and segment table.  Readers hold
+**                  it shared; changes to either are made holding mu and rw
+**                  exclusively.  A holder of mu may read both without rw,
+**                  since nobody else can change them.
+** One transaction is open per engine at a time (the writer slot).  Entries
+** it adds are in the committed index with ENTRY_NEW, invisible to other
+** handles; its changes to committed entries live in the transaction's
+** overlay (ENTRY_CHANGED marks them), so others keep reading the committed
+** locations until commit.
+*/
+#ifndef TKV_ENGINE_H
+#define TKV_ENGINE_H
+
+#include "tinkv.h"
+#include "keydir.h"
+#include "format.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#define ENTRY_NEW     KD_SHADOW      /* added by the open transaction */
+#define ENTRY_CHANGED KD_TOMBSTONE   /* has a pending state in the overlay */
+
+typedef struct tkv_engine tkv_engine;
+typedef struct tkv_txn tkv_txn;
+
+typedef struct tkv_segment {
+  uint32_t id;              /* file id: the name is %010u.seg */
+  uint32_t base;            /* replay position (see format.h) */
+  uint32_t flags;           /* TKV_SEG_COMPACTED */
+  int fd;
+  char *path;               /* the segment file */
+  uint64_t end;             /* header plus whole records */
+  uint64_t alloc;           /* file size, preallocated space included */
+  uint64_t hint_bytes;      /* size of its hint file, 0 if none */
+  _Atomic uint64_t flushed; /* bytes handed to the OS (readers check it) */
+  int sealed;               /* never appended to again */
+} tkv_segment;
+
+struct tkv_engine {
+  char *dir;                  /* canonical directory path */
+  int refs;                   /* open handles (registry lock) */
+  tkv_engine *next;           /* registry list */
+  tkv_options opts;
+  int lock_fd;
+
+  pthread_mutex_t mu;
+  pthread_cond_t idle;        /* signalled when the writer slot frees */
+  pthread_rwlock_t rw;
+
+  kd_arena *arena;
+  kd_index *index;
+
+  tkv_segment **segs;         /* in replay order */
+  int nseg, nseg_alloc;
+  tkv_segment *active;        /* appended to; NULL until the next write */
+  uint32_t next_id;
+
+  uint8_t *buf;               /* write buffer of the active segment */
+  size_t buf_len, buf_cap;
+  uint64_t buf_off;           /* file offset of buf[0] */
+
+  tkv_db *writer;             /* handle holding the writer slot */
+  pthread_t writer_thread;    /* thread that last used it */
+
+  uint64_t keys;              /* committed live keys */
+  uint64_t live_bytes;        /* record bytes of committed live keys */
+  uint64_t total_bytes;       /* record bytes in all segments */
+  uint64_t compactions;
+  uint64_t last_reclaimed;
+  int last_compact_rc;
+  uint64_t compact_retry_at;  /* stale bytes before retrying a failed one */
+  int broken;                 /* a failed undo: refuse writes */
+  _Atomic uint64_t version;   /* bumped when the index gains or loses
+                              ** entries; cursors then seek again */
+};
+
+struct tkv_db {
+  tkv_engine *e;
+  pthread_mutex_t mu;
+  tkv_txn *txn;               /* open transaction, or NULL */
+  tkv_txn *spare;             /* a finished one kept for reuse */
+};
+
+/* ---- segment.c: segment files and the write buffer. */
+int seg_name(char *out, size_t n, const char *dir, uint32_t id,
+             const char *suffix);
+int seg_create(tkv_engine *e, uint32_t id, uint32_t base, uint32_t flags,
+               const char *suffix, tkv_segment **pseg);
+void seg_free(tkv_segment *s);
+tkv_segment *seg_find(tkv_engine *e, uint32_t id);
+int seg_table_add(tkv_engine *e, tkv_segment *s);
+void seg_table_remove(tkv_engine *e, tkv_segment *s);
+int seg_append(tkv_engine *e, int type, const void *key, uint32_t klen,
+               const void *val, uint32_t vlen, tkv_loc *ploc);
+int seg_flush(tkv_engine *e);
+int seg_commit_sync(tkv_engine *e);
+int seg_rewind(tkv_engine *e, uint64_t off);
+int seg_start_write(tkv_engine *e);
+int seg_seal_active(tkv_engine *e);
+int seg_read(tkv_engine *e, tkv_loc loc, const void *key, size_t klen,
+             void **pval);
+int seg_write_hint(tkv_engine *e, tkv_segment *s);
+
+/* Committed records found by a segment scan. */
+typedef int (*seg_scan_fn)(void *ctx, int type, const uint8_t *key,
+                           uint32_t klen, uint32_t off, uint32_t vlen);
+typedef struct seg_scan_result {
+  uint64_t committed_end;  /* end of the last record that ended a txn */
+  uint64_t stop;           /* where the scan stopped */
+  int why;                 /* SCAN_EOF, SCAN_ZERO, SCAN_BAD, SCAN_SHORT */
+} seg_scan_result;
+#define SCAN_EOF   0
+#define SCAN_ZERO  1
+#define SCAN_BAD   2
+#define SCAN_SHORT 3
+int seg_scan(tkv_segment *s, uint64_t size, seg_scan_fn fn, void *ctx,
+             seg_scan_result *r);
+int seg_valid_record_after(tkv_segment *s, uint64_t from, uint64_t size,
+                           int *pfound);
+
+/* ---- recovery.c */
+int recover_store(tkv_engine *e);
+
+/* ---- compact.c */
+int compact_locked(tkv_engine *e, uint64_t *preclaimed);
+void compact_maybe(tkv_engine *e);
+
+/* ---- txn.c */
+int txn_acquire_writer(tkv_db *db);
+void txn_release_writer(tkv_engine *e);
+int txn_begin(tkv_db *db, int autocommit);
+int txn_write(tkv_db *db, int del, const void *key, size_t klen,
+              const void *val, size_t vlen, unsigned flags, uint64_t *pid);
+int txn_prepare(tkv_db *db);
+void txn_finish(tkv_db *db);
+int txn_rollback(tkv_db *db);
+int txn_savepoint(tkv_db *db, int n);
+int txn_rollback_to(tkv_db *db, int n);
+int txn_release(tkv_db *db, int n);
+void txn_free(tkv_txn *t);
+int txn_visible(tkv_db *db, kd_entry *e, tkv_loc *ploc);
+int64_t txn_count_delta(tkv_db *db);
+
+/* Bytes a record of this key and value occupies. */
+static inline uint64_t entry_rec_size(const kd_entry *en, tkv_loc loc){
+  size_t klen;
+  kd_entry_key(en, &klen);
+  return tkv_rec_size((uint32_t)klen, loc.vlen);
+}
+
+#endif

@@ -1,0 +1,54 @@
+/*
+** Error messages.  One buffer per thread, so that several threads sharing a
+** handle each read the message of their own last failure.
+*/
+#include "err.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+static _Thread_local char errbuf[1024];
+
+int tkv_err(int rc, const char *fmt, ...){
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(errbuf, sizeof errbuf, fmt, ap);
+  va_end(ap);
+  return rc;
+}
+
+int tkv_err_sys(int errnum, const char *what, const char *path){
+  char tmp[256];
+  const char *text = strerror_r(errnum, tmp, sizeof tmp);
+  tkv_err(errnum==ENOMEM ? TKV_NOMEM : TKV_IO, "%s %s: %s", what, path, text);
+  return errnum==ENOMEM ? TKV_NOMEM : TKV_IO;
+}
+
+int tkv_err_nomem(void){
+  return tkv_err(TKV_NOMEM, "out of memory");
+}
+
+const char *tkv_errmsg(void){
+  return errbuf[0] ? errbuf : "not an error";
+}
+
+const char *tkv_strerror(int rc){
+  switch( rc ){
+    case TKV_OK:       return "ok";
+    case TKV_NOTFOUND: return "not found";
+    case TKV_EXISTS:   return "key exists";
+    case TKV_IO:       return "I/O error";
+    case TKV_CORRUPT:  return "corrupt store";
+    case TKV_LOCKED:   return "store locked by another process";
+    case TKV_BUSY:     return "busy: another transaction is open";
+    case TKV_NOMEM:    return "out of memory";
+    case TKV_TOOBIG:   return "too big";
+    case TKV_INVALID:  return "invalid argument";
+    case TKV_NOTSTORE: return "not a tinkv store";
+    case TKV_MISUSE:   return "API misuse";
+    case TKV_BROKEN:   return "store must be reopened after an earlier failure";
+  }
+  return "unknown status";
+}

@@ -1,0 +1,98 @@
+/*
+** Encoding and checking of the on-disk structures (see format.h and
+** FORMAT.md).
+*/
+#include "format.h"
+#include "crc32c.h"
+#include "tinkv.h"
+
+#include <string.h>
+
+void tkv_file_hdr_encode(const tkv_file_hdr *h, uint8_t out[TKV_FILE_HDR]){
+  memcpy(out, h->magic, 8);
+  tkv_put32(out + 8, h->version);
+  tkv_put32(out + 12, h->file_id);
+  tkv_put32(out + 16, h->base);
+  tkv_put32(out + 20, h->flags);
+  tkv_put32(out + 24, h->reserved);
+  tkv_put32(out + 28, tkv_crc32c(0, out, 28));
+}
+
+int tkv_file_hdr_decode(const uint8_t in[TKV_FILE_HDR], const char *magic,
+                        tkv_file_hdr *h, const char **why){
+  if( memcmp(in, magic, 8) ){ *why = "bad magic"; return -1; }
+  if( tkv_get32(in + 28)!=tkv_crc32c(0, in, 28) ){
+    *why = "header checksum mismatch";
+    return -1;
+  }
+  memcpy(h->magic, in, 8);
+  h->version = tkv_get32(in + 8);
+  h->file_id = tkv_get32(in + 12);
+  h->base = tkv_get32(in + 16);
+  h->flags = tkv_get32(in + 20);
+  h->reserved = tkv_get32(in + 24);
+  if( h->version!=TKV_FORMAT_VERSION ){
+    *why = "unsupported format version";
+    return -1;
+  }
+  return 0;
+}
+
+uint32_t tkv_rec_crc(const uint8_t hdr[TKV_REC_HDR], const void *key,
+                     uint32_t klen, const void *val, uint32_t vlen){
+  uint32_t crc = tkv_crc32c(0, hdr + 4, TKV_REC_HDR - 4);
+  crc = tkv_crc32c(crc, key, klen);
+  return tkv_crc32c(crc, val, vlen);
+}
+
+void tkv_rec_encode(uint8_t *out, int type, const void *key, uint32_t klen,
+                    const void *val, uint32_t vlen){
+  out[4] = (uint8_t)type;
+  out[5] = (uint8_t)klen;
+  out[6] = (uint8_t)(klen >> 8);
+  out[7] = (uint8_t)(klen >> 16);
+  tkv_put32(out + 8, vlen);
+  if( klen ) memcpy(out + TKV_REC_HDR, key, klen);
+  if( vlen ) memcpy(out + TKV_REC_HDR + klen, val, vlen);
+  tkv_put32(out, tkv_crc32c(0, out + 4, TKV_REC_HDR - 4 + (size_t)klen + vlen));
+}
+
+int tkv_rec_hdr_decode(const uint8_t in[TKV_REC_HDR], tkv_rec_hdr *h,
+                       int *pzero){
+  static const uint8_t zeros[TKV_REC_HDR];
+  *pzero = memcmp(in, zeros, TKV_REC_HDR)==0;
+  if( *pzero ) return -1;
+  h->crc = tkv_get32(in);
+  h->type = in[4];
+  h->klen = (uint32_t)in[5] | ((uint32_t)in[6] << 8) | ((uint32_t)in[7] << 16);
+  h->vlen = tkv_get32(in + 8);
+  switch( h->type ){
+    case TKV_REC_PUT: case TKV_REC_TXPUT:
+      return (h->klen<=TKV_KEY_MAX && h->vlen<=TKV_VALUE_MAX) ? 0 : -1;
+    case TKV_REC_DEL: case TKV_REC_TXDEL:
+      return (h->klen<=TKV_KEY_MAX && h->vlen==0) ? 0 : -1;
+    case TKV_REC_COMMIT:
+      return (h->klen==0 && h->vlen==4) ? 0 : -1;
+    case TKV_REC_ABORT:
+      return (h->klen==0 && h->vlen==0) ? 0 : -1;
+  }
+  return -1;
+}
+
+void tkv_hint_entry_encode(uint8_t *out, int type, uint32_t klen,
+                           uint32_t off, uint32_t vlen){
+  out[0] = (uint8_t)type;
+  out[1] = (uint8_t)klen;
+  out[2] = (uint8_t)(klen >> 8);
+  out[3] = (uint8_t)(klen >> 16);
+  tkv_put32(out + 4, off);
+  tkv_put32(out + 8, vlen);
+}
+
+void tkv_hint_entry_decode(const uint8_t *in, int *ptype, uint32_t *pklen,
+                           uint32_t *poff, uint32_t *pvlen){
+  *ptype = in[0];
+  *pklen = (uint32_t)in[1] | ((uint32_t)in[2] << 8) | ((uint32_t)in[3] << 16);
+  *poff = tkv_get32(in + 4);
+  *pvlen = tkv_get32(in + 8);
+}

@@ -1,0 +1,105 @@
+/*
+** The on-disk format: byte layouts of file headers, records and hint
+** entries, and their checks.  core/FORMAT.md describes the same in prose;
+** keep the two in step.  Everything is little-endian.
+*/
+#ifndef TKV_FORMAT_H
+#define TKV_FORMAT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define TKV_FORMAT_VERSION 1
+
+/* Every file starts with a 32-byte header. */
+#define TKV_FILE_HDR   32
+#define TKV_MAGIC_SEG  "tinkvSEG"     /* segment (data) file */
+#define TKV_MAGIC_HINT "tinkvHNT"     /* hint file */
+#define TKV_MAGIC_ID   "tinkvID\0"    /* identity file of a store */
+
+#define TKV_SEG_COMPACTED 0x1         /* header flag: compaction output */
+
+typedef struct tkv_file_hdr {
+  char magic[8];
+  uint32_t version;
+  uint32_t file_id;    /* segment id (hint: of its segment) */
+  uint32_t base;       /* replay position: own id, or for a compaction's
+                       ** output the highest id the compaction replaced */
+  uint32_t flags;
+  uint32_t reserved;
+} tkv_file_hdr;
+
+/* Encode h into 32 bytes (with its CRC). */
+void tkv_file_hdr_encode(const tkv_file_hdr *h, uint8_t out[TKV_FILE_HDR]);
+/* Decode and check 32 bytes against the expected magic.  0 if good; else -1
+** and *why says what is wrong. */
+int tkv_file_hdr_decode(const uint8_t in[TKV_FILE_HDR], const char *magic,
+                        tkv_file_hdr *h, const char **why);
+
+/* Records: a 12-byte header, then the key, then the value. */
+#define TKV_REC_HDR 12
+enum tkv_rec_type {
+  TKV_REC_PUT = 1,     /* set a key (commits itself) */
+  TKV_REC_DEL = 2,     /* delete a key (commits itself) */
+  TKV_REC_TXPUT = 3,   /* set, part of a transaction */
+  TKV_REC_TXDEL = 4,   /* delete, part of a transaction */
+  TKV_REC_COMMIT = 5,  /* ends a transaction; value: u32 record count */
+  TKV_REC_ABORT = 6    /* ends a transaction that was rolled back */
+};
+#define TKV_REC_KEY_LIMIT (1u << 24)  /* key length field is 24 bits */
+
+typedef struct tkv_rec_hdr {
+  uint32_t crc;     /* CRC-32C of header bytes 4..11, key and value */
+  uint8_t type;
+  uint32_t klen;
+  uint32_t vlen;
+} tkv_rec_hdr;
+
+/* Bytes of a whole record. */
+static inline uint64_t tkv_rec_size(uint32_t klen, uint32_t vlen){
+  return (uint64_t)TKV_REC_HDR + klen + vlen;
+}
+
+/* Write a whole record (header with CRC, key, value) into out, which has
+** room for tkv_rec_size(klen, vlen) bytes. */
+void tkv_rec_encode(uint8_t *out, int type, const void *key, uint32_t klen,
+                    const void *val, uint32_t vlen);
+/* Decode a record header (no CRC check).  0 if the type and lengths are
+** plausible, -1 if not; a header of all zeros (preallocated space) gives -1
+** with *pzero set. */
+int tkv_rec_hdr_decode(const uint8_t in[TKV_REC_HDR], tkv_rec_hdr *h,
+                       int *pzero);
+/* CRC a record would have: over header bytes 4..11, key, value. */
+uint32_t tkv_rec_crc(const uint8_t hdr[TKV_REC_HDR], const void *key,
+                     uint32_t klen, const void *val, uint32_t vlen);
+
+/* Hint entries: type(1) klen(3) offset(4) vlen(4) key.  The hint file ends
+** with a 16-byte trailer: entry count (u64), data size of the segment it
+** describes (u32, bytes 0..N of the segment), CRC-32C (u32) of every byte
+** before the CRC. */
+#define TKV_HINT_ENTRY_HDR 12
+#define TKV_HINT_TRAILER 16
+
+void tkv_hint_entry_encode(uint8_t *out, int type, uint32_t klen,
+                           uint32_t off, uint32_t vlen);
+void tkv_hint_entry_decode(const uint8_t *in, int *ptype, uint32_t *pklen,
+                           uint32_t *poff, uint32_t *pvlen);
+
+/* Little-endian helpers. */
+static inline void tkv_put32(uint8_t *p, uint32_t v){
+  p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8);
+  p[2] = (uint8_t)(v >> 16); p[3] = (uint8_t)(v >> 24);
+}
+static inline uint32_t tkv_get32(const uint8_t *p){
+  return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16)
+       | ((uint32_t)p[3] << 24);
+}
+static inline void tkv_put64(uint8_t *p, uint64_t v){
+  tkv_put32(p, (uint32_t)v);
+  tkv_put32(p + 4, (uint32_t)(v >> 32));
+}
+static inline uint64_t tkv_get64(const uint8_t *p){
+  return (uint64_t)tkv_get32(p) | ((uint64_t)tkv_get32(p + 4) << 32);
+}
+
+#endif

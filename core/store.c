@@ -1,0 +1,702 @@
+/*
+** The public API (tinkv.h): opening and closing stores, the process-wide
+** registry that lets two opens of one directory share an engine, the lock
+** and identity files, reads, writes, cursors, stats and destroy.
+*/
+#include "engine.h"
+#include "err.h"
+#include "io.h"
+#include "mem.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define IDENTITY_FILE "TINKV"
+#define LOCK_FILE     "LOCK"
+
+/* Engines open in this process, by canonical path. */
+static pthread_mutex_t registry_mu = PTHREAD_MUTEX_INITIALIZER;
+static tkv_engine *registry;
+
+void tkv_options_init(tkv_options *opts){
+  memset(opts, 0, sizeof *opts);
+  opts->sync = TKV_SYNC_FULL;
+  opts->max_file_size = TKV_DEFAULT_MAX_FILE_SIZE;
+  opts->compact_threshold = TKV_DEFAULT_COMPACT_THRESHOLD;
+}
+
+const char *tkv_version(void){
+#define STR2(x) #x
+#define STR(x) STR2(x)
+  return TINKV_VERSION " (format " STR(TKV_FORMAT_VERSION) ")";
+}
+
+void tkv_free(void *p){
+  tkv_mem_free(p);
+}
+
+/* Check and complete the options. */
+static int check_options(const tkv_options *in, tkv_options *out){
+  if( in ) *out = *in;
+  else tkv_options_init(out);
+  if( out->sync!=TKV_SYNC_FULL && out->sync!=TKV_SYNC_NORMAL
+   && out->sync!=TKV_SYNC_OFF ){
+    return tkv_err(TKV_INVALID, "bad sync mode %d (full, normal or off)",
+                   (int)out->sync);
+  }
+  if( out->max_file_size==0 ) out->max_file_size = TKV_DEFAULT_MAX_FILE_SIZE;
+  if( out->max_file_size<TKV_FILE_SIZE_MIN
+   || out->max_file_size>TKV_FILE_SIZE_MAX ){
+    return tkv_err(TKV_INVALID, "max_file_size %llu out of range "
+                   "(%u bytes to 2 GiB)",
+                   (unsigned long long)out->max_file_size, TKV_FILE_SIZE_MIN);
+  }
+  if( out->compact_threshold==0 ){
+    out->compact_threshold = TKV_DEFAULT_COMPACT_THRESHOLD;
+  }
+  return TKV_OK;
+}
+
+/* path/name into out. */
+static int join(char *out, size_t n, const char *dir, const char *name){
+  int len = snprintf(out, n, "%s/%s", dir, name);
+  if( len<0 || (size_t)len>=n ) return tkv_err(TKV_INVALID, "path too long");
+  return TKV_OK;
+}
+
+/* Nonzero if the directory has no entries besides . and .. */
+static int dir_is_empty(const char *dir){
+  DIR *d = opendir(dir);
+  struct dirent *de;
+  int empty = 1;
+  if( !d ) return 0;
+  while( (de = readdir(d))!=NULL ){
+    if( strcmp(de->d_name, ".") && strcmp(de->d_name, "..") ){
+      empty = 0;
+      break;
+    }
+  }
+  closedir(d);
+  return empty;
+}
+
+/* Check the identity file: TKV_OK, TKV_NOTSTORE if absent, else an error
+** naming the file. */
+static int identity_check(const char *dir){
+  char path[PATH_MAX + 16];
+  uint8_t buf[TKV_FILE_HDR];
+  tkv_file_hdr h;
+  const char *why;
+  size_t got = 0;
+  int fd, rc = join(path, sizeof path, dir, IDENTITY_FILE);
+  if( rc ) return rc;
+  if( access(path, F_OK) ){
+    return tkv_err(TKV_NOTSTORE, "%s holds no tinkv store", dir);
+  }
+  rc = tkv_io_open(path, O_RDONLY, 0, &fd);
+  if( rc ) return rc;
+  rc = tkv_io_pread(fd, path, buf, sizeof buf, 0, &got);
+  tkv_io_close(fd);
+  if( rc ) return rc;
+  if( got<sizeof buf ){
+    return tkv_err(TKV_CORRUPT, "bad identity file %s at offset %zu: too short",
+                   path, got);
+  }
+  if( tkv_file_hdr_decode(buf, TKV_MAGIC_ID, &h, &why) ){
+    return tkv_err(TKV_CORRUPT, "bad identity file %s at offset 0: %s",
+                   path, why);
+  }
+  return TKV_OK;
+}
+
+/* Write the identity file of a new store (temporary name, sync, rename). */
+static int identity_create(const char *dir){
+  char path[PATH_MAX + 16], tmp[PATH_MAX + 16];
+  uint8_t buf[TKV_FILE_HDR];
+  tkv_file_hdr h;
+  int fd, rc = join(path, sizeof path, dir, IDENTITY_FILE);
+  if( !rc ) rc = join(tmp, sizeof tmp, dir, IDENTITY_FILE ".tmp");
+  if( rc ) return rc;
+  memset(&h, 0, sizeof h);
+  memcpy(h.magic, TKV_MAGIC_ID, 8);
+  h.version = TKV_FORMAT_VERSION;
+  tkv_file_hdr_encode(&h, buf);
+  rc = tkv_io_open(tmp, O_WRONLY|O_CREAT|O_TRUNC, 0644, &fd);
+  if( rc ) return rc;
+  rc = tkv_io_pwrite(fd, tmp, buf, sizeof buf, 0);
+  if( !rc ) rc = tkv_io_sync(fd, tmp);
+  tkv_io_close(fd);
+  if( !rc ) rc = tkv_io_rename(tmp, path);
+  if( !rc ) rc = tkv_io_sync_dir(dir);
+  if( rc ) tkv_io_unlink(tmp);
+  return rc;
+}
+
+/* Open and lock the lock file; *pfd receives it. */
+static int take_lock(const char *dir, int *pfd){
+  char path[PATH_MAX + 16], pid[32];
+  int fd, n, rc = join(path, sizeof path, dir, LOCK_FILE);
+  if( rc ) return rc;
+  rc = tkv_io_open(path, O_RDWR|O_CREAT, 0644, &fd);
+  if( rc ) return rc;
+  rc = tkv_io_lock(fd, path);
+  if( rc ){ tkv_io_close(fd); return rc; }
+  /* The pid is for people looking at the directory; the lock is flock. */
+  n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+  if( ftruncate(fd, 0)==0 ) (void)!pwrite(fd, pid, (size_t)n, 0);
+  *pfd = fd;
+  return TKV_OK;
+}
+
+static void engine_free(tkv_engine *e){
+  if( !e ) return;
+  for(int i=0; i<e->nseg; i++) seg_free(e->segs[i]);
+  tkv_mem_free(e->segs);
+  tkv_mem_free(e->buf);
+  if( e->index ) kd_index_free(e->index);
+  if( e->arena ) kd_arena_free(e->arena);
+  tkv_io_close(e->lock_fd);
+  pthread_mutex_destroy(&e->mu);
+  pthread_cond_destroy(&e->idle);
+  pthread_rwlock_destroy(&e->rw);
+  tkv_mem_free(e->dir);
+  tkv_mem_free(e);
+}
+
+/* Make the directory a store if asked, or check that it is one. */
+static int prepare_dir(const char *path, int create, char *canon){
+  struct stat st;
+  int rc, made = 0;
+  if( stat(path, &st) ){
+    if( errno!=ENOENT ) return tkv_err_sys(errno, "cannot open store", path);
+    if( !create ){
+      return tkv_err(TKV_NOTSTORE, "no tinkv store at %s: no such directory",
+                     path);
+    }
+    rc = tkv_io_mkdir(path);
+    if( rc ) return rc;
+    made = 1;
+  }else if( !S_ISDIR(st.st_mode) ){
+    return tkv_err(TKV_INVALID, "%s is not a directory", path);
+  }
+  if( !realpath(path, canon) ) return tkv_err_sys(errno, "cannot resolve", path);
+  if( access(canon, R_OK|W_OK|X_OK) ){
+    return tkv_err_sys(errno, "cannot use store directory", canon);
+  }
+  rc = identity_check(canon);
+  if( rc==TKV_NOTSTORE && create && (made || dir_is_empty(canon)) ){
+    return TKV_NOTSTORE;     /* the caller creates it under the lock */
+  }
+  if( rc==TKV_NOTSTORE && create ){
+    return tkv_err(TKV_NOTSTORE, "%s is not empty and holds no tinkv store",
+                   canon);
+  }
+  return rc;
+}
+
+/* Build and recover a new engine for canonical path canon. */
+static int engine_open(const char *canon, const tkv_options *opts, int fresh,
+                       tkv_engine **pe){
+  tkv_engine *e = tkv_mem_calloc(1, sizeof *e);
+  int rc;
+  if( !e ) return tkv_err_nomem();
+  e->lock_fd = -1;
+  e->opts = *opts;
+  e->next_id = 1;
+  pthread_mutex_init(&e->mu, NULL);
+  pthread_cond_init(&e->idle, NULL);
+  pthread_rwlock_init(&e->rw, NULL);
+  e->dir = tkv_mem_dup(canon, strlen(canon));
+  e->arena = kd_arena_new();
+  e->index = kd_index_new();
+  rc = (e->dir && e->arena && e->index) ? TKV_OK : tkv_err_nomem();
+  if( !rc ) rc = take_lock(canon, &e->lock_fd);
+  if( !rc && fresh ){
+    rc = identity_check(canon);     /* another process may have made it */
+    if( rc==TKV_NOTSTORE ) rc = identity_create(canon);
+  }
+  if( !rc ) rc = recover_store(e);
+  if( rc ){
+    engine_free(e);
+    return rc;
+  }
+  *pe = e;
+  return TKV_OK;
+}
+
+int tkv_open(const char *path, const tkv_options *opts, tkv_db **pdb){
+  char canon[PATH_MAX];
+  tkv_options o;
+  tkv_engine *e;
+  tkv_db *db;
+  int rc, fresh = 0;
+  if( !pdb ) return tkv_err(TKV_MISUSE, "tkv_open: NULL handle pointer");
+  *pdb = NULL;
+  if( !path || !*path ) return tkv_err(TKV_INVALID, "empty store path");
+  rc = check_options(opts, &o);
+  if( rc ) return rc;
+  db = tkv_mem_calloc(1, sizeof *db);
+  if( !db ) return tkv_err_nomem();
+  pthread_mutex_init(&db->mu, NULL);
+  pthread_mutex_lock(&registry_mu);
+  rc = prepare_dir(path, o.create, canon);
+  if( rc==TKV_NOTSTORE && o.create ){ fresh = 1; rc = TKV_OK; }
+  for(e=registry; !rc && e && strcmp(e->dir, canon); e=e->next){}
+  if( !rc && !e ){
+    rc = engine_open(canon, &o, fresh, &e);
+    if( !rc ){
+      e->next = registry;
+      registry = e;
+    }
+  }
+  if( !rc ) e->refs++;
+  pthread_mutex_unlock(&registry_mu);
+  if( rc ){
+    pthread_mutex_destroy(&db->mu);
+    tkv_mem_free(db);
+    return rc;
+  }
+  db->e = e;
+  *pdb = db;
+  return TKV_OK;
+}
+
+/* Flush, sync and free an engine no handle uses any more. */
+static int engine_close(tkv_engine *e){
+  int rc;
+  pthread_mutex_lock(&e->mu);
+  rc = seg_flush(e);
+  if( !rc && e->active ) rc = tkv_io_sync(e->active->fd, e->active->path);
+  pthread_mutex_unlock(&e->mu);
+  engine_free(e);
+  return rc;
+}
+
+int tkv_close(tkv_db *db){
+  tkv_engine *e, **pp;
+  int rc = TKV_OK;
+  if( !db ) return TKV_OK;
+  e = db->e;
+  pthread_mutex_lock(&db->mu);
+  if( db->txn ) rc = txn_rollback(db);
+  pthread_mutex_unlock(&db->mu);
+  txn_free(db->spare);
+  pthread_mutex_destroy(&db->mu);
+  tkv_mem_free(db);
+  pthread_mutex_lock(&registry_mu);
+  if( --e->refs==0 ){
+    for(pp=&registry; *pp && *pp!=e; pp=&(*pp)->next){}
+    if( *pp ) *pp = e->next;
+    pthread_mutex_unlock(&registry_mu);
+    int rc2 = engine_close(e);
+    return rc ? rc : rc2;
+  }
+  pthread_mutex_unlock(&registry_mu);
+  return rc;
+}
+
+/* ------------------------------------------------------------- Reads. */
+
+static int check_key(const void *key, size_t klen){
+  if( klen && !key ) return tkv_err(TKV_INVALID, "NULL key");
+  if( klen>TKV_KEY_MAX ){
+    return tkv_err(TKV_TOOBIG, "key of %zu bytes is over the limit of %u",
+                   klen, TKV_KEY_MAX);
+  }
+  return TKV_OK;
+}
+
+/* Write the active segment's buffer out (a reader wants bytes in it). */
+static int flush_for_reader(tkv_engine *e){
+  int rc;
+  pthread_mutex_lock(&e->mu);
+  rc = seg_flush(e);
+  pthread_mutex_unlock(&e->mu);
+  return rc;
+}
+
+/*
+** Find key as db sees it and, when pval is given, read its value.  Caller
+** holds db->mu.
+*/
+static int read_key(tkv_db *db, const void *key, size_t klen, uint64_t *pid,
+                    size_t *pvlen, void **pval){
+  tkv_engine *e = db->e;
+  for(;;){
+    kd_entry *en;
+    tkv_loc loc;
+    int rc = TKV_OK;
+    pthread_rwlock_rdlock(&e->rw);
+    en = kd_index_find(e->index, key, klen);
+    if( !en || !txn_visible(db, en, &loc) ){
+      pthread_rwlock_unlock(&e->rw);
+      return TKV_NOTFOUND;
+    }
+    if( pid ) *pid = kd_entry_id(en);
+    if( pvlen ) *pvlen = loc.vlen;
+    if( pval ) rc = seg_read(e, loc, key, klen, pval);
+    pthread_rwlock_unlock(&e->rw);
+    if( rc!=-2 ) return rc;
+    rc = flush_for_reader(e);
+    if( rc ) return rc;
+  }
+}
+
+int tkv_get(tkv_db *db, const void *key, size_t klen, void **pval,
+            size_t *pvlen){
+  size_t vlen = 0;
+  int rc = check_key(key, klen);
+  if( rc ) return rc;
+  if( !pval ) return tkv_err(TKV_MISUSE, "tkv_get: NULL value pointer");
+  pthread_mutex_lock(&db->mu);
+  rc = read_key(db, key, klen, NULL, &vlen, pval);
+  pthread_mutex_unlock(&db->mu);
+  if( pvlen ) *pvlen = rc ? 0 : vlen;
+  return rc;
+}
+
+int tkv_lookup(tkv_db *db, const void *key, size_t klen, uint64_t *pid,
+               size_t *pvlen){
+  int rc = check_key(key, klen);
+  if( rc ) return rc;
+  pthread_mutex_lock(&db->mu);
+  rc = read_key(db, key, klen, pid, pvlen, NULL);
+  pthread_mutex_unlock(&db->mu);
+  return rc;
+}
+
+uint64_t tkv_count(tkv_db *db){
+  uint64_t n;
+  pthread_mutex_lock(&db->mu);
+  pthread_mutex_lock(&db->e->mu);
+  n = db->e->keys + (uint64_t)txn_count_delta(db);
+  pthread_mutex_unlock(&db->e->mu);
+  pthread_mutex_unlock(&db->mu);
+  return n;
+}
+
+/* ------------------------------------------------------------ Writes. */
+
+/* One write: inside the open transaction, or as its own transaction. */
+static int write_one(tkv_db *db, int del, const void *key, size_t klen,
+                     const void *val, size_t vlen, unsigned flags,
+                     uint64_t *pid){
+  int rc = check_key(key, klen);
+  if( rc ) return rc;
+  if( vlen>TKV_VALUE_MAX ){
+    return tkv_err(TKV_TOOBIG, "value of %zu bytes is over the limit of %u",
+                   vlen, TKV_VALUE_MAX);
+  }
+  if( vlen && !val ) return tkv_err(TKV_INVALID, "NULL value");
+  pthread_mutex_lock(&db->mu);
+  if( db->txn ){
+    rc = txn_write(db, del, key, klen, val, vlen, flags, pid);
+  }else{
+    rc = txn_begin(db, 1);
+    if( !rc ){
+      rc = txn_write(db, del, key, klen, val, vlen, flags, pid);
+      if( !rc ) rc = txn_prepare(db);
+      if( rc ) txn_rollback(db);
+      else txn_finish(db);
+    }
+  }
+  pthread_mutex_unlock(&db->mu);
+  return rc;
+}
+
+int tkv_write(tkv_db *db, const void *key, size_t klen, const void *val,
+              size_t vlen, unsigned flags, uint64_t *pid){
+  return write_one(db, 0, key, klen, val, vlen, flags, pid);
+}
+
+int tkv_put(tkv_db *db, const void *key, size_t klen, const void *val,
+            size_t vlen){
+  return write_one(db, 0, key, klen, val, vlen, 0, NULL);
+}
+
+int tkv_delete(tkv_db *db, const void *key, size_t klen){
+  return write_one(db, 1, key, klen, NULL, 0, 0, NULL);
+}
+
+/* ------------------------------------------------------ Transactions. */
+
+/* Run op on db's open transaction; TKV_MISUSE when there is none. */
+#define WITH_TXN(db, call) do{ \
+    int rc_; \
+    pthread_mutex_lock(&(db)->mu); \
+    rc_ = (db)->txn ? (call) \
+        : tkv_err(TKV_MISUSE, "no transaction is open on this handle"); \
+    pthread_mutex_unlock(&(db)->mu); \
+    return rc_; \
+  }while(0)
+
+int tkv_begin(tkv_db *db){
+  int rc;
+  pthread_mutex_lock(&db->mu);
+  rc = db->txn ? tkv_err(TKV_MISUSE, "a transaction is already open")
+               : txn_begin(db, 0);
+  pthread_mutex_unlock(&db->mu);
+  return rc;
+}
+
+int tkv_savepoint(tkv_db *db, int n){ WITH_TXN(db, txn_savepoint(db, n)); }
+int tkv_rollback_to(tkv_db *db, int n){ WITH_TXN(db, txn_rollback_to(db, n)); }
+int tkv_release(tkv_db *db, int n){ WITH_TXN(db, txn_release(db, n)); }
+int tkv_prepare(tkv_db *db){ WITH_TXN(db, txn_prepare(db)); }
+int tkv_rollback(tkv_db *db){ WITH_TXN(db, txn_rollback(db)); }
+
+int tkv_commit(tkv_db *db){
+  int rc;
+  pthread_mutex_lock(&db->mu);
+  if( !db->txn ){
+    rc = tkv_err(TKV_MISUSE, "no transaction is open on this handle");
+  }else{
+    rc = txn_prepare(db);
+    if( !rc ) txn_finish(db);
+  }
+  pthread_mutex_unlock(&db->mu);
+  return rc;
+}
+
+int tkv_in_transaction(tkv_db *db){
+  int in;
+  pthread_mutex_lock(&db->mu);
+  in = db->txn!=NULL;
+  pthread_mutex_unlock(&db->mu);
+  return in;
+}
+
+/* ----------------------------------------------------------- Cursors. */
+
+struct tkv_cursor {
+  tkv_db *db;
+  kd_iter it;
+  uint64_t version;   /* engine version `it` and `en` belong to */
+  kd_entry *en;       /* current entry, NULL when not positioned */
+  uint64_t id;
+  size_t vlen;
+  uint8_t *key;       /* copy of the current key */
+  size_t klen, kcap;
+};
+
+int tkv_cursor_open(tkv_db *db, tkv_cursor **pcur){
+  tkv_cursor *c = tkv_mem_calloc(1, sizeof *c);
+  if( !c ) return tkv_err_nomem();
+  c->db = db;
+  *pcur = c;
+  return TKV_OK;
+}
+
+void tkv_cursor_close(tkv_cursor *c){
+  if( !c ) return;
+  tkv_mem_free(c->key);
+  tkv_mem_free(c);
+}
+
+/* Settle on en or the first visible entry after it.  Caller holds rw. */
+static int cursor_settle(tkv_cursor *c, kd_entry *en){
+  tkv_loc loc;
+  while( en && !txn_visible(c->db, en, &loc) ) en = kd_iter_next(&c->it);
+  c->en = en;
+  c->version = atomic_load(&c->db->e->version);
+  if( !en ) return TKV_OK;
+  const uint8_t *key = kd_entry_key(en, &c->klen);
+  if( c->klen>c->kcap || !c->key ){
+    size_t cap = c->klen < 64 ? 64 : c->klen;
+    uint8_t *p = tkv_mem_realloc(c->key, cap);
+    if( !p ){ c->en = NULL; return tkv_err_nomem(); }
+    c->key = p;
+    c->kcap = cap;
+  }
+  memcpy(c->key, key, c->klen);
+  c->id = kd_entry_id(en);
+  c->vlen = loc.vlen;
+  return TKV_OK;
+}
+
+int tkv_cursor_seek(tkv_cursor *c, const void *key, size_t klen){
+  tkv_engine *e = c->db->e;
+  int rc = check_key(key, klen);
+  if( rc ) return rc;
+  pthread_mutex_lock(&c->db->mu);
+  pthread_rwlock_rdlock(&e->rw);
+  rc = cursor_settle(c, kd_iter_seek(&c->it, e->index, key, klen, 0));
+  pthread_rwlock_unlock(&e->rw);
+  pthread_mutex_unlock(&c->db->mu);
+  return rc;
+}
+
+int tkv_cursor_seek_id(tkv_cursor *c, uint64_t id){
+  tkv_engine *e = c->db->e;
+  kd_entry *en;
+  tkv_loc loc;
+  int rc = TKV_NOTFOUND;
+  pthread_mutex_lock(&c->db->mu);
+  pthread_rwlock_rdlock(&e->rw);
+  c->en = NULL;
+  en = kd_entry_by_id(e->arena, id);
+  if( en && txn_visible(c->db, en, &loc) ){
+    size_t klen;
+    const uint8_t *key = kd_entry_key(en, &klen);
+    rc = cursor_settle(c, kd_iter_seek(&c->it, e->index, key, klen, 0));
+  }
+  pthread_rwlock_unlock(&e->rw);
+  pthread_mutex_unlock(&c->db->mu);
+  return rc;
+}
+
+int tkv_cursor_next(tkv_cursor *c){
+  tkv_engine *e = c->db->e;
+  kd_entry *en;
+  int rc;
+  if( !c->en ) return TKV_OK;
+  pthread_mutex_lock(&c->db->mu);
+  pthread_rwlock_rdlock(&e->rw);
+  if( c->version==atomic_load(&e->version) ){
+    en = kd_iter_next(&c->it);
+  }else{
+    en = kd_iter_seek(&c->it, e->index, c->key, c->klen, 1);
+  }
+  rc = cursor_settle(c, en);
+  pthread_rwlock_unlock(&e->rw);
+  pthread_mutex_unlock(&c->db->mu);
+  return rc;
+}
+
+int tkv_cursor_valid(const tkv_cursor *c){
+  return c->en!=NULL;
+}
+
+void tkv_cursor_key(const tkv_cursor *c, const void **pkey, size_t *pklen){
+  *pkey = c->en ? c->key : NULL;
+  *pklen = c->en ? c->klen : 0;
+}
+
+uint64_t tkv_cursor_id(const tkv_cursor *c){
+  return c->en ? c->id : 0;
+}
+
+size_t tkv_cursor_value_size(const tkv_cursor *c){
+  return c->en ? c->vlen : 0;
+}
+
+int tkv_cursor_value(tkv_cursor *c, void **pval, size_t *pvlen){
+  int rc;
+  size_t vlen = 0;
+  if( !c->en ) return tkv_err(TKV_MISUSE, "cursor is not on a key");
+  pthread_mutex_lock(&c->db->mu);
+  rc = read_key(c->db, c->key, c->klen, NULL, &vlen, pval);
+  pthread_mutex_unlock(&c->db->mu);
+  if( pvlen ) *pvlen = rc ? 0 : vlen;
+  return rc;
+}
+
+/* ------------------------------------------------- Maintenance, stats. */
+
+int tkv_stats_get(tkv_db *db, tkv_stats *st){
+  tkv_engine *e = db->e;
+  memset(st, 0, sizeof *st);
+  pthread_mutex_lock(&e->mu);
+  st->keys = e->keys;
+  st->live_bytes = e->live_bytes;
+  st->stale_bytes = e->total_bytes - e->live_bytes;
+  st->files = (uint64_t)e->nseg;
+  st->disk_bytes = 2*TKV_FILE_HDR;      /* identity and lock files */
+  for(int i=0; i<e->nseg; i++){
+    st->disk_bytes += e->segs[i]->alloc + e->segs[i]->hint_bytes;
+  }
+  st->compactions = e->compactions;
+  st->last_reclaimed = e->last_reclaimed;
+  st->keydir_bytes = kd_arena_bytes(e->arena) + kd_index_bytes(e->index);
+  st->compact_threshold = e->opts.compact_threshold;
+  st->last_compact_rc = e->last_compact_rc;
+  pthread_mutex_unlock(&e->mu);
+  return TKV_OK;
+}
+
+int tkv_compact(tkv_db *db, uint64_t *preclaimed){
+  int rc;
+  pthread_mutex_lock(&db->mu);
+  if( db->txn ){
+    rc = tkv_err(TKV_BUSY, "cannot compact inside a transaction");
+  }else{
+    pthread_mutex_lock(&db->e->mu);
+    rc = compact_locked(db->e, preclaimed);
+    pthread_mutex_unlock(&db->e->mu);
+  }
+  pthread_mutex_unlock(&db->mu);
+  return rc;
+}
+
+int tkv_sync(tkv_db *db){
+  tkv_engine *e = db->e;
+  int rc;
+  pthread_mutex_lock(&e->mu);
+  rc = seg_flush(e);
+  if( !rc && e->active ) rc = tkv_io_sync(e->active->fd, e->active->path);
+  pthread_mutex_unlock(&e->mu);
+  return rc;
+}
+
+int tkv_is_store(const char *path){
+  char canon[PATH_MAX];
+  struct stat st;
+  if( !path || stat(path, &st) || !S_ISDIR(st.st_mode) ) return 0;
+  if( !realpath(path, canon) ) return 0;
+  return identity_check(canon)==TKV_OK;
+}
+
+/* Nonzero if name is one of the files a store is made of. */
+static int is_store_file(const char *name){
+  size_t n = strlen(name);
+  if( !strcmp(name, IDENTITY_FILE) || !strcmp(name, LOCK_FILE) ) return 1;
+  if( !strcmp(name, IDENTITY_FILE ".tmp") ) return 1;
+  if( n<11 ) return 0;
+  for(int i=0; i<10; i++) if( name[i]<'0' || name[i]>'9' ) return 0;
+  name += 10;
+  return !strcmp(name, ".seg") || !strcmp(name, ".hint")
+      || !strcmp(name, ".seg.tmp") || !strcmp(name, ".hint.tmp");
+}
+
+int tkv_destroy(const char *path){
+  char canon[PATH_MAX], file[PATH_MAX + 300];
+  tkv_engine *e;
+  DIR *d;
+  struct dirent *de;
+  int fd = -1, rc;
+  if( !path || !realpath(path, canon) ){
+    return tkv_err(TKV_NOTSTORE, "no tinkv store at %s", path ? path : "NULL");
+  }
+  pthread_mutex_lock(&registry_mu);
+  for(e=registry; e && strcmp(e->dir, canon); e=e->next){}
+  rc = e ? tkv_err(TKV_LOCKED, "store %s is open in this process", canon)
+         : identity_check(canon);
+  if( !rc ) rc = take_lock(canon, &fd);
+  if( !rc ){
+    d = opendir(canon);
+    if( !d ) rc = tkv_err_sys(errno, "cannot list", canon);
+    while( d && !rc && (de = readdir(d))!=NULL ){
+      if( !is_store_file(de->d_name) || !strcmp(de->d_name, IDENTITY_FILE)
+       || !strcmp(de->d_name, LOCK_FILE) ) continue;
+      snprintf(file, sizeof file, "%s/%s", canon, de->d_name);
+      rc = tkv_io_unlink(file);
+    }
+    if( d ) closedir(d);
+    /* The identity file goes last: until then the directory is a store. */
+    if( !rc ) rc = join(file, sizeof file, canon, IDENTITY_FILE);
+    if( !rc ) rc = tkv_io_unlink(file);
+    if( !rc ) rc = join(file, sizeof file, canon, LOCK_FILE);
+    if( !rc ) rc = tkv_io_unlink(file);
+    tkv_io_close(fd);
+    if( !rc && dir_is_empty(canon) ) rc = tkv_io_rmdir(canon);
+  }
+  pthread_mutex_unlock(&registry_mu);
+  return rc;
+}

@@ -1,0 +1,575 @@
+/*
+** Transactions: the writer slot, the overlay of pending changes, the undo
+** log behind savepoints and rollback, and the two-phase commit.
+**
+** A key the transaction adds goes straight into the committed index,
+** flagged ENTRY_NEW so that other handles skip it; that gives it its id at
+** once (SQLite wants the rowid of an INSERT before commit).  A change to a
+** key that other handles can see is kept in the overlay, a hash table from
+** entry to pending location (or deletion), and the entry is flagged
+** ENTRY_CHANGED so that the owner knows to look there.  Every change pushes
+** an undo record; a savepoint is a position in the undo log and in the file.
+** Commit moves the overlay into the entries and clears the flags: nothing in
+** it allocates, so it cannot fail.
+*/
+#include "engine.h"
+#include "err.h"
+#include "mem.h"
+
+#include <errno.h>
+#include <string.h>
+#include <time.h>
+
+#define BUSY_WAIT_SECONDS 5
+
+typedef struct over_slot {
+  kd_entry *en;        /* NULL: empty slot */
+  tkv_loc loc;
+  int deleted;
+} over_slot;
+
+typedef struct undo_rec {
+  kd_entry *en;
+  tkv_loc prev_loc;    /* overlay state before the change */
+  uint8_t created;     /* the change created the entry */
+  uint8_t had_over;    /* the entry had an overlay state before */
+  uint8_t prev_deleted;
+  int8_t count_delta;  /* effect on the visible key count */
+} undo_rec;
+
+typedef struct savepoint {
+  size_t undo_len;
+  uint64_t file_off;
+  uint32_t nrec;
+  int64_t count_delta;
+} savepoint;
+
+struct tkv_txn {
+  int autocommit;       /* a single write outside tkv_begin */
+  int prepared;
+  uint64_t start_off;   /* end of the active segment at begin */
+  uint32_t nrec;        /* transaction records written */
+  int64_t count_delta;
+  over_slot *over;      /* open addressing, power-of-two size */
+  size_t over_cap, over_n;
+  undo_rec *undo;
+  size_t undo_len, undo_cap;
+  savepoint *sp;
+  int nsp, sp_cap;
+};
+
+/* ------------------------------------------------------------ Overlay. */
+
+static size_t over_hash(const kd_entry *en, size_t cap){
+  uint64_t h = (uint64_t)(uintptr_t)en * 0x9e3779b97f4a7c15ull;
+  return (size_t)(h >> 32) & (cap - 1);
+}
+
+static over_slot *over_find(tkv_txn *t, const kd_entry *en){
+  size_t i;
+  if( !t->over_cap ) return NULL;
+  for(i=over_hash(en, t->over_cap); t->over[i].en; i=(i+1)&(t->over_cap-1)){
+    if( t->over[i].en==en ) return &t->over[i];
+  }
+  return NULL;
+}
+
+/* Room for one more entry without allocating later.  Load stays <= 1/2. */
+static int over_reserve(tkv_txn *t){
+  size_t cap, i;
+  over_slot *old = t->over, *p;
+  if( (t->over_n + 1)*2 <= t->over_cap ) return TKV_OK;
+  cap = t->over_cap ? t->over_cap*2 : 64;
+  p = tkv_mem_calloc(cap, sizeof *p);
+  if( !p ) return tkv_err_nomem();
+  t->over = p;
+  for(i=0; i<t->over_cap; i++){
+    if( old[i].en ){
+      size_t j = over_hash(old[i].en, cap);
+      while( p[j].en ) j = (j+1) & (cap-1);
+      p[j] = old[i];
+    }
+  }
+  t->over_cap = cap;
+  tkv_mem_free(old);
+  return TKV_OK;
+}
+
+/* Set en's pending state (room was reserved). */
+static void over_put(tkv_txn *t, kd_entry *en, tkv_loc loc, int deleted){
+  over_slot *s = over_find(t, en);
+  if( !s ){
+    size_t i = over_hash(en, t->over_cap);
+    while( t->over[i].en ) i = (i+1) & (t->over_cap-1);
+    s = &t->over[i];
+    s->en = en;
+    t->over_n++;
+  }
+  s->loc = loc;
+  s->deleted = deleted;
+}
+
+/* Remove en's pending state (backward-shift deletion keeps probes short). */
+static void over_del(tkv_txn *t, kd_entry *en){
+  over_slot *s = over_find(t, en);
+  size_t i, j, mask = t->over_cap - 1;
+  if( !s ) return;
+  i = (size_t)(s - t->over);
+  t->over[i].en = NULL;
+  t->over_n--;
+  for(j=(i+1)&mask; t->over[j].en; j=(j+1)&mask){
+    size_t home = over_hash(t->over[j].en, t->over_cap);
+    /* Move j back to i if its home is not in (i, j]. */
+    if( (j>i && (home<=i || home>j)) || (j<i && home<=i && home>j) ){
+      t->over[i] = t->over[j];
+      t->over[j].en = NULL;
+      i = j;
+    }
+  }
+}
+
+/* --------------------------------------------------------- Visibility. */
+
+/*
+** Does db see entry en, and where is its value?  The owner of the open
+** transaction sees its own pending state; everybody else sees committed
+** entries only.  Caller holds rw or mu.
+*/
+int txn_visible(tkv_db *db, kd_entry *en, tkv_loc *ploc){
+  unsigned flags = kd_entry_flags(en);
+  if( db->txn ){
+    if( flags & ENTRY_CHANGED ){
+      over_slot *s = over_find(db->txn, en);
+      if( s ){
+        if( s->deleted ) return 0;
+        *ploc = s->loc;
+        return 1;
+      }
+    }
+  }else if( flags & ENTRY_NEW ){
+    return 0;
+  }
+  *ploc = kd_entry_loc(en);
+  return 1;
+}
+
+int64_t txn_count_delta(tkv_db *db){
+  return db->txn ? db->txn->count_delta : 0;
+}
+
+/* ------------------------------------------------------- Writer slot. */
+
+/*
+** Take the engine's writer slot for db, waiting (up to 5 s) while a handle
+** used by another thread holds it.  A holder used by this same thread could
+** never let go while we wait, so that is TKV_BUSY at once.  Caller holds mu.
+*/
+static int acquire_locked(tkv_db *db){
+  tkv_engine *e = db->e;
+  pthread_t self = pthread_self();
+  struct timespec deadline;
+  clock_gettime(CLOCK_REALTIME, &deadline);
+  deadline.tv_sec += BUSY_WAIT_SECONDS;
+  while( e->writer && e->writer!=db ){
+    if( pthread_equal(e->writer_thread, self) ){
+      return tkv_err(TKV_BUSY, "another handle of this thread has a "
+                     "transaction open on %s", e->dir);
+    }
+    if( pthread_cond_timedwait(&e->idle, &e->mu, &deadline)==ETIMEDOUT ){
+      return tkv_err(TKV_BUSY, "another transaction is open on %s", e->dir);
+    }
+  }
+  if( e->broken ){
+    return tkv_err(TKV_BROKEN, "an earlier write failure could not be undone "
+                   "on %s: reopen the store", e->dir);
+  }
+  e->writer = db;
+  e->writer_thread = self;
+  return TKV_OK;
+}
+
+/* Give the writer slot back.  Caller holds mu. */
+void txn_release_writer(tkv_engine *e){
+  e->writer = NULL;
+  pthread_cond_broadcast(&e->idle);
+}
+
+/* ------------------------------------------------------- Begin, write. */
+
+static void txn_reset(tkv_txn *t){
+  if( t->over_cap>4096 ){
+    tkv_mem_free(t->over);
+    t->over = NULL;
+    t->over_cap = 0;
+  }else if( t->over_n ){
+    memset(t->over, 0, t->over_cap * sizeof *t->over);
+  }
+  t->over_n = 0;
+  if( t->undo_cap>65536 ){
+    tkv_mem_free(t->undo);
+    t->undo = NULL;
+    t->undo_cap = 0;
+  }
+  t->undo_len = 0;
+  t->nsp = 0;
+  t->nrec = 0;
+  t->count_delta = 0;
+  t->prepared = 0;
+}
+
+void txn_free(tkv_txn *t){
+  if( !t ) return;
+  tkv_mem_free(t->over);
+  tkv_mem_free(t->undo);
+  tkv_mem_free(t->sp);
+  tkv_mem_free(t);
+}
+
+/*
+** Open a transaction on db (the caller holds db->mu and checked that none
+** is open).  autocommit: one write follows, recorded as a self-committing
+** PUT or DEL.
+*/
+int txn_begin(tkv_db *db, int autocommit){
+  tkv_engine *e = db->e;
+  tkv_txn *t = db->spare;
+  int rc;
+  if( !t ){
+    t = tkv_mem_calloc(1, sizeof *t);
+    if( !t ) return tkv_err_nomem();
+    db->spare = t;
+  }
+  pthread_mutex_lock(&e->mu);
+  rc = acquire_locked(db);
+  if( !rc ){
+    rc = seg_start_write(e);
+    if( rc ) txn_release_writer(e);
+  }
+  if( !rc ){
+    t->autocommit = autocommit;
+    t->start_off = e->buf_off + e->buf_len;
+    db->spare = NULL;
+    db->txn = t;
+  }
+  pthread_mutex_unlock(&e->mu);
+  return rc;
+}
+
+/* Make room for one more undo record. */
+static int undo_reserve(tkv_txn *t){
+  undo_rec *p;
+  size_t cap;
+  if( t->undo_len < t->undo_cap ) return TKV_OK;
+  cap = t->undo_cap ? t->undo_cap*2 : 64;
+  p = tkv_mem_realloc(t->undo, cap * sizeof *p);
+  if( !p ) return tkv_err_nomem();
+  t->undo = p;
+  t->undo_cap = cap;
+  return TKV_OK;
+}
+
+/* Add a new entry for key, flagged ENTRY_NEW. */
+static int create_entry(tkv_engine *e, const void *key, size_t klen,
+                        kd_entry **pen){
+  tkv_loc zero = {0, 0, 0};
+  kd_entry *en;
+  int rc = TKV_OK;
+  pthread_rwlock_wrlock(&e->rw);
+  en = kd_entry_new(e->arena, key, klen, zero, ENTRY_NEW);
+  if( !en ){
+    rc = tkv_err_nomem();
+  }else if( kd_index_insert(e->index, en) ){
+    kd_entry_free(e->arena, en);
+    rc = tkv_err_nomem();
+  }else{
+    atomic_fetch_add(&e->version, 1);
+  }
+  pthread_rwlock_unlock(&e->rw);
+  *pen = en;
+  return rc;
+}
+
+/* Remove and free an entry this transaction created. */
+static void drop_entry(tkv_engine *e, kd_entry *en){
+  pthread_rwlock_wrlock(&e->rw);
+  kd_index_remove(e->index, en);
+  kd_entry_free(e->arena, en);
+  atomic_fetch_add(&e->version, 1);
+  pthread_rwlock_unlock(&e->rw);
+}
+
+static void set_flags(tkv_engine *e, kd_entry *en, unsigned flags){
+  pthread_rwlock_wrlock(&e->rw);
+  kd_entry_set_flags(en, flags);
+  pthread_rwlock_unlock(&e->rw);
+}
+
+/* The effect of a write on en (not created by it): record undo, then set
+** the overlay.  Room in both was reserved. */
+static void change_entry(tkv_engine *e, tkv_txn *t, kd_entry *en, tkv_loc loc,
+                         int del, int was_visible){
+  undo_rec *u = &t->undo[t->undo_len++];
+  over_slot *s = over_find(t, en);
+  u->en = en;
+  u->created = 0;
+  u->had_over = s!=NULL;
+  u->prev_loc = s ? s->loc : loc;
+  u->prev_deleted = s ? (uint8_t)s->deleted : 0;
+  u->count_delta = (int8_t)(del ? -1 : (was_visible ? 0 : 1));
+  t->count_delta += u->count_delta;
+  over_put(t, en, loc, del);
+  if( !(kd_entry_flags(en) & ENTRY_CHANGED) ){
+    set_flags(e, en, kd_entry_flags(en) | ENTRY_CHANGED);
+  }
+}
+
+/*
+** Write (or, with del, delete) key inside db's open transaction.  Caller
+** holds db->mu.  On failure nothing of the write remains.
+*/
+int txn_write(tkv_db *db, int del, const void *key, size_t klen,
+              const void *val, size_t vlen, unsigned flags, uint64_t *pid){
+  tkv_engine *e = db->e;
+  tkv_txn *t = db->txn;
+  kd_entry *en;
+  tkv_loc cur, loc;
+  int visible, created = 0, type, rc;
+  if( t->prepared ){
+    return tkv_err(TKV_MISUSE, "write after the transaction was prepared");
+  }
+  pthread_mutex_lock(&e->mu);
+  en = kd_index_find(e->index, key, klen);
+  visible = en && txn_visible(db, en, &cur);
+  if( del && !visible ){
+    pthread_mutex_unlock(&e->mu);
+    return TKV_NOTFOUND;
+  }
+  if( !del && visible && (flags & TKV_NOOVERWRITE) ){
+    pthread_mutex_unlock(&e->mu);
+    return TKV_EXISTS;
+  }
+  rc = undo_reserve(t);
+  if( !rc && en ) rc = over_reserve(t);
+  if( !rc && !en ){
+    rc = create_entry(e, key, klen, &en);
+    created = rc==TKV_OK;
+  }
+  if( rc ){
+    pthread_mutex_unlock(&e->mu);
+    return rc;
+  }
+  if( t->autocommit ) type = del ? TKV_REC_DEL : TKV_REC_PUT;
+  else type = del ? TKV_REC_TXDEL : TKV_REC_TXPUT;
+  rc = seg_append(e, type, key, (uint32_t)klen, val, (uint32_t)vlen, &loc);
+  if( rc ){
+    if( created ) drop_entry(e, en);
+    pthread_mutex_unlock(&e->mu);
+    return rc;
+  }
+  if( created ){
+    undo_rec *u = &t->undo[t->undo_len++];
+    memset(u, 0, sizeof *u);
+    u->en = en;
+    u->created = 1;
+    u->count_delta = 1;
+    t->count_delta++;
+    pthread_rwlock_wrlock(&e->rw);
+    kd_entry_set_loc(en, loc);
+    pthread_rwlock_unlock(&e->rw);
+  }else{
+    change_entry(e, t, en, loc, del, visible);
+  }
+  if( !t->autocommit ) t->nrec++;
+  e->writer_thread = pthread_self();
+  if( pid ) *pid = kd_entry_id(en);
+  pthread_mutex_unlock(&e->mu);
+  return TKV_OK;
+}
+
+/* ------------------------------------------------------------- Undo. */
+
+/* Undo the records of t above `keep`.  Caller holds mu. */
+static void undo_to(tkv_engine *e, tkv_txn *t, size_t keep){
+  while( t->undo_len>keep ){
+    undo_rec *u = &t->undo[--t->undo_len];
+    if( u->created ){
+      drop_entry(e, u->en);
+    }else if( u->had_over ){
+      over_put(t, u->en, u->prev_loc, u->prev_deleted);
+    }else{
+      over_del(t, u->en);
+      set_flags(e, u->en, kd_entry_flags(u->en) & ~ENTRY_CHANGED);
+    }
+    t->count_delta -= u->count_delta;
+  }
+}
+
+/* Close t and give the slot back.  Caller holds mu. */
+static void txn_end(tkv_db *db){
+  tkv_txn *t = db->txn;
+  txn_reset(t);
+  db->txn = NULL;
+  if( !db->spare ) db->spare = t;
+  else txn_free(t);
+  txn_release_writer(db->e);
+}
+
+int txn_rollback(tkv_db *db){
+  tkv_engine *e = db->e;
+  tkv_txn *t = db->txn;
+  int rc;
+  pthread_mutex_lock(&e->mu);
+  rc = seg_rewind(e, t->start_off);
+  if( e->active && e->active->end>t->start_off ){
+    e->total_bytes += e->active->end - t->start_off;   /* left as ABORTed */
+  }
+  undo_to(e, t, 0);
+  txn_end(db);
+  pthread_mutex_unlock(&e->mu);
+  return rc;
+}
+
+int txn_savepoint(tkv_db *db, int n){
+  tkv_txn *t = db->txn;
+  savepoint cur;
+  if( n<0 ) return tkv_err(TKV_INVALID, "negative savepoint number");
+  if( t->prepared ) return tkv_err(TKV_MISUSE, "savepoint after prepare");
+  if( n>=t->sp_cap ){
+    int cap = n + 8;
+    savepoint *p = tkv_mem_realloc(t->sp, cap * sizeof *p);
+    if( !p ) return tkv_err_nomem();
+    t->sp = p;
+    t->sp_cap = cap;
+  }
+  pthread_mutex_lock(&db->e->mu);
+  cur.undo_len = t->undo_len;
+  cur.file_off = db->e->buf_off + db->e->buf_len;
+  pthread_mutex_unlock(&db->e->mu);
+  cur.nrec = t->nrec;
+  cur.count_delta = t->count_delta;
+  if( n<t->nsp ) t->nsp = n;
+  while( t->nsp<=n ) t->sp[t->nsp++] = cur;
+  return TKV_OK;
+}
+
+int txn_rollback_to(tkv_db *db, int n){
+  tkv_engine *e = db->e;
+  tkv_txn *t = db->txn;
+  savepoint to;
+  int rc;
+  if( n<0 ) return tkv_err(TKV_INVALID, "negative savepoint number");
+  if( t->prepared ) return tkv_err(TKV_MISUSE, "rollback-to after prepare");
+  if( n<t->nsp ){
+    to = t->sp[n];
+    t->nsp = n + 1;
+  }else{
+    to.undo_len = 0;
+    to.file_off = t->start_off;
+    to.nrec = 0;
+  }
+  pthread_mutex_lock(&e->mu);
+  rc = seg_rewind(e, to.file_off);
+  if( rc==TKV_OK ){
+    undo_to(e, t, to.undo_len);
+    t->nrec = to.nrec;
+  }
+  pthread_mutex_unlock(&e->mu);
+  return rc;
+}
+
+int txn_release(tkv_db *db, int n){
+  tkv_txn *t = db->txn;
+  if( n<0 ) return tkv_err(TKV_INVALID, "negative savepoint number");
+  if( n<t->nsp ) t->nsp = n;
+  return TKV_OK;
+}
+
+/* ------------------------------------------------------------ Commit. */
+
+/*
+** Phase one: the commit record and the sync.  On failure the transaction's
+** bytes after its last record are taken back, so it can still be rolled
+** back or go on.
+*/
+int txn_prepare(tkv_db *db){
+  tkv_engine *e = db->e;
+  tkv_txn *t = db->txn;
+  uint64_t before;
+  int rc = TKV_OK;
+  if( t->prepared ) return TKV_OK;
+  if( !t->autocommit && t->nrec==0 ){
+    t->prepared = 1;
+    return TKV_OK;
+  }
+  pthread_mutex_lock(&e->mu);
+  before = e->buf_off + e->buf_len;
+  if( !t->autocommit ){
+    uint8_t count[4];
+    tkv_loc loc;
+    tkv_put32(count, t->nrec);
+    rc = seg_append(e, TKV_REC_COMMIT, NULL, 0, count, 4, &loc);
+  }
+  if( !rc ) rc = seg_commit_sync(e);
+  if( rc ){
+    int rc2 = seg_rewind(e, before);
+    (void)rc2;    /* seg_rewind marks the engine broken if it fails */
+  }else{
+    t->prepared = 1;
+  }
+  pthread_mutex_unlock(&e->mu);
+  return rc;
+}
+
+/* Publish a created entry that has no overlay state. */
+static void publish_created(tkv_engine *e, kd_entry *en){
+  unsigned flags = kd_entry_flags(en);
+  if( flags & ENTRY_CHANGED ) return;       /* the overlay pass handles it */
+  kd_entry_set_flags(en, flags & ~ENTRY_NEW);
+  e->keys++;
+  e->live_bytes += entry_rec_size(en, kd_entry_loc(en));
+}
+
+/* Publish one overlay state. */
+static void publish_changed(tkv_engine *e, over_slot *s){
+  kd_entry *en = s->en;
+  unsigned flags = kd_entry_flags(en);
+  int was_new = (flags & ENTRY_NEW)!=0;
+  if( !was_new ){
+    e->live_bytes -= entry_rec_size(en, kd_entry_loc(en));
+    e->keys--;
+  }
+  if( s->deleted ){
+    kd_index_remove(e->index, en);
+    kd_entry_free(e->arena, en);
+    return;
+  }
+  kd_entry_set_loc(en, s->loc);
+  kd_entry_set_flags(en, 0);
+  e->keys++;
+  e->live_bytes += entry_rec_size(en, s->loc);
+}
+
+/*
+** Phase two: make the prepared transaction visible to all.  Allocates
+** nothing and cannot fail.  Then, with the slot free, an automatic
+** compaction may run.
+*/
+void txn_finish(tkv_db *db){
+  tkv_engine *e = db->e;
+  tkv_txn *t = db->txn;
+  size_t i;
+  pthread_mutex_lock(&e->mu);
+  pthread_rwlock_wrlock(&e->rw);
+  for(i=0; i<t->undo_len; i++){
+    if( t->undo[i].created ) publish_created(e, t->undo[i].en);
+  }
+  for(i=0; i<t->over_cap; i++){
+    if( t->over[i].en ) publish_changed(e, &t->over[i]);
+  }
+  if( e->active ) e->total_bytes += e->active->end - t->start_off;
+  atomic_fetch_add(&e->version, 1);
+  pthread_rwlock_unlock(&e->rw);
+  txn_end(db);
+  compact_maybe(e);
+  pthread_mutex_unlock(&e->mu);
+}
