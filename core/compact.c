@@ -58,6 +58,7 @@ static int out_finish(out_writer *w){
     rc = tkv_io_sync(s->fd, s->path);
     s->alloc = s->end;
     atomic_store(&s->flushed, s->end);
+    seg_map(w->e, s);
   }
   return rc;
 }
@@ -133,26 +134,63 @@ static void out_discard(out_writer *w, int renamed){
   w->nout = 0;
 }
 
-/* Copy every live record into the outputs (steps 2). */
-static int copy_live(tkv_engine *e, out_writer *w, moved *mv, size_t *pn){
-  kd_iter it;
+/* State of the copy: the outputs, the moves so far, the segment read. */
+typedef struct copy_ctx {
+  tkv_engine *e;
+  out_writer *w;
+  moved *mv;
+  size_t n;
+  uint32_t file;
+} copy_ctx;
+
+/* Copy one record of an old segment if the keydir still points at it. */
+static int copy_record(void *arg, int type, const uint8_t *key, uint32_t klen,
+                       uint32_t off, uint32_t vlen, const uint8_t *val){
+  copy_ctx *c = arg;
   kd_entry *en;
-  size_t n = 0;
+  tkv_loc loc;
+  void *big = NULL;
+  int rc;
+  if( type!=TKV_REC_PUT ) return TKV_OK;
+  en = kd_index_find(c->e->index, key, klen);
+  if( !en ) return TKV_OK;
+  loc = kd_entry_loc(en);
+  if( loc.file!=c->file || loc.off!=off ) return TKV_OK;
+  if( !val ){
+    rc = seg_read(c->e, loc, key, klen, &big);
+    if( rc ) return rc==-2 ? tkv_err(TKV_MISUSE, "unflushed record") : rc;
+    val = big;
+  }
+  rc = out_put(c->w, key, klen, val, vlen, &c->mv[c->n].loc);
+  tkv_mem_free(big);
+  if( rc ) return rc;
+  c->mv[c->n++].en = en;
+  return TKV_OK;
+}
+
+/*
+** Copy every live record into the outputs (step 2), reading the old
+** segments front to back: the keydir says which records are live.
+*/
+static int copy_live(tkv_engine *e, out_writer *w, moved *mv, size_t *pn,
+                     tkv_segment **old, int nold){
+  copy_ctx c;
   int rc = TKV_OK;
-  for(en=kd_iter_seek(&it, e->index, NULL, 0, 0); en; en=kd_iter_next(&it)){
-    size_t klen;
-    const uint8_t *key = kd_entry_key(en, &klen);
-    tkv_loc loc = kd_entry_loc(en);
-    void *val = NULL;
-    rc = seg_read(e, loc, key, klen, &val);
-    if( rc==-2 ) rc = tkv_err(TKV_MISUSE, "unflushed record in compaction");
-    if( !rc ) rc = out_put(w, key, (uint32_t)klen, val, loc.vlen, &mv[n].loc);
-    tkv_mem_free(val);
-    if( rc ) break;
-    mv[n++].en = en;
+  c.e = e;
+  c.w = w;
+  c.mv = mv;
+  c.n = 0;
+  for(int i=0; i<nold && !rc; i++){
+    seg_scan_result r;
+    c.file = old[i]->id;
+    rc = seg_scan(old[i], old[i]->end, copy_record, &c, &r);
+    if( !rc && r.why!=SCAN_EOF && r.why!=SCAN_ZERO ){
+      rc = tkv_err(TKV_CORRUPT, "corrupt record in %s at offset %llu",
+                   old[i]->path, (unsigned long long)r.stop);
+    }
   }
   if( !rc ) rc = out_finish(w);
-  *pn = n;
+  *pn = c.n;
   return rc;
 }
 
@@ -242,7 +280,7 @@ int compact_locked(tkv_engine *e, uint64_t *preclaimed){
     before += seg_disk(old[i]);
     if( old[i]->id>w.base ) w.base = old[i]->id;
   }
-  rc = copy_live(e, &w, mv, &n);
+  rc = copy_live(e, &w, mv, &n, old, nold);
   if( !rc ) rc = install_outputs(e, &w, &renamed);
   if( rc ){
     out_discard(&w, renamed);

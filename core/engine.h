@@ -43,6 +43,8 @@ typedef struct tkv_segment {
   uint64_t hint_bytes;      /* size of its hint file, 0 if none */
   _Atomic uint64_t flushed; /* bytes handed to the OS (readers check it) */
   int sealed;               /* never appended to again */
+  const uint8_t *map;       /* read-only map of the file, or NULL */
+  size_t map_len;
 } tkv_segment;
 
 struct tkv_engine {
@@ -96,6 +98,7 @@ int seg_name(char *out, size_t n, const char *dir, uint32_t id,
 int seg_create(tkv_engine *e, uint32_t id, uint32_t base, uint32_t flags,
                const char *suffix, tkv_segment **pseg);
 void seg_free(tkv_segment *s);
+void seg_map(tkv_engine *e, tkv_segment *s);
 tkv_segment *seg_find(tkv_engine *e, uint32_t id);
 int seg_table_add(tkv_engine *e, tkv_segment *s);
 void seg_table_remove(tkv_engine *e, tkv_segment *s);
@@ -110,9 +113,11 @@ int seg_read(tkv_engine *e, tkv_loc loc, const void *key, size_t klen,
              void **pval);
 int seg_write_hint(tkv_engine *e, tkv_segment *s);
 
-/* Committed records found by a segment scan. */
+/* Committed records found by a segment scan.  val points at the value when
+** it is small enough to be in the scan's window (up to 1 MiB), else NULL. */
 typedef int (*seg_scan_fn)(void *ctx, int type, const uint8_t *key,
-                           uint32_t klen, uint32_t off, uint32_t vlen);
+                           uint32_t klen, uint32_t off, uint32_t vlen,
+                           const uint8_t *val);
 typedef struct seg_scan_result {
   uint64_t committed_end;  /* end of the last record that ended a txn */
   uint64_t stop;           /* where the scan stopped */

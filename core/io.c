@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -19,6 +20,24 @@ static void *io_hook_ctx;
 void tkv_test_set_io_hook(tkv_io_hook_fn hook, void *ctx){
   io_hook = hook;
   io_hook_ctx = ctx;
+}
+
+static tkv_io_observer_fn io_observer;
+static void *io_observer_ctx;
+
+void tkv_test_set_io_observer(tkv_io_observer_fn fn, void *ctx){
+  io_observer = fn;
+  io_observer_ctx = ctx;
+}
+
+/* Tell the test observer (if any) about a call that succeeded. */
+static void observe(int op, const char *path, const char *to, int fd,
+                    int flags, const void *buf, uint64_t off, uint64_t len){
+  tkv_io_event ev;
+  if( !io_observer ) return;
+  ev.op = op; ev.path = path; ev.to = to; ev.fd = fd; ev.flags = flags;
+  ev.buf = buf; ev.off = off; ev.len = len;
+  io_observer(&ev, io_observer_ctx);
 }
 
 /* The errno the test hook injects for this call, or 0. */
@@ -33,6 +52,7 @@ int tkv_io_open(const char *path, int flags, int mode, int *pfd){
   do{ fd = open(path, flags|O_CLOEXEC, mode); }while( fd<0 && errno==EINTR );
   if( fd<0 ) return tkv_err_sys(errno, "cannot open", path);
   *pfd = fd;
+  observe(TKV_IO_OPEN, path, NULL, fd, flags, NULL, 0, 0);
   return TKV_OK;
 }
 
@@ -78,6 +98,7 @@ int tkv_io_pwrite(int fd, const char *path, const void *buf, size_t n,
     if( r==0 ) return tkv_err_sys(ENOSPC, "cannot write", path);
     done += (size_t)r;
   }
+  observe(TKV_IO_WRITE, path, NULL, fd, 0, buf, off, n);
   return TKV_OK;
 }
 
@@ -87,6 +108,7 @@ int tkv_io_sync(int fd, const char *path){
   while( fdatasync(fd) ){
     if( errno!=EINTR ) return tkv_err_sys(errno, "cannot sync", path);
   }
+  observe(TKV_IO_SYNC, path, NULL, fd, 0, NULL, 0, 0);
   return TKV_OK;
 }
 
@@ -96,6 +118,7 @@ int tkv_io_truncate(int fd, const char *path, uint64_t len){
   while( ftruncate(fd, (off_t)len) ){
     if( errno!=EINTR ) return tkv_err_sys(errno, "cannot truncate", path);
   }
+  observe(TKV_IO_TRUNCATE, path, NULL, fd, 0, NULL, 0, len);
   return TKV_OK;
 }
 
@@ -110,6 +133,7 @@ int tkv_io_prealloc(int fd, const char *path, uint64_t off, uint64_t len,
     return tkv_err_sys(errno, "cannot allocate space in", path);
   }
   *pdone = 1;
+  observe(TKV_IO_PREALLOC, path, NULL, fd, 0, NULL, off, len);
   return TKV_OK;
 }
 
@@ -117,6 +141,7 @@ int tkv_io_rename(const char *from, const char *to){
   int err = injected(TKV_IO_RENAME, from);
   if( err ) return tkv_err_sys(err, "cannot rename", from);
   if( rename(from, to) ) return tkv_err_sys(errno, "cannot rename", from);
+  observe(TKV_IO_RENAME, from, to, -1, 0, NULL, 0, 0);
   return TKV_OK;
 }
 
@@ -126,6 +151,7 @@ int tkv_io_unlink(const char *path){
   if( unlink(path) && errno!=ENOENT ){
     return tkv_err_sys(errno, "cannot remove", path);
   }
+  observe(TKV_IO_UNLINK, path, NULL, -1, 0, NULL, 0, 0);
   return TKV_OK;
 }
 
@@ -135,6 +161,7 @@ int tkv_io_mkdir(const char *path){
   if( mkdir(path, 0755) ){
     return tkv_err_sys(errno, "cannot create directory", path);
   }
+  observe(TKV_IO_MKDIR, path, NULL, -1, 0, NULL, 0, 0);
   return TKV_OK;
 }
 
@@ -142,6 +169,7 @@ int tkv_io_rmdir(const char *path){
   int err = injected(TKV_IO_RMDIR, path);
   if( err ) return tkv_err_sys(err, "cannot remove directory", path);
   if( rmdir(path) ) return tkv_err_sys(errno, "cannot remove directory", path);
+  observe(TKV_IO_RMDIR, path, NULL, -1, 0, NULL, 0, 0);
   return TKV_OK;
 }
 
@@ -153,6 +181,7 @@ int tkv_io_sync_dir(const char *path){
   if( fd<0 ) return tkv_err_sys(errno, "cannot sync directory", path);
   rc = fsync(fd) ? tkv_err_sys(errno, "cannot sync directory", path) : TKV_OK;
   close(fd);
+  if( rc==TKV_OK ) observe(TKV_IO_DIRSYNC, path, NULL, -1, 0, NULL, 0, 0);
   return rc;
 }
 
@@ -175,4 +204,15 @@ int tkv_io_lock(int fd, const char *path){
     return tkv_err_sys(errno, "cannot lock", path);
   }
   return TKV_OK;
+}
+
+void *tkv_io_map(int fd, const char *path, size_t len){
+  void *p;
+  if( injected(TKV_IO_MMAP, path) || len==0 ) return NULL;
+  p = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
+  return p==MAP_FAILED ? NULL : p;
+}
+
+void tkv_io_unmap(void *p, size_t len){
+  if( p ) munmap(p, len);
 }

@@ -15,7 +15,7 @@
 enum tkv_io_op {
   TKV_IO_OPEN = 1, TKV_IO_READ, TKV_IO_WRITE, TKV_IO_SYNC, TKV_IO_RENAME,
   TKV_IO_UNLINK, TKV_IO_TRUNCATE, TKV_IO_PREALLOC, TKV_IO_MKDIR,
-  TKV_IO_DIRSYNC, TKV_IO_LOCK, TKV_IO_RMDIR
+  TKV_IO_DIRSYNC, TKV_IO_LOCK, TKV_IO_RMDIR, TKV_IO_MMAP
 };
 
 /* open(2) a file; *pfd receives the descriptor. */
@@ -49,6 +49,10 @@ int tkv_io_rmdir(const char *path);
 int tkv_io_sync_dir(const char *path);
 /* Size of an open file. */
 int tkv_io_size(int fd, const char *path, uint64_t *psize);
+/* Map len bytes of a file read-only (MAP_SHARED); NULL when the map cannot
+** be made, which is not an error: readers then use pread. */
+void *tkv_io_map(int fd, const char *path, size_t len);
+void tkv_io_unmap(void *p, size_t len);
 /* Take flock(LOCK_EX|LOCK_NB); TKV_LOCKED if another process holds it. */
 int tkv_io_lock(int fd, const char *path);
 

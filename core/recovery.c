@@ -30,11 +30,12 @@ typedef struct replay {
 
 /* Apply one committed record to the keydir. */
 static int apply_record(void *ctx, int type, const uint8_t *key, uint32_t klen,
-                        uint32_t off, uint32_t vlen){
+                        uint32_t off, uint32_t vlen, const uint8_t *val){
   replay *rp = ctx;
   tkv_engine *e = rp->e;
   kd_entry *en = kd_index_find(e->index, key, klen);
   tkv_loc loc;
+  (void)val;
   loc.file = rp->file;
   loc.off = off;
   loc.vlen = vlen;
@@ -133,7 +134,8 @@ static int load_hint(tkv_engine *e, tkv_segment *s, uint64_t segsize,
     int type;
     uint32_t klen, off, vlen;
     tkv_hint_entry_decode(p + pos, &type, &klen, &off, &vlen);
-    rc = apply_record(&rp, type, p + pos + TKV_HINT_ENTRY_HDR, klen, off, vlen);
+    rc = apply_record(&rp, type, p + pos + TKV_HINT_ENTRY_HDR, klen, off, vlen,
+                      NULL);
     if( rc ) break;
     pos += TKV_HINT_ENTRY_HDR + (uint64_t)klen;
   }
@@ -306,6 +308,9 @@ static int load_segment(tkv_engine *e, tkv_segment *s, int last){
   }
   e->total_bytes += s->end - TKV_FILE_HDR;
   atomic_store(&s->flushed, s->end);
+  s->sealed = !(last && !loaded && !(s->flags & TKV_SEG_COMPACTED)
+                && s->end<e->opts.max_file_size);
+  seg_map(e, s);
   if( last && !loaded && !(s->flags & TKV_SEG_COMPACTED)
    && s->end<e->opts.max_file_size ){
     e->active = s;

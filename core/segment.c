@@ -35,9 +35,24 @@ int seg_name(char *out, size_t n, const char *dir, uint32_t id,
 
 void seg_free(tkv_segment *s){
   if( !s ) return;
+  tkv_io_unmap((void*)s->map, s->map_len);
   tkv_io_close(s->fd);
   tkv_mem_free(s->path);
   tkv_mem_free(s);
+}
+
+/*
+** Map segment s for reading: its records so far, and for a segment still
+** being appended to, room up to max_file_size.  Records past the map (a
+** transaction that made the segment outgrow it) are read with pread.
+*/
+void seg_map(tkv_engine *e, tkv_segment *s){
+  uint64_t len = s->end;
+  if( s->map ) return;
+  if( !s->sealed && len<e->opts.max_file_size ) len = e->opts.max_file_size;
+  if( len>SEG_OFF_LIMIT ) len = SEG_OFF_LIMIT;
+  s->map = tkv_io_map(s->fd, s->path, (size_t)len);
+  s->map_len = s->map ? (size_t)len : 0;
 }
 
 /*
@@ -327,6 +342,7 @@ int seg_start_write(tkv_engine *e){
     seg_free(s);
     return rc;
   }
+  seg_map(e, s);
   e->active = s;
   e->buf_off = s->end;
   e->buf_len = 0;
@@ -376,20 +392,27 @@ int seg_read(tkv_engine *e, tkv_loc loc, const void *key, size_t klen,
   if( loc.off + size > atomic_load(&s->flushed) ) return -2;
   val = tkv_mem_alloc((size_t)loc.vlen + 1);
   if( !val ) return tkv_err_nomem();
-  if( size<=SMALL_READ ){
-    rc = tkv_io_pread(s->fd, s->path, small, size, loc.off, NULL);
-    if( !rc ) memcpy(val, small + TKV_REC_HDR + klen, loc.vlen);
+  if( loc.off + size <= s->map_len ){
+    /* Check the record in place, then copy out just the value. */
+    const uint8_t *rec = s->map + loc.off;
+    rc = check_record(s, loc, rec, key, klen, rec + TKV_REC_HDR + klen);
+    if( !rc ) memcpy(val, rec + TKV_REC_HDR + klen, loc.vlen);
   }else{
-    head = tkv_mem_alloc(TKV_REC_HDR + klen);
-    rc = head ? TKV_OK : tkv_err_nomem();
-    if( !rc ) rc = tkv_io_pread(s->fd, s->path, head, TKV_REC_HDR+klen,
-                                loc.off, NULL);
-    if( !rc ) rc = tkv_io_pread(s->fd, s->path, val, loc.vlen,
-                                loc.off + TKV_REC_HDR + klen, NULL);
+    if( size<=SMALL_READ ){
+      rc = tkv_io_pread(s->fd, s->path, small, size, loc.off, NULL);
+      if( !rc ) memcpy(val, small + TKV_REC_HDR + klen, loc.vlen);
+    }else{
+      head = tkv_mem_alloc(TKV_REC_HDR + klen);
+      rc = head ? TKV_OK : tkv_err_nomem();
+      if( !rc ) rc = tkv_io_pread(s->fd, s->path, head, TKV_REC_HDR+klen,
+                                  loc.off, NULL);
+      if( !rc ) rc = tkv_io_pread(s->fd, s->path, val, loc.vlen,
+                                  loc.off + TKV_REC_HDR + klen, NULL);
+    }
+    if( rc==TKV_CORRUPT ) rc = corrupt_at(s, loc.off, "file ends inside it");
+    if( !rc ) rc = check_record(s, loc, head, key, klen, val);
+    if( head!=small ) tkv_mem_free(head);
   }
-  if( rc==TKV_CORRUPT ) rc = corrupt_at(s, loc.off, "file ends inside it");
-  if( !rc ) rc = check_record(s, loc, head, key, klen, val);
-  if( head!=small ) tkv_mem_free(head);
   if( rc ){
     tkv_mem_free(val);
     return rc;
@@ -482,6 +505,19 @@ static int win_check_record(scan_win *w, uint64_t off, tkv_rec_hdr *ph,
   return TKV_OK;
 }
 
+#define INLINE_VALUE_MAX (1u << 20)
+
+/* Report the record at pos (header h) to fn as committed. */
+static int emit(scan_win *w, uint64_t pos, const tkv_rec_hdr *h, int type,
+                seg_scan_fn fn, void *ctx){
+  const uint8_t *p;
+  int with_val = h->vlen<=INLINE_VALUE_MAX;
+  int rc = win_get(w, pos + TKV_REC_HDR, h->klen + (with_val ? h->vlen : 0), &p);
+  if( rc ) return rc;
+  return fn(ctx, type, p, h->klen, (uint32_t)pos, h->vlen,
+            with_val ? p + h->klen : NULL);
+}
+
 /* Report the records of [from, to), all known good, as committed. */
 static int replay_group(scan_win *w, uint64_t from, uint64_t to,
                         seg_scan_fn fn, void *ctx){
@@ -491,10 +527,8 @@ static int replay_group(scan_win *w, uint64_t from, uint64_t to,
     int zero, rc = win_get(w, from, TKV_REC_HDR, &p);
     if( rc ) return rc;
     tkv_rec_hdr_decode(p, &h, &zero);
-    rc = win_get(w, from + TKV_REC_HDR, h.klen, &p);
-    if( rc ) return rc;
-    rc = fn(ctx, h.type==TKV_REC_TXPUT ? TKV_REC_PUT : TKV_REC_DEL, p, h.klen,
-            (uint32_t)from, h.vlen);
+    rc = emit(w, from, &h, h.type==TKV_REC_TXPUT ? TKV_REC_PUT : TKV_REC_DEL,
+              fn, ctx);
     if( rc ) return rc;
     from += tkv_rec_size(h.klen, h.vlen);
   }
@@ -523,8 +557,7 @@ static int scan_loop(scan_win *w, seg_scan_fn fn, void *ctx,
     switch( h.type ){
       case TKV_REC_PUT: case TKV_REC_DEL:
         in_group = 0;
-        rc = win_get(w, pos + TKV_REC_HDR, h.klen, &p);
-        if( !rc ) rc = fn(ctx, h.type, p, h.klen, (uint32_t)pos, h.vlen);
+        rc = emit(w, pos, &h, h.type, fn, ctx);
         if( rc ) return rc;
         r->committed_end = pos + tkv_rec_size(h.klen, h.vlen);
         break;
@@ -625,9 +658,11 @@ static int hint_grow(hint_buf *hb, size_t n){
 }
 
 static int hint_add(void *ctx, int type, const uint8_t *key, uint32_t klen,
-                    uint32_t off, uint32_t vlen){
+                    uint32_t off, uint32_t vlen, const uint8_t *val){
   hint_buf *hb = ctx;
-  int rc = hint_grow(hb, TKV_HINT_ENTRY_HDR + (size_t)klen);
+  int rc;
+  (void)val;
+  rc = hint_grow(hb, TKV_HINT_ENTRY_HDR + (size_t)klen);
   if( rc ) return rc;
   tkv_hint_entry_encode(hb->p + hb->len, type, klen, off, vlen);
   memcpy(hb->p + hb->len + TKV_HINT_ENTRY_HDR, key, klen);

@@ -24,4 +24,24 @@ long tkv_test_alloc_count(int reset);
 typedef int (*tkv_io_hook_fn)(int op, const char *path, void *ctx);
 void tkv_test_set_io_hook(tkv_io_hook_fn hook, void *ctx);
 
+/*
+** File-system observer, for the power-loss simulation: called after every
+** call of io.c that changed files or names and succeeded (open, write,
+** sync, truncate, prealloc, rename, unlink, mkdir, rmdir, directory sync),
+** with what it did.  NULL removes it; unset, it costs one test per call.
+*/
+typedef struct tkv_io_event {
+  int op;               /* enum tkv_io_op (io.h) */
+  const char *path;     /* the file or directory; rename: the old name */
+  const char *to;       /* rename: the new name; else NULL */
+  int fd;               /* the descriptor (open, write, sync, truncate,
+                        ** prealloc), else -1 */
+  int flags;            /* open: the open(2) flags */
+  const void *buf;      /* write: the bytes written */
+  unsigned long long off, len;  /* write, prealloc: the range;
+                                ** truncate: the new length in len */
+} tkv_io_event;
+typedef void (*tkv_io_observer_fn)(const tkv_io_event *ev, void *ctx);
+void tkv_test_set_io_observer(tkv_io_observer_fn fn, void *ctx);
+
 #endif
