@@ -201,13 +201,15 @@ static int install_outputs(tkv_engine *e, out_writer *w, int *prenamed){
   for(int i=0; i<w->nout && !rc; i++){
     tkv_segment *s = w->outs[i];
     char path[4096];
-    char *dup;
+    char *dup = NULL;
     rc = seg_name(path, sizeof path, e->dir, s->id, ".seg");
+    if( !rc ){
+      dup = tkv_mem_dup(path, strlen(path));
+      if( !dup ) rc = tkv_err_nomem();
+    }
     if( !rc ) rc = tkv_io_rename(s->path, path);
-    if( rc ) break;
+    if( rc ){ tkv_mem_free(dup); break; }
     (*prenamed)++;
-    dup = tkv_mem_dup(path, strlen(path));
-    if( !dup ){ rc = tkv_err_nomem(); break; }
     tkv_mem_free(s->path);
     s->path = dup;
   }
@@ -281,6 +283,7 @@ int compact_locked(tkv_engine *e, uint64_t *preclaimed){
     if( old[i]->id>w.base ) w.base = old[i]->id;
   }
   rc = copy_live(e, &w, mv, &n, old, nold);
+  if( !rc ) rc = seg_table_reserve(e, e->nseg + w.nout);
   if( !rc ) rc = install_outputs(e, &w, &renamed);
   if( rc ){
     out_discard(&w, renamed);

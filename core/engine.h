@@ -100,6 +100,7 @@ int seg_create(tkv_engine *e, uint32_t id, uint32_t base, uint32_t flags,
 void seg_free(tkv_segment *s);
 void seg_map(tkv_engine *e, tkv_segment *s);
 tkv_segment *seg_find(tkv_engine *e, uint32_t id);
+int seg_table_reserve(tkv_engine *e, int n);
 int seg_table_add(tkv_engine *e, tkv_segment *s);
 void seg_table_remove(tkv_engine *e, tkv_segment *s);
 int seg_append(tkv_engine *e, int type, const void *key, uint32_t klen,

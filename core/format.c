@@ -73,8 +73,6 @@ int tkv_rec_hdr_decode(const uint8_t in[TKV_REC_HDR], tkv_rec_hdr *h,
       return (h->klen<=TKV_KEY_MAX && h->vlen==0) ? 0 : -1;
     case TKV_REC_COMMIT:
       return (h->klen==0 && h->vlen==4) ? 0 : -1;
-    case TKV_REC_ABORT:
-      return (h->klen==0 && h->vlen==0) ? 0 : -1;
   }
   return -1;
 }

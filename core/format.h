@@ -43,8 +43,7 @@ enum tkv_rec_type {
   TKV_REC_DEL = 2,     /* delete a key (commits itself) */
   TKV_REC_TXPUT = 3,   /* set, part of a transaction */
   TKV_REC_TXDEL = 4,   /* delete, part of a transaction */
-  TKV_REC_COMMIT = 5,  /* ends a transaction; value: u32 record count */
-  TKV_REC_ABORT = 6    /* ends a transaction that was rolled back */
+  TKV_REC_COMMIT = 5   /* ends a transaction; value: u32 record count */
 };
 #define TKV_REC_KEY_LIMIT (1u << 24)  /* key length field is 24 bits */
 

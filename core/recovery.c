@@ -180,6 +180,20 @@ static int scan_segment(tkv_engine *e, tkv_segment *s, uint64_t size,
   return TKV_OK;
 }
 
+/* Nonzero if every byte of the file is zero (a segment created, extended,
+** but never written: no committed data can be in it). */
+static int file_is_zero(tkv_segment *s){
+  uint8_t buf[65536];
+  uint64_t off = 0;
+  for(;;){
+    size_t got = 0;
+    if( tkv_io_pread(s->fd, s->path, buf, sizeof buf, off, &got) ) return 0;
+    for(size_t i=0; i<got; i++) if( buf[i] ) return 0;
+    if( got<sizeof buf ) return 1;
+    off += got;
+  }
+}
+
 /* Open segment file `name` (id) and add it to the table.  A last segment
 ** whose header never got written (a crash right after its creation) is
 ** removed instead. */
@@ -204,7 +218,8 @@ static int open_segment(tkv_engine *e, uint32_t id, int newest){
   if( rc ){ seg_free(s); return rc; }
   if( got<sizeof hdr || tkv_file_hdr_decode(hdr, TKV_MAGIC_SEG, &h, &why) ){
     static const uint8_t zero[TKV_FILE_HDR];
-    if( newest && (got<sizeof hdr || !memcmp(hdr, zero, sizeof hdr)) ){
+    if( newest && (got<sizeof hdr
+                   || (!memcmp(hdr, zero, sizeof hdr) && file_is_zero(s))) ){
       seg_free(s);
       return tkv_io_unlink(path);
     }

@@ -102,16 +102,23 @@ static int seg_before(const tkv_segment *a, const tkv_segment *b){
   return a->id < b->id;
 }
 
+/* Make room for n segments in the table, so that adding them cannot fail. */
+int seg_table_reserve(tkv_engine *e, int n){
+  tkv_segment **p;
+  int cap = e->nseg_alloc ? e->nseg_alloc : 16;
+  if( n<=e->nseg_alloc ) return TKV_OK;
+  while( cap<n ) cap *= 2;
+  p = tkv_mem_realloc(e->segs, cap * sizeof *p);
+  if( !p ) return tkv_err_nomem();
+  e->segs = p;
+  e->nseg_alloc = cap;
+  return TKV_OK;
+}
+
 /* Insert s into the table in replay order.  Caller holds mu and rw. */
 int seg_table_add(tkv_engine *e, tkv_segment *s){
-  int i;
-  if( e->nseg==e->nseg_alloc ){
-    int n = e->nseg_alloc ? e->nseg_alloc*2 : 16;
-    tkv_segment **p = tkv_mem_realloc(e->segs, n * sizeof *p);
-    if( !p ) return tkv_err_nomem();
-    e->segs = p;
-    e->nseg_alloc = n;
-  }
+  int i, rc = seg_table_reserve(e, e->nseg + 1);
+  if( rc ) return rc;
   for(i=e->nseg; i>0 && seg_before(s, e->segs[i-1]); i--){
     e->segs[i] = e->segs[i-1];
   }
@@ -251,15 +258,29 @@ int seg_commit_sync(tkv_engine *e){
   return tkv_io_sync(e->active->fd, e->active->path);
 }
 
+/* Overwrite [off, end) of s with zeros: what lies past the end of a
+** segment's data is zeros, so this removes the records as truncation would. */
+static int seg_zero(tkv_segment *s, uint64_t off, uint64_t end){
+  static const uint8_t zeros[65536];
+  int rc = TKV_OK;
+  while( off<end && !rc ){
+    size_t n = end - off > sizeof zeros ? sizeof zeros : (size_t)(end - off);
+    rc = tkv_io_pwrite(s->fd, s->path, zeros, n, off);
+    off += n;
+  }
+  return rc;
+}
+
 /*
 ** Forget everything appended to the active segment from `off` on.  Bytes
-** already written to the file are cut off; if that fails, an ABORT record
-** after them tells recovery to ignore them, and if even that fails the
-** engine refuses further writes until reopened.
+** already written to the file are cut off (or, if truncation fails,
+** overwritten with zeros), and with sync=full that is synced, since the
+** bytes may include a commit record that was synced.  If even that fails
+** the engine refuses writes until reopened.
 */
 int seg_rewind(tkv_engine *e, uint64_t off){
   tkv_segment *s = e->active;
-  tkv_loc loc;
+  uint64_t written;
   int rc;
   if( !s ) return TKV_OK;
   if( off>=e->buf_off ){
@@ -267,23 +288,17 @@ int seg_rewind(tkv_engine *e, uint64_t off){
     s->end = off;
     return TKV_OK;
   }
+  written = e->buf_off;
   e->buf_len = 0;
+  e->buf_off = off;
+  s->end = off;
+  atomic_store(&s->flushed, off);
   rc = tkv_io_truncate(s->fd, s->path, off);
-  if( rc==TKV_OK ){
-    s->alloc = off;
-    e->buf_off = off;
-    s->end = off;
-    atomic_store(&s->flushed, off);
-    return TKV_OK;
-  }
-  rc = seg_append(e, TKV_REC_ABORT, NULL, 0, NULL, 0, &loc);
-  if( !rc ) rc = seg_flush(e);
-  if( rc ){
-    e->broken = 1;
-    return rc;
-  }
-  e->total_bytes += s->end - off;
-  return TKV_OK;
+  if( rc==TKV_OK ) s->alloc = off;
+  else rc = seg_zero(s, off, written);
+  if( !rc && e->opts.sync==TKV_SYNC_FULL ) rc = tkv_io_sync(s->fd, s->path);
+  if( rc ) e->broken = 1;
+  return rc;
 }
 
 /*
@@ -579,10 +594,6 @@ static int scan_loop(scan_win *w, seg_scan_fn fn, void *ctx,
         }
         in_group = 0;
         r->committed_end = pos + tkv_rec_size(0, 4);
-        break;
-      case TKV_REC_ABORT:
-        in_group = 0;
-        r->committed_end = pos + TKV_REC_HDR;
         break;
     }
     pos += tkv_rec_size(h.klen, h.vlen);

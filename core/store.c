@@ -170,8 +170,11 @@ static void engine_free(tkv_engine *e){
   tkv_mem_free(e);
 }
 
-/* Make the directory a store if asked, or check that it is one. */
-static int prepare_dir(const char *path, int create, char *canon){
+/*
+** Check that path is a store, or (with create) that it can become one:
+** then *pfresh is set and the caller creates it under the lock.
+*/
+static int prepare_dir(const char *path, int create, char *canon, int *pfresh){
   struct stat st;
   int rc, made = 0;
   if( stat(path, &st) ){
@@ -192,7 +195,8 @@ static int prepare_dir(const char *path, int create, char *canon){
   }
   rc = identity_check(canon);
   if( rc==TKV_NOTSTORE && create && (made || dir_is_empty(canon)) ){
-    return TKV_NOTSTORE;     /* the caller creates it under the lock */
+    *pfresh = 1;
+    return TKV_OK;
   }
   if( rc==TKV_NOTSTORE && create ){
     return tkv_err(TKV_NOTSTORE, "%s is not empty and holds no tinkv store",
@@ -246,8 +250,7 @@ int tkv_open(const char *path, const tkv_options *opts, tkv_db **pdb){
   if( !db ) return tkv_err_nomem();
   pthread_mutex_init(&db->mu, NULL);
   pthread_mutex_lock(&registry_mu);
-  rc = prepare_dir(path, o.create, canon);
-  if( rc==TKV_NOTSTORE && o.create ){ fresh = 1; rc = TKV_OK; }
+  rc = prepare_dir(path, o.create, canon, &fresh);
   for(e=registry; !rc && e && strcmp(e->dir, canon); e=e->next){}
   if( !rc && !e ){
     rc = engine_open(canon, &o, fresh, &e);

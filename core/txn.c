@@ -420,9 +420,6 @@ int txn_rollback(tkv_db *db){
   int rc;
   pthread_mutex_lock(&e->mu);
   rc = seg_rewind(e, t->start_off);
-  if( e->active && e->active->end>t->start_off ){
-    e->total_bytes += e->active->end - t->start_off;   /* left as ABORTed */
-  }
   undo_to(e, t, 0);
   txn_end(db);
   pthread_mutex_unlock(&e->mu);

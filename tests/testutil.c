@@ -121,3 +121,84 @@ uint64_t tu_rand(uint64_t *s){
   *s = x;
   return x * 0x2545F4914F6CDD1Dull;
 }
+
+int tu_exists(const char *path){
+  struct stat st;
+  return lstat(path, &st)==0;
+}
+
+int tu_write_file(const char *path, const void *p, size_t n){
+  int fd = open(path, O_WRONLY|O_CREAT|O_TRUNC, 0644);
+  int rc;
+  if( fd<0 ) return -1;
+  rc = (n==0 || write(fd, p, n)==(ssize_t)n) ? 0 : -1;
+  close(fd);
+  return rc;
+}
+
+void *tu_read_file(const char *path, size_t *pn){
+  struct stat st;
+  char *buf;
+  size_t got = 0;
+  int fd = open(path, O_RDONLY);
+  if( fd<0 ) return NULL;
+  if( fstat(fd, &st) || (buf = malloc((size_t)st.st_size + 1))==NULL ){
+    close(fd);
+    return NULL;
+  }
+  while( got<(size_t)st.st_size ){
+    ssize_t r = pread(fd, buf + got, (size_t)st.st_size - got, (off_t)got);
+    if( r<=0 ) break;
+    got += (size_t)r;
+  }
+  close(fd);
+  buf[got] = 0;
+  if( pn ) *pn = got;
+  return buf;
+}
+
+static int cmp_names(const void *a, const void *b){
+  return strcmp(*(char *const*)a, *(char *const*)b);
+}
+
+char **tu_list_files(const char *dir, const char *suffix, int *pn){
+  DIR *d = opendir(dir);
+  struct dirent *de;
+  char **names = NULL;
+  size_t slen = strlen(suffix);
+  int n = 0, cap = 0;
+  if( pn ) *pn = 0;
+  if( !d ) return NULL;
+  while( (de = readdir(d))!=NULL ){
+    size_t len = strlen(de->d_name);
+    if( !strcmp(de->d_name, ".") || !strcmp(de->d_name, "..") ) continue;
+    if( len<slen || strcmp(de->d_name + len - slen, suffix) ) continue;
+    if( n+1>=cap ){
+      cap = cap ? cap*2 : 16;
+      names = realloc(names, (size_t)cap * sizeof *names);
+      if( !names ) abort();
+    }
+    names[n++] = strdup(de->d_name);
+  }
+  closedir(d);
+  if( !names ){
+    names = calloc(1, sizeof *names);
+    if( !names ) abort();
+  }
+  names[n] = NULL;
+  qsort(names, (size_t)n, sizeof *names, cmp_names);
+  if( pn ) *pn = n;
+  return names;
+}
+
+void tu_free_names(char **names){
+  if( !names ) return;
+  for(char **p=names; *p; p++) free(*p);
+  free(names);
+}
+
+int tu_count_files(const char *dir, const char *suffix){
+  int n = 0;
+  tu_free_names(tu_list_files(dir, suffix, &n));
+  return n;
+}

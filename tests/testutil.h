@@ -29,4 +29,19 @@ int tu_copy_dir(const char *from, const char *to);
 /* Deterministic pseudo-random numbers (xorshift64*). */
 uint64_t tu_rand(uint64_t *state);
 
+/* ---- Files of a directory. */
+/* Nonzero if something exists at path. */
+int tu_exists(const char *path);
+/* Create or replace a file holding n bytes. 0 or -1. */
+int tu_write_file(const char *path, const void *p, size_t n);
+/* A whole file in a new malloc'ed buffer (*pn receives its size), or NULL. */
+void *tu_read_file(const char *path, size_t *pn);
+/* Entries of dir whose names end with suffix ("" for every entry except
+** . and ..), sorted by name, in a NULL-terminated malloc'ed array; *pn (may
+** be NULL) receives their number.  Release with tu_free_names. */
+char **tu_list_files(const char *dir, const char *suffix, int *pn);
+void tu_free_names(char **names);
+/* Number of entries of dir whose names end with suffix. */
+int tu_count_files(const char *dir, const char *suffix);
+
 #endif

@@ -1,0 +1,163 @@
+/*
+** SQL functions of the extension:
+**
+**   tinkv_compact(name)   compact the store of tinkv table `name` now and
+**                         return the bytes of disk space reclaimed
+**   tinkv_stats(name)     a JSON object describing the store
+**   tinkv_version()       the extension's and store format's version
+**
+** `name` is a table of the calling connection: "kv" (resolved like SQLite
+** resolves an unqualified name: temp, main, then attached databases) or
+** "schema.kv".  tinkv_compact and tinkv_stats are SQLITE_DIRECTONLY: they
+** act on files outside the database, so a schema from someone else (a view
+** or trigger) must not be able to call them.
+*/
+#include "tinkvInt.h"
+
+#include <string.h>
+
+/* Find the table named by argv[0], or set an error on ctx. */
+static TinkvTable *tableArgument(sqlite3_context *ctx, sqlite3_value *pArg){
+  TinkvConn *pConn = (TinkvConn*)sqlite3_user_data(ctx);
+  TinkvTable *pTab = 0;
+  char *zErr = 0;
+  int rc = tinkvFindTable(pConn, (const char*)sqlite3_value_text(pArg),
+                          &pTab, &zErr);
+  if( rc!=SQLITE_OK ){
+    if( rc==SQLITE_NOMEM ){
+      sqlite3_result_error_nomem(ctx);
+    }else{
+      sqlite3_result_error(ctx, zErr ? zErr : "tinkv: table lookup failed", -1);
+      sqlite3_result_error_code(ctx, rc);
+    }
+    sqlite3_free(zErr);
+    return 0;
+  }
+  if( tinkvTableReady(pTab)!=SQLITE_OK ){
+    sqlite3_result_error(ctx, pTab->base.zErrMsg, -1);
+    return 0;
+  }
+  return pTab;
+}
+
+/*
+** tinkv_compact(name).  Refused while this connection has a write
+** transaction open on the table (compaction is not undone by ROLLBACK and
+** the engine only compacts committed data) or a cursor open on it (as in
+** SELECT tinkv_compact('kv') FROM kv).
+*/
+static void compactFunc(sqlite3_context *ctx, int argc, sqlite3_value **argv){
+  TinkvTable *pTab = tableArgument(ctx, argv[0]);
+  u64 nReclaimed = 0;
+  char *zErr = 0;
+  int rc;
+  (void)argc;
+  if( pTab==0 ) return;
+  if( pTab->nCursor>0 ){
+    sqlite3_result_error(ctx, "tinkv: cannot compact a table while a cursor "
+                         "on it is open in this statement", -1);
+    sqlite3_result_error_code(ctx, SQLITE_LOCKED);
+    return;
+  }
+  if( tkv_in_transaction(pTab->pKv) ){
+    sqlite3_result_error(ctx, "tinkv: cannot compact a table inside a write "
+                         "transaction on it; COMMIT first", -1);
+    sqlite3_result_error_code(ctx, SQLITE_LOCKED);
+    return;
+  }
+  rc = tkv_compact(pTab->pKv, &nReclaimed);
+  if( rc!=TKV_OK ){
+    rc = tinkvStatus(rc, pTab->zPath, &zErr);
+    sqlite3_result_error(ctx, zErr ? zErr : "tinkv: compaction failed", -1);
+    sqlite3_result_error_code(ctx, rc);
+    sqlite3_free(zErr);
+    return;
+  }
+  sqlite3_result_int64(ctx, (sqlite3_int64)nReclaimed);
+}
+
+/* Append z to pStr as a JSON string. */
+static void appendJsonString(sqlite3_str *pStr, const char *z){
+  sqlite3_str_appendchar(pStr, 1, '"');
+  for(; *z; z++){
+    unsigned char c = (unsigned char)*z;
+    if( c=='"' || c=='\\' ){
+      sqlite3_str_appendf(pStr, "\\%c", c);
+    }else if( c<0x20 ){
+      sqlite3_str_appendf(pStr, "\\u%04x", c);
+    }else{
+      sqlite3_str_appendchar(pStr, 1, (char)c);
+    }
+  }
+  sqlite3_str_appendchar(pStr, 1, '"');
+}
+
+/* tinkv_stats(name): the engine's statistics as a JSON object. */
+static void statsFunc(sqlite3_context *ctx, int argc, sqlite3_value **argv){
+  TinkvTable *pTab = tableArgument(ctx, argv[0]);
+  tkv_stats st;
+  sqlite3_str *pStr;
+  char *zErr = 0;
+  char *zJson;
+  int rc;
+  (void)argc;
+  if( pTab==0 ) return;
+  rc = tkv_stats_get(pTab->pKv, &st);
+  if( rc!=TKV_OK ){
+    rc = tinkvStatus(rc, pTab->zPath, &zErr);
+    sqlite3_result_error(ctx, zErr ? zErr : "tinkv: stats failed", -1);
+    sqlite3_result_error_code(ctx, rc);
+    sqlite3_free(zErr);
+    return;
+  }
+  pStr = sqlite3_str_new(0);
+  sqlite3_str_appendf(pStr, "{\"keys\":%llu,\"live_bytes\":%llu,"
+      "\"stale_bytes\":%llu,\"files\":%llu,\"disk_bytes\":%llu,"
+      "\"compactions\":%llu,\"last_reclaimed\":%llu,\"keydir_bytes\":%llu,"
+      "\"compact_threshold\":%llu,\"last_compact_status\":",
+      (unsigned long long)st.keys, (unsigned long long)st.live_bytes,
+      (unsigned long long)st.stale_bytes, (unsigned long long)st.files,
+      (unsigned long long)st.disk_bytes, (unsigned long long)st.compactions,
+      (unsigned long long)st.last_reclaimed,
+      (unsigned long long)st.keydir_bytes,
+      (unsigned long long)st.compact_threshold);
+  appendJsonString(pStr, tkv_strerror(st.last_compact_rc));
+  sqlite3_str_appendall(pStr, ",\"path\":");
+  appendJsonString(pStr, pTab->zPath);
+  sqlite3_str_appendchar(pStr, 1, '}');
+  rc = sqlite3_str_errcode(pStr);
+  zJson = sqlite3_str_finish(pStr);
+  if( rc!=SQLITE_OK || zJson==0 ){
+    sqlite3_free(zJson);
+    sqlite3_result_error_nomem(ctx);
+    return;
+  }
+  sqlite3_result_text(ctx, zJson, -1, sqlite3_free);
+}
+
+/* tinkv_version(): e.g. "0.1.0 (format 1)". */
+static void versionFunc(sqlite3_context *ctx, int argc, sqlite3_value **argv){
+  (void)argc; (void)argv;
+  sqlite3_result_text(ctx, tkv_version(), -1, SQLITE_TRANSIENT);
+}
+
+/* Register the functions on db, with pConn as their user data. */
+int tinkvRegisterFunctions(sqlite3 *db, TinkvConn *pConn){
+  const int eDirect = SQLITE_UTF8 | SQLITE_DIRECTONLY;
+  int eInnocuous = SQLITE_UTF8 | SQLITE_DETERMINISTIC;
+  int rc;
+#ifdef SQLITE_INNOCUOUS
+  eInnocuous |= SQLITE_INNOCUOUS;
+#endif
+  rc = sqlite3_create_function(db, "tinkv_compact", 1, eDirect, pConn,
+                               compactFunc, 0, 0);
+  if( rc==SQLITE_OK ){
+    rc = sqlite3_create_function(db, "tinkv_stats", 1, eDirect, pConn,
+                                 statsFunc, 0, 0);
+  }
+  if( rc==SQLITE_OK ){
+    rc = sqlite3_create_function(db, "tinkv_version", 0, eInnocuous, 0,
+                                 versionFunc, 0, 0);
+  }
+  return rc;
+}

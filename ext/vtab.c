@@ -1,0 +1,357 @@
+/*
+** The tinkv virtual table module: constructors, destructors and
+** transactions.  Query planning and cursors are in scan.c, writes in
+** update.c.
+**
+**   CREATE VIRTUAL TABLE kv USING tinkv('data/kv');
+**
+** declares a rowid table (key PRIMARY KEY NOT NULL, value) whose rows are
+** the keys of the engine store in the directory data/kv.  The rowid of a
+** row is the engine's id of its key.
+**
+** Each connection opens its own engine handle; handles of one process on
+** one store share the engine.  SQLite's transaction callbacks map onto the
+** handle's engine transaction:
+**
+**   xBegin                tkv_begin (also started lazily by xUpdate and
+**                         xSavepoint: after CREATE VIRTUAL TABLE inside a
+**                         transaction, SQLite writes without calling xBegin)
+**   xSavepoint(n)         tkv_savepoint(n)
+**   xRollbackTo(n)        tkv_rollback_to(n)
+**   xRelease(n)           tkv_release(n)
+**   xSync                 tkv_prepare: every fallible write and the sync
+**   xCommit               tkv_commit, which cannot fail after tkv_prepare
+**   xRollback             tkv_rollback
+**
+** The engine allows one open transaction per store: a connection that
+** writes while another one of the same process has a transaction open gets
+** SQLITE_BUSY.
+*/
+#include "tinkvInt.h"
+
+#include <stdarg.h>
+#include <string.h>
+
+/* Replace the table's error message; return rc. */
+int tinkvTableError(TinkvTable *pTab, int rc, const char *zFmt, ...){
+  va_list ap;
+  va_start(ap, zFmt);
+  sqlite3_free(pTab->base.zErrMsg);
+  pTab->base.zErrMsg = sqlite3_vmprintf(zFmt, ap);
+  va_end(ap);
+  return rc;
+}
+
+/* Turn engine status rc into an SQLite code and the table's error message. */
+int tinkvTableStatus(TinkvTable *pTab, int rc){
+  char *zErr = 0;
+  rc = tinkvStatus(rc, pTab->zPath, &zErr);
+  if( rc!=SQLITE_OK ){
+    sqlite3_free(pTab->base.zErrMsg);
+    pTab->base.zErrMsg = zErr;
+  }
+  return rc;
+}
+
+/* SQLITE_OK if the table has an engine handle (it loses it only when a
+** failed DROP TABLE could not reopen the store). */
+int tinkvTableReady(TinkvTable *pTab){
+  if( pTab->pKv ) return SQLITE_OK;
+  return tinkvTableError(pTab, SQLITE_IOERR, "tinkv: the store '%s' of table "
+                         "'%s' is closed; reopen the database", pTab->zPath,
+                         pTab->zName);
+}
+
+/* Start the engine transaction of this table if it has none. */
+int tinkvTableBegin(TinkvTable *pTab){
+  int rc = tinkvTableReady(pTab);
+  if( rc==SQLITE_OK && !tkv_in_transaction(pTab->pKv) ){
+    rc = tinkvTableStatus(pTab, tkv_begin(pTab->pKv));
+  }
+  return rc;
+}
+
+/*
+** Decide where the store of table zSchema.zName is (see storeopen.c) and
+** check that it may be created (bCreate) or opened.  Sets *pzPath and the
+** bDefaultPath/bPrivate flags through pTab.
+*/
+static int locateStore(TinkvConn *pConn, sqlite3 *db, const char *zSchema,
+                       const char *zName, const TinkvConfig *pCfg,
+                       int bCreate, TinkvTable *pTab, char **pzErr){
+  char *zPath = 0;
+  int rc;
+  if( pCfg->zPath ){
+    rc = tinkvStoreAbsolutePath(pCfg->zPath, &zPath, pzErr);
+  }else{
+    rc = tinkvStoreDefaultPath(db, zSchema, zName, &zPath, pzErr);
+    pTab->bDefaultPath = 1;
+  }
+  if( rc==SQLITE_OK && zPath==0 ){
+    const char *zDir = tinkvPrivateDir(pConn, zSchema, zName);
+    pTab->bPrivate = 1;
+    if( bCreate ){
+      rc = tinkvStoreMakePrivateDir(&zPath, pzErr);
+      if( rc==SQLITE_OK ) rc = tinkvPrivateAdd(pConn, zSchema, zName, zPath);
+    }else if( zDir ){
+      zPath = sqlite3_mprintf("%s", zDir);
+      if( zPath==0 ) rc = SQLITE_NOMEM;
+    }else{
+      *pzErr = sqlite3_mprintf("tinkv: the private store of in-memory table "
+                               "%s.%s no longer exists", zSchema, zName);
+      rc = SQLITE_CANTOPEN;
+    }
+    pTab->zPath = zPath;
+    return rc;
+  }
+  if( rc==SQLITE_OK ){
+    rc = bCreate ? tinkvStoreCheckCreate(zPath, pzErr)
+                 : tinkvStoreCheckConnect(zPath, pzErr);
+  }
+  pTab->zPath = zPath;
+  return rc;
+}
+
+/* Release everything a table holds (the store is closed, not removed). */
+static void freeTable(TinkvTable *pTab){
+  if( pTab->pSpare ) tinkvCursorFree(pTab->pSpare);
+  if( pTab->pIdCsr ) tkv_cursor_close(pTab->pIdCsr);
+  if( pTab->pKv ) tkv_close(pTab->pKv);
+  tinkvBufFree(&pTab->key);
+  tinkvBufFree(&pTab->oldKey);
+  tinkvBufFree(&pTab->val);
+  sqlite3_free(pTab->zSchema);
+  sqlite3_free(pTab->zName);
+  sqlite3_free(pTab->zPath);
+  sqlite3_free(pTab);
+}
+
+/*
+** xCreate (bCreate=1) and xConnect (bCreate=0).  argv[1] is the schema,
+** argv[2] the table name, argv[3..] the module arguments.  Only xCreate may
+** create the store; xConnect requires an existing one.
+*/
+static int tinkvConstruct(sqlite3 *db, void *pAux, int argc,
+                          const char *const *argv, sqlite3_vtab **ppVtab,
+                          char **pzErr, int bCreate){
+  TinkvConn *pConn = (TinkvConn*)pAux;
+  TinkvConfig cfg;
+  TinkvTable *pTab;
+  int rc;
+
+  *ppVtab = 0;
+  rc = tinkvConfigParse(argc-3, argv+3, &cfg, pzErr);
+  if( rc!=SQLITE_OK ) return rc;
+  pTab = sqlite3_malloc(sizeof(*pTab));
+  if( pTab==0 ){
+    tinkvConfigClear(&cfg);
+    return SQLITE_NOMEM;
+  }
+  memset(pTab, 0, sizeof(*pTab));
+  pTab->db = db;
+  pTab->pConn = pConn;
+  pTab->zSchema = sqlite3_mprintf("%s", argv[1]);
+  pTab->zName = sqlite3_mprintf("%s", argv[2]);
+  if( pTab->zSchema==0 || pTab->zName==0 ) rc = SQLITE_NOMEM;
+
+  if( rc==SQLITE_OK ){
+    rc = locateStore(pConn, db, argv[1], argv[2], &cfg, bCreate, pTab, pzErr);
+  }
+  if( rc==SQLITE_OK ){
+    rc = sqlite3_declare_vtab(db,
+        "CREATE TABLE x(key PRIMARY KEY NOT NULL, value)");
+  }
+  if( rc==SQLITE_OK ){
+    rc = tinkvStoreOpen(pTab->zPath, &cfg.opts, bCreate, &pTab->pKv, pzErr);
+  }
+  if( rc==SQLITE_OK ){
+    rc = tkv_cursor_open(pTab->pKv, &pTab->pIdCsr);
+    if( rc!=TKV_OK ) rc = tinkvStatus(rc, pTab->zPath, pzErr);
+  }
+  if( rc==SQLITE_OK ){
+    sqlite3_vtab_config(db, SQLITE_VTAB_CONSTRAINT_SUPPORT, 1);
+#ifdef SQLITE_VTAB_DIRECTONLY
+    sqlite3_vtab_config(db, SQLITE_VTAB_DIRECTONLY);
+#endif
+  }
+  tinkvConfigClear(&cfg);
+  if( rc!=SQLITE_OK ){
+    freeTable(pTab);
+    return rc;
+  }
+  tinkvConnAdd(pConn, pTab);
+  *ppVtab = &pTab->base;
+  return SQLITE_OK;
+}
+
+static int tinkvCreate(sqlite3 *db, void *pAux, int argc,
+                       const char *const *argv, sqlite3_vtab **ppVtab,
+                       char **pzErr){
+  return tinkvConstruct(db, pAux, argc, argv, ppVtab, pzErr, 1);
+}
+
+static int tinkvConnect(sqlite3 *db, void *pAux, int argc,
+                        const char *const *argv, sqlite3_vtab **ppVtab,
+                        char **pzErr){
+  return tinkvConstruct(db, pAux, argc, argv, ppVtab, pzErr, 0);
+}
+
+/* xDisconnect: close this connection's handle; the store stays. */
+static int tinkvDisconnect(sqlite3_vtab *pVtab){
+  TinkvTable *pTab = (TinkvTable*)pVtab;
+  tinkvConnRemove(pTab->pConn, pTab);
+  freeTable(pTab);
+  return SQLITE_OK;
+}
+
+/*
+** xDestroy, for DROP TABLE: close the store and remove its files.
+**
+** SQLite calls xDestroy when the DROP statement runs, even if the enclosing
+** transaction is rolled back later, when the table comes back.  Removing
+** the files then would lose the data, so a DROP inside an explicit
+** transaction or savepoint is refused.  SQLite does not pass an error
+** message from xDestroy on, so the statement fails with "database table is
+** locked" (SQLITE_LOCKED); the full reason goes to sqlite3_log().
+*/
+static int tinkvDestroy(sqlite3_vtab *pVtab){
+  TinkvTable *pTab = (TinkvTable*)pVtab;
+  char *zErr = 0;
+  int rc;
+  if( !sqlite3_get_autocommit(pTab->db) ){
+    sqlite3_log(SQLITE_LOCKED, "tinkv: DROP TABLE %s refused inside a "
+                "transaction: the store '%s' cannot be restored by ROLLBACK; "
+                "drop it outside BEGIN...COMMIT", pTab->zName, pTab->zPath);
+    return SQLITE_LOCKED;
+  }
+  if( pTab->pIdCsr ){ tkv_cursor_close(pTab->pIdCsr); pTab->pIdCsr = 0; }
+  if( pTab->pSpare ){ tinkvCursorFree(pTab->pSpare); pTab->pSpare = 0; }
+  if( pTab->pKv ){ tkv_close(pTab->pKv); pTab->pKv = 0; }
+  rc = tinkvStoreRemove(pTab->zPath, &zErr);
+  if( rc!=SQLITE_OK ){
+    /* Still in use elsewhere: keep the table working and refuse the DROP. */
+    tkv_options opts;
+    sqlite3_log(rc, "tinkv: DROP TABLE %s refused: %s", pTab->zName, zErr);
+    sqlite3_free(zErr);
+    zErr = 0;
+    tkv_options_init(&opts);
+    if( tinkvStoreOpen(pTab->zPath, &opts, 0, &pTab->pKv, &zErr)==SQLITE_OK
+     && tkv_cursor_open(pTab->pKv, &pTab->pIdCsr)!=TKV_OK ){
+      pTab->pIdCsr = 0;
+    }
+    sqlite3_free(zErr);
+    return rc==SQLITE_BUSY ? SQLITE_LOCKED : rc;
+  }
+  if( pTab->bPrivate ){
+    tinkvPrivateForget(pTab->pConn, pTab->zSchema, pTab->zName);
+  }
+  tinkvConnRemove(pTab->pConn, pTab);
+  freeTable(pTab);
+  return SQLITE_OK;
+}
+
+/*
+** xRename.  A table on its default path finds its store by its name, so
+** renaming it would lose the store: refused.  Other tables just take the
+** new name.
+*/
+static int tinkvRename(sqlite3_vtab *pVtab, const char *zNew){
+  TinkvTable *pTab = (TinkvTable*)pVtab;
+  char *zName;
+  if( pTab->bDefaultPath ){
+    return tinkvTableError(pTab, SQLITE_ERROR, "tinkv: cannot rename '%s': "
+        "its store '%s' is found by the table name; create the table with a "
+        "path option to be able to rename it", pTab->zName, pTab->zPath);
+  }
+  zName = sqlite3_mprintf("%s", zNew);
+  if( zName==0 ) return SQLITE_NOMEM;
+  sqlite3_free(pTab->zName);
+  pTab->zName = zName;
+  return SQLITE_OK;
+}
+
+static int tinkvBegin(sqlite3_vtab *pVtab){
+  return tinkvTableBegin((TinkvTable*)pVtab);
+}
+
+/* Phase one of commit: all fallible I/O happens here. */
+static int tinkvSync(sqlite3_vtab *pVtab){
+  TinkvTable *pTab = (TinkvTable*)pVtab;
+  if( pTab->pKv==0 || !tkv_in_transaction(pTab->pKv) ) return SQLITE_OK;
+  return tinkvTableStatus(pTab, tkv_prepare(pTab->pKv));
+}
+
+/* SQLite ignores the result of xCommit; after tkv_prepare it cannot fail. */
+static int tinkvCommit(sqlite3_vtab *pVtab){
+  TinkvTable *pTab = (TinkvTable*)pVtab;
+  if( pTab->pKv==0 || !tkv_in_transaction(pTab->pKv) ) return SQLITE_OK;
+  return tinkvTableStatus(pTab, tkv_commit(pTab->pKv));
+}
+
+static int tinkvRollback(sqlite3_vtab *pVtab){
+  TinkvTable *pTab = (TinkvTable*)pVtab;
+  if( pTab->pKv==0 || !tkv_in_transaction(pTab->pKv) ) return SQLITE_OK;
+  return tinkvTableStatus(pTab, tkv_rollback(pTab->pKv));
+}
+
+/* Savepoint n.  It may be the first call of a transaction (see above). */
+static int tinkvSavepoint(sqlite3_vtab *pVtab, int n){
+  TinkvTable *pTab = (TinkvTable*)pVtab;
+  int rc = tinkvTableBegin(pTab);
+  if( rc==SQLITE_OK ) rc = tinkvTableStatus(pTab, tkv_savepoint(pTab->pKv, n));
+  return rc;
+}
+
+static int tinkvRelease(sqlite3_vtab *pVtab, int n){
+  TinkvTable *pTab = (TinkvTable*)pVtab;
+  if( pTab->pKv==0 || !tkv_in_transaction(pTab->pKv) ) return SQLITE_OK;
+  return tinkvTableStatus(pTab, tkv_release(pTab->pKv, n));
+}
+
+/*
+** Roll back to savepoint n.  n is -1 for ROLLBACK TO the savepoint that
+** opened the transaction (SAVEPOINT outside BEGIN): everything since the
+** start is undone and the transaction stays open.  That is savepoint 0
+** once every savepoint is forgotten (the engine then undoes since begin).
+*/
+static int tinkvRollbackTo(sqlite3_vtab *pVtab, int n){
+  TinkvTable *pTab = (TinkvTable*)pVtab;
+  int rc = TKV_OK;
+  if( pTab->pKv==0 || !tkv_in_transaction(pTab->pKv) ) return SQLITE_OK;
+  if( n<0 ){
+    rc = tkv_release(pTab->pKv, 0);
+    n = 0;
+  }
+  if( rc==TKV_OK ) rc = tkv_rollback_to(pTab->pKv, n);
+  return tinkvTableStatus(pTab, rc);
+}
+
+/*
+** The module.  iVersion 2: the savepoint methods are used.  Designated
+** initializers keep this valid for sqlite3.h versions with more methods.
+*/
+sqlite3_module tinkvModule = {
+  .iVersion    = 2,
+  .xCreate     = tinkvCreate,
+  .xConnect    = tinkvConnect,
+  .xBestIndex  = tinkvBestIndex,
+  .xDisconnect = tinkvDisconnect,
+  .xDestroy    = tinkvDestroy,
+  .xOpen       = tinkvOpen,
+  .xClose      = tinkvClose,
+  .xFilter     = tinkvFilter,
+  .xNext       = tinkvNext,
+  .xEof        = tinkvEof,
+  .xColumn     = tinkvColumn,
+  .xRowid      = tinkvRowid,
+  .xUpdate     = tinkvUpdate,
+  .xBegin      = tinkvBegin,
+  .xSync       = tinkvSync,
+  .xCommit     = tinkvCommit,
+  .xRollback   = tinkvRollback,
+  .xFindFunction = 0,
+  .xRename     = tinkvRename,
+  .xSavepoint  = tinkvSavepoint,
+  .xRelease    = tinkvRelease,
+  .xRollbackTo = tinkvRollbackTo,
+};

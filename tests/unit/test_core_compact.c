@@ -1,0 +1,453 @@
+/*
+** Tests of compaction (tkv_compact, core/compact.c): it frees the space of
+** stale records and keeps every live value and id; writes and deletes made
+** after it survive a reopen (a deleted key never comes back from an older
+** file); it runs by itself past compact_threshold; it is refused while a
+** transaction is open; and a crash or an I/O failure at any step of it
+** leaves a store that opens with all its data.
+*/
+#include "engine_check.h"
+
+#include <errno.h>
+#include <unistd.h>
+
+#define SMALL_SEG 4096
+
+static tkv_options small_segments(void){
+  return store_options(TKV_SYNC_NORMAL, SMALL_SEG, UINT64_MAX);
+}
+
+/* Random writes on keys "r000".."r199": puts of 1..300 bytes, deletes of
+** present keys, and now and then a transaction of a few of them. */
+static void random_ops(tkv_db *db, model *m, uint64_t seed, int n){
+  uint8_t val[300];
+  char key[16];
+  uint64_t s = seed;
+  for(int i=0; i<n; i++){
+    int in_txn = tu_rand(&s) % 10 == 0;
+    int count = in_txn ? 1 + (int)(tu_rand(&s) % 5) : 1;
+    if( in_txn ) assert_ok(tkv_begin(db));
+    for(int j=0; j<count; j++){
+      snprintf(key, sizeof key, "r%03d", (int)(tu_rand(&s) % 200));
+      if( tu_rand(&s) % 4 == 0 && model_get(m, key, strlen(key)) ){
+        del_str(db, m, key);
+      }else{
+        size_t vlen = 1 + (size_t)(tu_rand(&s) % sizeof val);
+        fill_value(val, vlen, tu_rand(&s));
+        assert_ok(tkv_put(db, key, strlen(key), val, vlen));
+        model_put(m, key, strlen(key), val, vlen);
+      }
+    }
+    if( in_txn ) assert_ok(tkv_commit(db));
+  }
+}
+
+/* Every segment has its hint and no temporary file is left. */
+static void expect_clean_dir(const char *dir){
+  char **segs;
+  int n;
+  assert_int_equal(tu_count_files(dir, ".tmp"), 0);
+  segs = tu_list_files(dir, ".seg", &n);
+  for(int i=0; i<n; i++){
+    char hint[64];
+    snprintf(hint, sizeof hint, "%.10s.hint", segs[i]);
+    if( !tu_exists(tu_path(dir, hint)) ) fail_msg("%s has no hint", segs[i]);
+  }
+  tu_free_names(segs);
+}
+
+/* Compaction frees the bytes of overwritten and deleted records; every
+** live value stays exact; the result reopens. */
+static void test_compact_reclaims_space(void **state){
+  fixture *f = *state;
+  tkv_options o = small_segments();
+  tkv_db *db = open_with(f->dir, &o);
+  model m = {0};
+  tkv_stats st0, st1;
+  uint64_t reclaimed = 0;
+  for(int round=0; round<5; round++) random_ops(db, &m, 11 + round, 300);
+  st0 = stats_of(db);
+  assert_true(st0.stale_bytes > 0);
+  assert_true(st0.files > 10);
+
+  assert_ok(tkv_compact(db, &reclaimed));
+  st1 = stats_of(db);
+  assert_true(reclaimed > 0);
+  /* Freed: the stale records' space, give or take the space reserved
+  ** ahead of the active segment. */
+  assert_true(reclaimed <= st0.disk_bytes - st1.disk_bytes);
+  assert_true(reclaimed + SMALL_SEG >= st0.disk_bytes - st1.disk_bytes);
+  assert_int_equal(st1.last_reclaimed, reclaimed);
+  assert_int_equal(st1.compactions, st0.compactions + 1);
+  assert_int_equal(st1.stale_bytes, 0);
+  assert_int_equal(st1.live_bytes, st0.live_bytes);
+  assert_int_equal(st1.keys, m.n);
+  assert_true(st1.files < st0.files);
+  assert_true(st1.disk_bytes < st0.disk_bytes);
+  assert_int_equal(st1.files, tu_count_files(f->dir, ".seg"));
+  assert_store_is(db, &m);
+  expect_clean_dir(f->dir);
+
+  reopen_with(&db, f->dir, &o);
+  assert_store_is(db, &m);
+  close_ok(db);
+  model_clear(&m);
+}
+
+/* The classic bug: after a compaction, deletes and overwrites land in
+** newer segments; a reopen must replay them after the compaction's output,
+** so deleted keys stay deleted and overwritten keys keep the newest
+** value.  With one output file and with several. */
+static void test_writes_after_compaction_survive_reopen(void **state){
+  fixture *f = *state;
+  for(int variant=0; variant<2; variant++){
+    tkv_options o = variant ? small_segments()
+                            : store_options(TKV_SYNC_NORMAL, 0, UINT64_MAX);
+    tkv_db *db;
+    model m = {0};
+    char key[16];
+    tu_rmrf(f->dir);
+    db = open_with(f->dir, &o);
+    random_ops(db, &m, 100 + (uint64_t)variant, 600);
+    assert_ok(tkv_compact(db, NULL));
+    /* Delete keys that are in the output, overwrite others. */
+    for(int i=0; i<200; i++){
+      snprintf(key, sizeof key, "r%03d", i);
+      if( !model_get(&m, key, strlen(key)) ) continue;
+      if( i%3==0 ) del_str(db, &m, key);
+      else if( i%3==1 ) put_str(db, &m, key, "newest after compaction");
+    }
+    put_str(db, &m, "brand-new", "x");
+    assert_store_is(db, &m);
+    reopen_with(&db, f->dir, &o);
+    assert_store_is(db, &m);
+    reopen_with(&db, f->dir, &o);
+    assert_store_is(db, &m);
+    close_ok(db);
+    model_clear(&m);
+  }
+}
+
+/* Compactions back to back, with and without writes between, and with
+** reopens between some of them. */
+static void test_repeated_compactions(void **state){
+  fixture *f = *state;
+  tkv_options o = small_segments();
+  tkv_db *db = open_with(f->dir, &o);
+  model m = {0};
+  uint64_t reclaimed;
+  random_ops(db, &m, 7, 400);
+  assert_ok(tkv_compact(db, NULL));
+  assert_ok(tkv_compact(db, &reclaimed));          /* nothing new */
+  assert_store_is(db, &m);
+  for(int round=0; round<8; round++){
+    random_ops(db, &m, 1000 + (uint64_t)round, 150);
+    assert_ok(tkv_compact(db, NULL));
+    if( round%2 ) assert_ok(tkv_compact(db, NULL));
+    random_ops(db, &m, 2000 + (uint64_t)round, 20);
+    assert_store_is(db, &m);
+    if( round%3==0 ) reopen_with(&db, f->dir, &o);
+    assert_store_is(db, &m);
+  }
+  reopen_with(&db, f->dir, &o);
+  assert_store_is(db, &m);
+  assert_ok(tkv_compact(db, NULL));
+  reopen_with(&db, f->dir, &o);
+  assert_store_is(db, &m);
+  close_ok(db);
+  model_clear(&m);
+}
+
+/* Past compact_threshold stale bytes a commit starts a compaction by
+** itself; stats count it and the data is intact. */
+static void test_automatic_compaction(void **state){
+  fixture *f = *state;
+  tkv_options o = store_options(TKV_SYNC_NORMAL, SMALL_SEG, 16384);
+  tkv_db *db = open_with(f->dir, &o);
+  model m = {0};
+  tkv_stats st;
+  int i;
+  assert_int_equal(stats_of(db).compact_threshold, 16384);
+  for(i=0; i<2000 && stats_of(db).compactions<2; i++){
+    random_ops(db, &m, 500 + (uint64_t)i, 10);
+  }
+  st = stats_of(db);
+  assert_true(st.compactions>=2);
+  assert_int_equal(st.last_compact_rc, TKV_OK);
+  assert_true(st.stale_bytes < 16384 + 4096);
+  assert_store_is(db, &m);
+  reopen_with(&db, f->dir, &o);
+  assert_store_is(db, &m);
+  assert_int_equal(stats_of(db).compactions, 0);   /* counted per open */
+
+  /* A threshold of UINT64_MAX never compacts. */
+  close_ok(db);
+  o.compact_threshold = UINT64_MAX;
+  db = open_with(f->dir, &o);
+  for(i=0; i<100; i++) random_ops(db, &m, 900 + (uint64_t)i, 10);
+  assert_int_equal(stats_of(db).compactions, 0);
+  close_ok(db);
+  model_clear(&m);
+}
+
+/* No compaction while a transaction is open, from its handle or any
+** other; afterwards it runs. */
+static void test_compaction_refused_in_transaction(void **state){
+  fixture *f = *state;
+  tkv_options o = small_segments();
+  tkv_db *a = open_with(f->dir, &o), *b;
+  model m = {0};
+  assert_ok(tkv_open(f->dir, NULL, &b));
+  random_ops(a, &m, 3, 200);
+  assert_ok(tkv_begin(a));
+  put_str(a, &m, "pending", "x");
+  assert_tkv(TKV_BUSY, tkv_compact(a, NULL));
+  assert_true(msg_has(tkv_errmsg(), "transaction"));
+  assert_tkv(TKV_BUSY, tkv_compact(b, NULL));
+  assert_int_equal(stats_of(a).compactions, 0);
+  assert_ok(tkv_commit(a));
+  assert_ok(tkv_compact(b, NULL));
+  assert_store_is(a, &m);
+  close_ok(b);
+  reopen_with(&a, f->dir, &o);
+  assert_store_is(a, &m);
+  close_ok(a);
+  model_clear(&m);
+}
+
+/* Ids survive compaction, and an open cursor goes on where it was. */
+static void test_compaction_keeps_ids_and_cursors(void **state){
+  fixture *f = *state;
+  tkv_options o = small_segments();
+  tkv_db *db = open_with(f->dir, &o);
+  model m = {0};
+  uint64_t *ids;
+  tkv_cursor *cur;
+  size_t i;
+  random_ops(db, &m, 77, 500);
+  ids = calloc(m.n, sizeof *ids);
+  assert_non_null(ids);
+  for(i=0; i<m.n; i++){
+    assert_ok(tkv_lookup(db, m.v[i].key, m.v[i].klen, &ids[i], NULL));
+  }
+  assert_ok(tkv_cursor_open(db, &cur));
+  assert_ok(tkv_cursor_seek(cur, m.v[m.n/2].key, m.v[m.n/2].klen));
+  assert_ok(tkv_compact(db, NULL));
+  for(i=0; i<m.n; i++){
+    uint64_t id;
+    assert_ok(tkv_lookup(db, m.v[i].key, m.v[i].klen, &id, NULL));
+    assert_int_equal(id, ids[i]);
+  }
+  /* The cursor reads values from their new place and walks on. */
+  for(i=m.n/2; i<m.n; i++){
+    void *val;
+    size_t vlen;
+    const void *k;
+    size_t klen;
+    assert_true(tkv_cursor_valid(cur));
+    tkv_cursor_key(cur, &k, &klen);
+    assert_int_equal(klen, m.v[i].klen);
+    assert_memory_equal(k, m.v[i].key, klen);
+    assert_int_equal(tkv_cursor_id(cur), ids[i]);
+    assert_ok(tkv_cursor_value(cur, &val, &vlen));
+    assert_int_equal(vlen, m.v[i].vlen);
+    assert_memory_equal(val, m.v[i].val, vlen);
+    tkv_free(val);
+    assert_ok(tkv_cursor_next(cur));
+  }
+  assert_false(tkv_cursor_valid(cur));
+  tkv_cursor_close(cur);
+  close_ok(db);
+  free(ids);
+  model_clear(&m);
+}
+
+/* Empty stores, stores whose keys are all deleted, and values larger
+** than the compaction's write buffer. */
+static void test_compaction_edge_cases(void **state){
+  fixture *f = *state;
+  tkv_options o = small_segments();
+  tkv_db *db = open_with(f->dir, &o);
+  model m = {0};
+  uint64_t reclaimed = 99;
+  size_t big = (3u << 20) + 7;
+  uint8_t *val = malloc(big);
+  assert_non_null(val);
+  assert_ok(tkv_compact(db, &reclaimed));
+  assert_int_equal(reclaimed, 0);
+  put_str(db, NULL, "a", "1");
+  put_str(db, NULL, "b", "2");
+  del_str(db, NULL, "a");
+  del_str(db, NULL, "b");
+  assert_ok(tkv_compact(db, &reclaimed));
+  assert_true(reclaimed > 0);
+  assert_store_is(db, &m);
+  reopen_with(&db, f->dir, &o);
+  assert_store_is(db, &m);
+
+  fill_value(val, big, 1);
+  assert_ok(tkv_put(db, "big", 3, val, big));
+  model_put(&m, "big", 3, val, big);
+  put_str(db, &m, "small", "s");
+  assert_ok(tkv_put(db, "big2", 4, val, big - 1000));
+  model_put(&m, "big2", 4, val, big - 1000);
+  assert_ok(tkv_compact(db, NULL));
+  assert_store_is(db, &m);
+  reopen_with(&db, f->dir, &o);
+  assert_store_is(db, &m);
+  close_ok(db);
+  free(val);
+  model_clear(&m);
+}
+
+/* ------------------------------------------------ Crashes and failures. */
+
+/* The store used by the crash tests: several segments, stale records, a
+** transaction, and deletes.  Closed; its content is in m. */
+static void make_template(const char *dir, model *m){
+  tkv_options o = small_segments();
+  tkv_db *db = open_with(dir, &o);
+  random_ops(db, m, 4242, 80);
+  close_ok(db);
+}
+
+/* After a compaction that crashed or failed, the store must keep working:
+** deletes and overwrites, another compaction, and reopens all agree with
+** the model. */
+static void check_after_trouble(const char *dir, model *m, const char *what){
+  tkv_options o = small_segments();
+  tkv_db *db = NULL;
+  char why[600];
+  int rc = tkv_open(dir, &o, &db);
+  if( rc ) fail_msg("%s: tkv_open: %s: %s", what, tkv_strerror(rc),
+                    tkv_errmsg());
+  if( store_diff(db, m, why, sizeof why) ) fail_msg("%s: %s", what, why);
+  random_ops(db, m, 31337, 30);
+  rc = tkv_compact(db, NULL);
+  if( rc ) fail_msg("%s: compaction after: %s", what, tkv_errmsg());
+  random_ops(db, m, 31338, 10);
+  reopen_with(&db, dir, &o);
+  if( store_diff(db, m, why, sizeof why) ){
+    fail_msg("%s: after reopen: %s", what, why);
+  }
+  close_ok(db);
+}
+
+typedef struct snapshots {
+  const char *dir;        /* the store */
+  const char *root;       /* where to put the images */
+  int n;
+} snapshots;
+
+/* Before every file-system call that can change the store: copy it as it
+** is on disk now. */
+static int snapshot_hook(int op, const char *path, void *ctx){
+  snapshots *s = ctx;
+  char to[4400];
+  (void)path;
+  if( op==TKV_IO_READ ) return 0;
+  snprintf(to, sizeof to, "%s/snap%04d", s->root, s->n++);
+  if( tu_copy_dir(s->dir, to) ) abort();
+  return 0;
+}
+
+/* A crash before any file-system call of a compaction: the image opens
+** with every value, and goes on working (no deleted key comes back from
+** what the compaction left behind). */
+static void test_crash_at_every_step_of_compaction(void **state){
+  fixture *f = *state;
+  tkv_options o = small_segments();
+  model m = {0};
+  snapshots snap;
+  tkv_db *db;
+  make_template(f->dir, &m);
+  db = open_with(f->dir, &o);
+  snap.dir = f->dir;
+  snap.root = f->root;
+  snap.n = 0;
+  tkv_test_set_io_hook(snapshot_hook, &snap);
+  assert_ok(tkv_compact(db, NULL));
+  fault_off();
+  close_ok(db);
+  assert_true(snap.n > 20);
+  if( getenv("TKV_TEST_VERBOSE") ) print_message("%d crash points\n", snap.n);
+  for(int i=0; i<=snap.n; i++){
+    char from[4400], what[64];
+    model copy = {0};
+    if( i<snap.n ) snprintf(from, sizeof from, "%s/snap%04d", f->root, i);
+    else snprintf(from, sizeof from, "%s", f->dir);
+    crash_image(from, f->copy);
+    snprintf(what, sizeof what, "crash before call %d of %d", i, snap.n);
+    model_copy(&copy, &m);
+    check_after_trouble(f->copy, &copy, what);
+    model_clear(&copy);
+    tu_rmrf(from);
+  }
+  model_clear(&m);
+}
+
+/* The nth rename, unlink, sync, ... of a compaction fails (n = 1, 2, ...
+** until none is left to fail): the compaction reports it or finishes, the
+** data is intact in this open, and after further writes, a compaction
+** and a reopen. */
+static void test_io_failure_at_every_step_of_compaction(void **state){
+  fixture *f = *state;
+  static const int ops[] = {
+    TKV_IO_RENAME, TKV_IO_UNLINK, TKV_IO_SYNC, TKV_IO_DIRSYNC,
+    TKV_IO_WRITE, TKV_IO_OPEN, TKV_IO_TRUNCATE, TKV_IO_READ,
+  };
+  tkv_options o = small_segments();
+  char tmpl[4400];
+  model m = {0};
+  snprintf(tmpl, sizeof tmpl, "%s/template", f->root);
+  make_template(tmpl, &m);
+  for(size_t k=0; k<sizeof ops/sizeof ops[0]; k++){
+    for(long nth=1; ; nth++){
+      fault_plan plan;
+      model copy = {0};
+      char what[128], why[600];
+      tkv_db *db;
+      int rc;
+      crash_image(tmpl, f->dir);
+      db = open_with(f->dir, &o);
+      fault_arm(&plan, ops[k], nth, EIO);
+      rc = tkv_compact(db, NULL);
+      fault_off();
+      if( !plan.fired ){
+        assert_ok(rc);
+        close_ok(db);
+        break;
+      }
+      snprintf(what, sizeof what, "%s #%ld failed (%.60s)",
+               io_op_name(ops[k]), nth, base_name(plan.path));
+      if( rc ){
+        assert_true(rc==TKV_IO || rc==TKV_BROKEN);
+        assert_true(msg_has(tkv_errmsg(), "Input/output error"));
+      }
+      if( store_diff(db, &m, why, sizeof why) ){
+        fail_msg("%s: compaction gave %s, then %s", what, tkv_strerror(rc),
+                 why);
+      }
+      close_ok(db);
+      model_copy(&copy, &m);
+      check_after_trouble(f->dir, &copy, what);
+      model_clear(&copy);
+    }
+  }
+  model_clear(&m);
+}
+
+int main(void){
+  const struct CMUnitTest tests[] = {
+    CORE_TEST(test_compact_reclaims_space),
+    CORE_TEST(test_writes_after_compaction_survive_reopen),
+    CORE_TEST(test_repeated_compactions),
+    CORE_TEST(test_automatic_compaction),
+    CORE_TEST(test_compaction_refused_in_transaction),
+    CORE_TEST(test_compaction_keeps_ids_and_cursors),
+    CORE_TEST(test_compaction_edge_cases),
+    CORE_TEST(test_crash_at_every_step_of_compaction),
+    CORE_TEST(test_io_failure_at_every_step_of_compaction),
+  };
+  return run_core_tests(tests);
+}

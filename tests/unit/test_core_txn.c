@@ -1,0 +1,497 @@
+/*
+** Tests of transactions (tkv_begin .. tkv_commit in core/tinkv.h): a
+** transaction's writes are seen by its own handle only until commit, a
+** rollback (whole, or to a savepoint) undoes them in memory and on disk, a
+** second transaction of the same thread is refused with TKV_BUSY, and a
+** crash before the commit record leaves nothing of the transaction.
+*/
+#include "engine_check.h"
+
+#include <time.h>
+
+#define BIG_VALUE 8192
+#define BIG_COUNT 200        /* 200 x 8 KiB: past the 1 MiB write buffer */
+
+/* Write BIG_COUNT values of BIG_VALUE bytes under "big%03d". */
+static void put_big(tkv_db *db, model *m, uint64_t seed){
+  uint8_t *val = malloc(BIG_VALUE);
+  char key[16];
+  assert_non_null(val);
+  for(int i=0; i<BIG_COUNT; i++){
+    snprintf(key, sizeof key, "big%03d", i);
+    fill_value(val, BIG_VALUE, seed + (uint64_t)i);
+    assert_ok(tkv_put(db, key, strlen(key), val, BIG_VALUE));
+    if( m ) model_put(m, key, strlen(key), val, BIG_VALUE);
+  }
+  free(val);
+}
+
+/* Ten small keys "k0".."k9" with values "v0".."v9". */
+static void put_ten(tkv_db *db, model *m){
+  char key[16], val[16];
+  for(int i=0; i<10; i++){
+    snprintf(key, sizeof key, "k%d", i);
+    snprintf(val, sizeof val, "v%d", i);
+    put_str(db, m, key, val);
+  }
+}
+
+/* The transaction's handle sees its writes at once; another handle sees
+** the committed state until the commit, then everything. */
+static void test_commit_visibility(void **state){
+  fixture *f = *state;
+  tkv_db *a = open_store(f->dir), *b;
+  model before = {0}, after = {0};
+  uint64_t id;
+
+  assert_ok(tkv_open(f->dir, NULL, &b));
+  put_ten(a, &before);
+  model_copy(&after, &before);
+
+  assert_ok(tkv_begin(a));
+  assert_true(tkv_in_transaction(a));
+  assert_false(tkv_in_transaction(b));
+  put_str(a, &after, "new", "inserted");
+  put_str(a, &after, "k1", "changed");
+  put_str(a, &after, "k1", "changed twice");
+  del_str(a, &after, "k2");
+  put_str(a, &after, "k3", "");
+  assert_ok(tkv_write(a, "new2", 4, "x", 1, 0, &id));
+  model_put(&after, "new2", 4, "x", 1);
+
+  assert_store_is(a, &after);
+  assert_store_is(b, &before);
+  assert_tkv(TKV_NOTFOUND, tkv_lookup(b, "new", 3, NULL, NULL));
+  assert_int_equal(stats_of(b).keys, 10);
+
+  assert_ok(tkv_commit(a));
+  assert_false(tkv_in_transaction(a));
+  assert_store_is(a, &after);
+  assert_store_is(b, &after);
+  assert_int_equal(stats_of(b).keys, after.n);
+  close_ok(b);
+  reopen_with(&a, f->dir, NULL);
+  assert_store_is(a, &after);
+  close_ok(a);
+  model_clear(&before);
+  model_clear(&after);
+}
+
+/* Inside a transaction tkv_count includes its own inserts and deletes;
+** other handles count committed keys only. */
+static void test_count_in_transaction(void **state){
+  fixture *f = *state;
+  tkv_db *a = open_store(f->dir), *b;
+  assert_ok(tkv_open(f->dir, NULL, &b));
+  put_ten(a, NULL);
+  assert_ok(tkv_begin(a));
+  put_str(a, NULL, "n1", "x");
+  put_str(a, NULL, "n2", "x");
+  assert_int_equal(tkv_count(a), 12);
+  put_str(a, NULL, "k0", "overwrite");
+  assert_int_equal(tkv_count(a), 12);
+  del_str(a, NULL, "k1");
+  del_str(a, NULL, "n1");
+  assert_int_equal(tkv_count(a), 10);
+  put_str(a, NULL, "k1", "back");
+  assert_int_equal(tkv_count(a), 11);
+  assert_int_equal(tkv_count(b), 10);
+  assert_ok(tkv_savepoint(a, 0));
+  del_str(a, NULL, "k5");
+  del_str(a, NULL, "k6");
+  assert_int_equal(tkv_count(a), 9);
+  assert_ok(tkv_rollback_to(a, 0));
+  assert_int_equal(tkv_count(a), 11);
+  assert_ok(tkv_commit(a));
+  assert_int_equal(tkv_count(a), 11);
+  assert_int_equal(tkv_count(b), 11);
+  close_ok(b);
+  reopen_with(&a, f->dir, NULL);
+  assert_int_equal(tkv_count(a), 11);
+  close_ok(a);
+}
+
+/* A rollback undoes every write in memory and on disk: the file is cut
+** back even when the transaction was large enough to be written out, and
+** a reopen shows the state from before the transaction. */
+static void test_rollback_undoes_everything(void **state){
+  fixture *f = *state;
+  tkv_db *db = open_store(f->dir);
+  model before = {0};
+  tkv_stats st0, st1;
+  seg_rec recs[64];
+  long long size0;
+  unsigned seg;
+  int n;
+
+  put_ten(db, &before);
+  seg = newest_seg(f->dir);
+  size0 = tu_file_size(seg_path(f->dir, seg, ".seg"));
+  st0 = stats_of(db);
+
+  /* A small transaction, still in the write buffer. */
+  assert_ok(tkv_begin(db));
+  put_str(db, NULL, "small", "x");
+  del_str(db, NULL, "k0");
+  assert_ok(tkv_rollback(db));
+  assert_false(tkv_in_transaction(db));
+  assert_store_is(db, &before);
+
+  /* A large one, written to the file before the rollback. */
+  assert_ok(tkv_begin(db));
+  put_str(db, NULL, "k1", "changed");
+  del_str(db, NULL, "k2");
+  put_big(db, NULL, 1);
+  assert_true(seg_records(seg_path(f->dir, seg, ".seg"), recs, 64, NULL) > 100);
+  assert_ok(tkv_rollback(db));
+  assert_store_is(db, &before);
+  st1 = stats_of(db);
+  assert_int_equal(st1.live_bytes, st0.live_bytes);
+  assert_int_equal(st1.stale_bytes, st0.stale_bytes);
+  assert_true(tu_file_size(seg_path(f->dir, seg, ".seg")) <= size0);
+
+  /* Later writes go on from there. */
+  put_str(db, &before, "after", "rollback");
+  close_ok(db);
+  n = seg_records(seg_path(f->dir, seg, ".seg"), recs, 64, NULL);
+  assert_int_equal(n, 11);
+  for(int i=0; i<n && i<64; i++) assert_int_equal(recs[i].type, TKV_REC_PUT);
+  db = open_store(f->dir);
+  assert_store_is(db, &before);
+  close_ok(db);
+  model_clear(&before);
+}
+
+/* Savepoints as in SQLite: rollback_to(n) undoes the writes after mark n
+** and keeps n; release(n) forgets n and above; savepoint(n) marks lower
+** unmarked ones too. */
+static void test_savepoints_nested(void **state){
+  fixture *f = *state;
+  tkv_db *db = open_store(f->dir);
+  model m = {0};
+  put_str(db, &m, "x", "committed");
+  put_str(db, &m, "y", "committed");
+
+  assert_ok(tkv_begin(db));
+  put_str(db, NULL, "a", "1");
+  put_str(db, NULL, "x", "x1");
+  assert_ok(tkv_savepoint(db, 0));
+  put_str(db, NULL, "b", "2");
+  put_str(db, NULL, "x", "x2");
+  assert_ok(tkv_savepoint(db, 1));
+  put_str(db, NULL, "c", "3");
+  put_str(db, NULL, "x", "x3");
+  del_str(db, NULL, "a");
+  del_str(db, NULL, "y");
+
+  assert_ok(tkv_rollback_to(db, 1));
+  expect_str(db, "a", "1");
+  expect_str(db, "b", "2");
+  expect_str(db, "x", "x2");
+  expect_str(db, "y", "committed");
+  expect_absent_str(db, "c");
+
+  /* Savepoint 1 is still there. */
+  put_str(db, NULL, "d", "4");
+  assert_ok(tkv_rollback_to(db, 1));
+  expect_absent_str(db, "d");
+
+  put_str(db, NULL, "e", "5");
+  assert_ok(tkv_release(db, 1));
+  assert_ok(tkv_rollback_to(db, 0));
+  expect_absent_str(db, "b");
+  expect_absent_str(db, "e");
+  expect_str(db, "x", "x1");
+  expect_str(db, "a", "1");
+
+  /* Marking 2 marks 1 as well, at the same point. */
+  put_str(db, NULL, "f", "6");
+  assert_ok(tkv_savepoint(db, 2));
+  put_str(db, NULL, "g", "7");
+  assert_ok(tkv_rollback_to(db, 1));
+  expect_absent_str(db, "g");
+  expect_str(db, "f", "6");
+
+  assert_ok(tkv_commit(db));
+  model_put(&m, "a", 1, "1", 1);
+  model_put(&m, "x", 1, "x1", 2);
+  model_put(&m, "f", 1, "6", 1);
+  assert_store_is(db, &m);
+  close_ok(db);
+  db = open_store(f->dir);
+  assert_store_is(db, &m);
+  close_ok(db);
+  model_clear(&m);
+}
+
+/* A rollback to a savepoint after the transaction was written out cuts
+** the file back to the savepoint; the commit that follows is whole. */
+static void test_savepoint_rollback_after_flush(void **state){
+  fixture *f = *state;
+  tkv_db *db = open_store(f->dir);
+  model m = {0};
+  put_ten(db, &m);
+  assert_ok(tkv_begin(db));
+  put_str(db, &m, "kept", "before the savepoint");
+  del_str(db, &m, "k3");
+  assert_ok(tkv_savepoint(db, 0));
+  put_big(db, NULL, 5);
+  del_str(db, NULL, "k4");
+  assert_ok(tkv_rollback_to(db, 0));
+  put_str(db, &m, "also-kept", "after the rollback");
+  assert_ok(tkv_commit(db));
+  assert_store_is(db, &m);
+  close_ok(db);
+  db = open_store(f->dir);
+  assert_store_is(db, &m);
+  close_ok(db);
+  model_clear(&m);
+}
+
+/* rollback_to of a savepoint never marked undoes everything since begin
+** and leaves the transaction open. */
+static void test_rollback_to_unmarked(void **state){
+  fixture *f = *state;
+  tkv_db *db = open_store(f->dir);
+  model m = {0};
+  put_str(db, &m, "old", "v");
+  assert_ok(tkv_begin(db));
+  put_str(db, NULL, "a", "1");
+  del_str(db, NULL, "old");
+  assert_ok(tkv_rollback_to(db, 3));
+  assert_true(tkv_in_transaction(db));
+  assert_store_is(db, &m);
+  put_str(db, &m, "c", "3");
+  assert_ok(tkv_commit(db));
+  assert_store_is(db, &m);
+  close_ok(db);
+  db = open_store(f->dir);
+  assert_store_is(db, &m);
+  close_ok(db);
+  model_clear(&m);
+}
+
+/* After tkv_prepare no writes are accepted; a rollback then still undoes
+** the transaction, also on disk, and a commit publishes it. */
+static void test_prepare_then_rollback(void **state){
+  fixture *f = *state;
+  tkv_db *db = open_store(f->dir);
+  model m = {0};
+  put_ten(db, &m);
+
+  assert_ok(tkv_begin(db));
+  put_str(db, NULL, "p", "prepared");
+  del_str(db, NULL, "k0");
+  assert_ok(tkv_prepare(db));
+  assert_ok(tkv_prepare(db));
+  assert_tkv(TKV_MISUSE, tkv_put(db, "q", 1, "x", 1));
+  assert_tkv(TKV_MISUSE, tkv_savepoint(db, 0));
+  assert_tkv(TKV_MISUSE, tkv_rollback_to(db, 0));
+  assert_ok(tkv_rollback(db));
+  assert_store_is(db, &m);
+  reopen_with(&db, f->dir, NULL);
+  assert_store_is(db, &m);
+
+  /* The same, large enough to be written out before the prepare. */
+  assert_ok(tkv_begin(db));
+  put_big(db, NULL, 9);
+  assert_ok(tkv_prepare(db));
+  assert_ok(tkv_rollback(db));
+  assert_store_is(db, &m);
+  reopen_with(&db, f->dir, NULL);
+  assert_store_is(db, &m);
+
+  /* Prepare, then commit. */
+  assert_ok(tkv_begin(db));
+  put_str(db, &m, "p", "prepared");
+  assert_ok(tkv_prepare(db));
+  assert_ok(tkv_commit(db));
+  assert_store_is(db, &m);
+  reopen_with(&db, f->dir, NULL);
+  assert_store_is(db, &m);
+  close_ok(db);
+  model_clear(&m);
+}
+
+static double now_seconds(void){
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + ts.tv_nsec/1e9;
+}
+
+/* While one handle has a transaction open, another handle of the same
+** thread gets TKV_BUSY at once for begin, writes and compaction, and
+** can still read the committed data. */
+static void test_busy_second_handle(void **state){
+  fixture *f = *state;
+  tkv_db *a = open_store(f->dir), *b;
+  double t0;
+  assert_ok(tkv_open(f->dir, NULL, &b));
+  put_str(a, NULL, "k", "committed");
+
+  assert_ok(tkv_begin(a));
+  put_str(a, NULL, "k", "pending");
+  t0 = now_seconds();
+  assert_tkv(TKV_BUSY, tkv_begin(b));
+  assert_true(msg_has(tkv_errmsg(), "transaction"));
+  assert_tkv(TKV_BUSY, tkv_put(b, "other", 5, "x", 1));
+  assert_tkv(TKV_BUSY, tkv_delete(b, "k", 1));
+  assert_tkv(TKV_BUSY, tkv_compact(b, NULL));
+  assert_true(now_seconds() - t0 < 2.0);
+  assert_false(tkv_in_transaction(b));
+  expect_str(b, "k", "committed");
+  expect_absent_str(b, "other");
+  assert_tkv(TKV_MISUSE, tkv_begin(a));       /* one per handle */
+
+  assert_ok(tkv_commit(a));
+  expect_str(b, "k", "pending");
+  assert_ok(tkv_begin(b));
+  put_str(b, NULL, "other", "x");
+  assert_tkv(TKV_BUSY, tkv_begin(a));
+  assert_ok(tkv_rollback(b));
+  put_str(a, NULL, "after", "y");
+  close_ok(b);
+  close_ok(a);
+}
+
+/* Calls that need a transaction, without one: TKV_MISUSE. */
+static void test_misuse_without_transaction(void **state){
+  fixture *f = *state;
+  tkv_db *db = open_store(f->dir);
+  assert_tkv(TKV_MISUSE, tkv_commit(db));
+  assert_tkv(TKV_MISUSE, tkv_rollback(db));
+  assert_tkv(TKV_MISUSE, tkv_prepare(db));
+  assert_tkv(TKV_MISUSE, tkv_savepoint(db, 0));
+  assert_tkv(TKV_MISUSE, tkv_rollback_to(db, 0));
+  assert_tkv(TKV_MISUSE, tkv_release(db, 0));
+  assert_ok(tkv_begin(db));
+  assert_tkv(TKV_INVALID, tkv_savepoint(db, -1));
+  assert_tkv(TKV_INVALID, tkv_rollback_to(db, -1));
+  assert_ok(tkv_commit(db));
+  close_ok(db);
+}
+
+/* Within one transaction: a key inserted then deleted is absent after the
+** commit, a key deleted then inserted has its new value, TKV_NOOVERWRITE
+** sees the transaction's own writes. */
+static void test_write_sequences_in_transaction(void **state){
+  fixture *f = *state;
+  tkv_db *db = open_store(f->dir);
+  model m = {0};
+  put_str(db, &m, "deleted-then-put", "old");
+  put_str(db, &m, "put-then-deleted", "old");
+  assert_ok(tkv_begin(db));
+  put_str(db, &m, "fresh", "1");
+  del_str(db, &m, "fresh");
+  del_str(db, &m, "deleted-then-put");
+  put_str(db, &m, "deleted-then-put", "new");
+  put_str(db, &m, "put-then-deleted", "newer");
+  del_str(db, &m, "put-then-deleted");
+  assert_tkv(TKV_NOTFOUND, tkv_delete(db, "fresh", 5));
+  put_str(db, &m, "n", "1");
+  assert_tkv(TKV_EXISTS, tkv_write(db, "n", 1, "2", 1, TKV_NOOVERWRITE, NULL));
+  del_str(db, &m, "n");
+  assert_ok(tkv_write(db, "n", 1, "3", 1, TKV_NOOVERWRITE, NULL));
+  model_put(&m, "n", 1, "3", 1);
+  assert_ok(tkv_commit(db));
+  assert_store_is(db, &m);
+  close_ok(db);
+  db = open_store(f->dir);
+  assert_store_is(db, &m);
+
+  /* An empty transaction commits and rolls back quietly. */
+  assert_ok(tkv_begin(db));
+  assert_ok(tkv_commit(db));
+  assert_ok(tkv_begin(db));
+  assert_ok(tkv_rollback(db));
+  assert_store_is(db, &m);
+  close_ok(db);
+  model_clear(&m);
+}
+
+/* Closing a handle rolls its transaction back and frees the writer slot
+** for the other handles. */
+static void test_close_rolls_back(void **state){
+  fixture *f = *state;
+  tkv_db *a = open_store(f->dir), *b;
+  assert_ok(tkv_open(f->dir, NULL, &b));
+  put_str(a, NULL, "k", "committed");
+  assert_ok(tkv_begin(a));
+  put_str(a, NULL, "k", "pending");
+  put_str(a, NULL, "n", "pending");
+  close_ok(a);
+  expect_str(b, "k", "committed");
+  expect_absent_str(b, "n");
+  assert_ok(tkv_begin(b));
+  assert_ok(tkv_commit(b));
+  close_ok(b);
+  a = open_store(f->dir);
+  expect_str(a, "k", "committed");
+  expect_absent_str(a, "n");
+  close_ok(a);
+}
+
+/* A crash in the middle of a transaction whose records already reached the
+** file (a copy of the directory taken then): the copy opens with nothing of
+** the transaction, and takes new transactions afterwards. */
+static void test_crash_mid_transaction(void **state){
+  fixture *f = *state;
+  tkv_db *db = open_store(f->dir), *copy;
+  model before = {0}, after = {0}, later = {0};
+  seg_rec recs[8];
+  unsigned seg;
+  put_ten(db, &before);
+  model_copy(&after, &before);
+
+  assert_ok(tkv_begin(db));
+  del_str(db, &after, "k5");
+  put_str(db, &after, "k6", "changed");
+  put_big(db, &after, 3);
+  seg = newest_seg(f->dir);
+  /* The transaction's records are in the file. */
+  assert_int_equal(seg_records(seg_path(f->dir, seg, ".seg"), recs, 8, NULL)
+                   > 100, 1);
+  assert_int_equal(recs[5].type, TKV_REC_PUT);
+  crash_image(f->dir, f->copy);
+
+  copy = open_store(f->copy);
+  assert_store_is(copy, &before);
+  model_copy(&later, &before);
+  assert_ok(tkv_begin(copy));
+  put_str(copy, &later, "later", "txn");
+  del_str(copy, &later, "k1");
+  assert_ok(tkv_commit(copy));
+  put_str(copy, &later, "single", "put");
+  reopen_with(&copy, f->copy, NULL);
+  assert_store_is(copy, &later);
+  close_ok(copy);
+
+  /* The original commits and keeps all of it. */
+  assert_ok(tkv_commit(db));
+  assert_store_is(db, &after);
+  close_ok(db);
+  db = open_store(f->dir);
+  assert_store_is(db, &after);
+  close_ok(db);
+  model_clear(&before);
+  model_clear(&after);
+  model_clear(&later);
+}
+
+int main(void){
+  const struct CMUnitTest tests[] = {
+    CORE_TEST(test_commit_visibility),
+    CORE_TEST(test_count_in_transaction),
+    CORE_TEST(test_rollback_undoes_everything),
+    CORE_TEST(test_savepoints_nested),
+    CORE_TEST(test_savepoint_rollback_after_flush),
+    CORE_TEST(test_rollback_to_unmarked),
+    CORE_TEST(test_prepare_then_rollback),
+    CORE_TEST(test_busy_second_handle),
+    CORE_TEST(test_misuse_without_transaction),
+    CORE_TEST(test_write_sequences_in_transaction),
+    CORE_TEST(test_close_rolls_back),
+    CORE_TEST(test_crash_mid_transaction),
+  };
+  return run_core_tests(tests);
+}
