@@ -64,12 +64,12 @@ $(SRV): $(SERVER_OBJ) $(LIB)
 	$(CC) $(SAN) -o $@ $(SERVER_OBJ) $(LIB) -levent -lmicrohttpd $(LDLIBS_CORE)
 
 # Unit tests of core/: cmocka, no SQLite.
-$(BUILD)/tests/test_%: tests/unit/test_%.c $(LIB) $(TESTLIB) $(wildcard tests/*.h)
+$(BUILD)/tests/test_%: tests/unit/test_%.c $(LIB) $(TESTLIB) $(wildcard tests/*.h tests/unit/*.h tests/ext/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALLCFLAGS) -Itests -o $@ $< $(TESTLIB) $(LIB) -lcmocka $(LDLIBS_CORE)
 
 # Tests of the extension: cmocka, the extension loaded into a connection.
-$(BUILD)/tests/test_%: tests/ext/test_%.c $(SO) $(LIB) $(TESTLIB) $(wildcard tests/*.h)
+$(BUILD)/tests/test_%: tests/ext/test_%.c $(SO) $(LIB) $(TESTLIB) $(wildcard tests/*.h tests/unit/*.h tests/ext/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALLCFLAGS) -Itests -o $@ $< $(TESTLIB) $(LIB) -lsqlite3 -lcmocka $(LDLIBS_CORE)
 
@@ -86,6 +86,7 @@ demo: deps $(SO)
 test: deps
 	$(MAKE) test-build
 	@sh tests/run.sh $(BUILD) "$(UNIT_BIN) $(EXTT_BIN)"
+	$(MAKE) test-crash-short
 	$(MAKE) test-asan
 
 # The same tests built with AddressSanitizer and UBSan.
@@ -107,3 +108,131 @@ bench: deps
 
 clean:
 	rm -rf $(BUILD) build
+
+# ===========================================================================
+# Durability suites: crash (SIGKILL), power loss, fault injection,
+# corruption, fuzzing, sanitizers and static checks.  Sources in
+# tests/crash, tests/faults, tests/fuzz; tests/check.sh runs the tools.
+# Scratch stores go to /dev/shm when it is writable.
+#
+#   make test-crash        the CI version of the crash/fault/corruption suites
+#   make test-crash-short  the short version `make test` runs (~30 s)
+#   make test-crash-long   the long version (many minutes)
+#   make power-loss        the power-loss simulation alone
+#   make fuzz / fuzz-long  libFuzzer targets, bounded time each (FUZZ_TIME)
+#   make valgrind tsan coverage lint
+# ===========================================================================
+DUR_TMP := $(shell [ -d /dev/shm ] && [ -w /dev/shm ] && echo /dev/shm || echo /tmp)
+DUR_BIN := $(BUILD)/tests/durability
+DUR_LIB := tests/crash/workload.c $(TESTLIB)
+DUR_DEP := $(DUR_LIB) tests/crash/workload.h $(LIB) $(wildcard tests/*.h core/*.h)
+DUR_CC   = $(CC) $(ALLCFLAGS) -Itests -Itests/crash
+DUR_RUN  = TMPDIR=$(DUR_TMP)
+DUR_BINS := $(DUR_BIN)/crash $(DUR_BIN)/powerloss $(DUR_BIN)/faults $(DUR_BIN)/corrupt
+FUZZ_TIME ?= 60
+
+.PHONY: test-crash test-crash-short test-crash-long power-loss fuzz fuzz-long \
+        fuzz-build valgrind tsan coverage lint durability-build
+
+durability-build: $(DUR_BINS) $(SO)
+
+$(DUR_BIN)/crash: tests/crash/crash.c $(DUR_DEP)
+	@mkdir -p $(dir $@)
+	$(DUR_CC) -o $@ $< $(DUR_LIB) $(LIB) -lsqlite3 $(LDLIBS_CORE)
+
+$(DUR_BIN)/%: tests/crash/%.c $(DUR_DEP)
+	@mkdir -p $(dir $@)
+	$(DUR_CC) -o $@ $< $(DUR_LIB) $(LIB) $(LDLIBS_CORE)
+
+$(DUR_BIN)/%: tests/faults/%.c $(DUR_DEP)
+	@mkdir -p $(dir $@)
+	$(DUR_CC) -o $@ $< $(DUR_LIB) $(LIB) $(LDLIBS_CORE)
+
+test-crash-short: durability-build
+	$(DUR_RUN) $(DUR_BIN)/crash -r 25 -x $(BUILD)/tinkv
+	$(DUR_RUN) $(DUR_BIN)/powerloss -n 45
+	$(DUR_RUN) $(DUR_BIN)/faults -m full
+	$(DUR_RUN) $(DUR_BIN)/corrupt -n 10
+
+test-crash: durability-build
+	$(DUR_RUN) $(DUR_BIN)/crash -r 150 -x $(BUILD)/tinkv
+	$(DUR_RUN) $(DUR_BIN)/powerloss -n 120
+	$(DUR_RUN) $(DUR_BIN)/faults
+	$(DUR_RUN) $(DUR_BIN)/corrupt
+
+test-crash-long: durability-build
+	$(DUR_RUN) $(DUR_BIN)/crash -r 2000 -t 60 -x $(BUILD)/tinkv
+	$(DUR_RUN) $(DUR_BIN)/powerloss -n 400
+	$(DUR_RUN) $(DUR_BIN)/faults
+	$(DUR_RUN) $(DUR_BIN)/corrupt -a -n 200
+
+power-loss: $(DUR_BIN)/powerloss
+	$(DUR_RUN) $(DUR_BIN)/powerloss -n 200
+
+# Concurrency test (threads, SQL connections, compaction, the process lock).
+# The extension is linked in and registered with sqlite3_auto_extension.
+$(DUR_BIN)/concurrent: tests/crash/concurrent.c $(EXT_OBJ) $(LIB) $(TESTLIB)
+	@mkdir -p $(dir $@)
+	$(DUR_CC) -o $@ $< $(TESTLIB) $(EXT_OBJ) $(LIB) -lsqlite3 $(LDLIBS_CORE)
+
+# ThreadSanitizer: the concurrency test built with clang -fsanitize=thread.
+tsan:
+	$(MAKE) BUILD=build/tsan CC=clang OPT=-O1 SAN=-fsanitize=thread \
+	  build/tsan/tests/durability/concurrent
+	TMPDIR=$(DUR_TMP) TSAN_OPTIONS=halt_on_error=1:exitcode=66 \
+	  build/tsan/tests/durability/concurrent -n 200
+
+# libFuzzer targets (clang; address and undefined sanitizers), each run for
+# FUZZ_TIME seconds from the seed corpus in tests/fuzz/corpus/<target>.
+# New inputs go to build/fuzz/corpus; crashes to build/fuzz/crash-*.
+FUZZ_SAN = -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer
+FUZZ_TARGETS := recover sql
+
+build/fuzz/fuzz_recover: tests/fuzz/fuzz_recover.c $(TESTLIB) build/fuzz/libtinkv.a
+	clang $(ALLCFLAGS) -fsanitize=fuzzer,address,undefined -Itests \
+	  -o $@ $< $(TESTLIB) build/fuzz/libtinkv.a $(LDLIBS_CORE)
+
+build/fuzz/fuzz_sql: tests/fuzz/fuzz_sql.c $(TESTLIB) build/fuzz/libtinkv.a
+	clang $(ALLCFLAGS) -fsanitize=fuzzer,address,undefined -Itests \
+	  -o $@ $< $(TESTLIB) build/fuzz/ext/*.o build/fuzz/libtinkv.a -lsqlite3 $(LDLIBS_CORE)
+
+fuzz-build:
+	$(MAKE) BUILD=build/fuzz CC=clang OPT=-O1 SAN="$(FUZZ_SAN)" \
+	  build/fuzz/libtinkv.a build/fuzz/tinkv.so
+	$(MAKE) BUILD=build/fuzz CC=clang OPT=-O1 SAN= \
+	  $(FUZZ_TARGETS:%=build/fuzz/fuzz_%)
+
+fuzz: fuzz-build
+	@for t in $(FUZZ_TARGETS); do \
+	  mkdir -p build/fuzz/corpus/$$t; \
+	  echo "fuzz $$t: $(FUZZ_TIME) s"; \
+	  build/fuzz/fuzz_$$t -max_total_time=$(FUZZ_TIME) \
+	    -print_final_stats=1 -artifact_prefix=build/fuzz/ \
+	    build/fuzz/corpus/$$t tests/fuzz/corpus/$$t 2>&1 \
+	    | grep -E "^(stat::number_of_executed_units|stat::new_units_added|Done|==|SUMMARY|differ)" \
+	    || true; \
+	  ls build/fuzz/crash-* 2>/dev/null && exit 1; \
+	done; echo "fuzz: no crash"
+
+fuzz-long:
+	$(MAKE) fuzz FUZZ_TIME=1800
+
+# valgrind memcheck over the unit, extension and durability tests (-O0).
+valgrind:
+	$(MAKE) BUILD=build/valgrind OPT=-O0 test-build durability-build \
+	  build/valgrind/tests/durability/concurrent
+	sh tests/check.sh valgrind build/valgrind
+
+# Line and branch coverage of core/ and ext/ by the unit, extension and
+# durability tests.
+coverage:
+	rm -rf build/cov
+	$(MAKE) BUILD=build/cov OPT=-O0 CFLAGS="-O0 -g --coverage" SAN=--coverage \
+	  test-build durability-build
+	-sh tests/run.sh build/cov "$(UNIT_BIN:$(BUILD)/%=build/cov/%) $(EXTT_BIN:$(BUILD)/%=build/cov/%)" cov
+	$(MAKE) BUILD=build/cov CFLAGS="-O0 -g --coverage" SAN=--coverage test-crash
+	sh tests/check.sh coverage build/cov
+
+# cppcheck and clang-tidy (.clang-tidy) over core/ and ext/.
+lint:
+	sh tests/check.sh lint

@@ -11,23 +11,17 @@
 
 static _Thread_local char errbuf[1024];
 
-int tkv_err(int rc, const char *fmt, ...){
+void tkv_err_set(const char *fmt, ...){
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(errbuf, sizeof errbuf, fmt, ap);
   va_end(ap);
-  return rc;
 }
 
-int tkv_err_sys(int errnum, const char *what, const char *path){
+void tkv_err_sys_set(int errnum, const char *what, const char *path){
   char tmp[256];
   const char *text = strerror_r(errnum, tmp, sizeof tmp);
-  tkv_err(errnum==ENOMEM ? TKV_NOMEM : TKV_IO, "%s %s: %s", what, path, text);
-  return errnum==ENOMEM ? TKV_NOMEM : TKV_IO;
-}
-
-int tkv_err_nomem(void){
-  return tkv_err(TKV_NOMEM, "out of memory");
+  tkv_err_set("%s %s: %s", what, path, text);
 }
 
 const char *tkv_errmsg(void){

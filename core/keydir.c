@@ -71,6 +71,7 @@
 #include "keydir.h"
 #include "mem.h"
 
+#include <assert.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -588,6 +589,7 @@ static uint8_t *s_keys(const kd_node *nd){
 }
 
 static void **s_kids(const kd_node *nd){
+  assert( nd->cls<NSORTED );
   return (void **)((uint8_t *)(nd + 1) + pad8(sorted_cap[nd->cls]));
 }
 
@@ -832,6 +834,7 @@ static void copy_children(kd_node *to, const kd_node *nd){
   if( to->kind & N_256 ){
     memset(n256_end(to), 0, sizeof(void *)*257);
   }else{
+    assert( to->cls<NSORTED );
     memset(s_keys(to), 0, pad8(sorted_cap[to->cls]));
   }
   for(s=next_slot(nd, -1); s>=0; s=next_slot(nd, s)){

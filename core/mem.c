@@ -4,12 +4,14 @@
 #include "mem.h"
 #include "testhook.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
-static long fail_countdown;   /* 0: off; else allocations left until failure */
-static int fail_sticky;       /* keep failing once the countdown hit */
-static long alloc_count;      /* allocations since the last reset */
+/* Atomic: allocations happen on every thread that uses the engine. */
+static _Atomic long fail_countdown; /* 0: off; else allocations until failure */
+static _Atomic int fail_sticky;     /* keep failing once the countdown hit */
+static _Atomic long alloc_count;    /* allocations since the last reset */
 
 void tkv_test_fail_alloc(long n, int sticky){
   fail_countdown = n;
@@ -17,16 +19,16 @@ void tkv_test_fail_alloc(long n, int sticky){
 }
 
 long tkv_test_alloc_count(int reset){
-  long n = alloc_count;
-  if( reset ) alloc_count = 0;
-  return n;
+  return reset ? atomic_exchange(&alloc_count, 0) : atomic_load(&alloc_count);
 }
 
 /* True if this allocation must fail. */
 static int should_fail(void){
-  alloc_count++;
-  if( fail_countdown==0 ) return 0;
-  if( fail_countdown>1 ){ fail_countdown--; return 0; }
+  long left;
+  atomic_fetch_add_explicit(&alloc_count, 1, memory_order_relaxed);
+  left = atomic_load_explicit(&fail_countdown, memory_order_relaxed);
+  if( left==0 ) return 0;
+  if( left>1 ){ atomic_fetch_sub(&fail_countdown, 1); return 0; }
   if( !fail_sticky ) fail_countdown = 0;
   return 1;
 }

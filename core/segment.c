@@ -318,7 +318,9 @@ int seg_seal_active(tkv_engine *e){
   }
   if( rc ) return rc;
   s->sealed = 1;
+  pthread_rwlock_wrlock(&e->rw);    /* readers look at e->active */
   e->active = NULL;
+  pthread_rwlock_unlock(&e->rw);
   e->buf_len = 0;
   seg_write_hint(e, s);
   return TKV_OK;
@@ -348,8 +350,10 @@ int seg_start_write(tkv_engine *e){
     if( !rc ) rc = tkv_io_sync_dir(e->dir);
   }
   if( !rc ){
+    seg_map(e, s);
     pthread_rwlock_wrlock(&e->rw);
     rc = seg_table_add(e, s);
+    if( !rc ) e->active = s;
     pthread_rwlock_unlock(&e->rw);
   }
   if( rc ){
@@ -357,8 +361,6 @@ int seg_start_write(tkv_engine *e){
     seg_free(s);
     return rc;
   }
-  seg_map(e, s);
-  e->active = s;
   e->buf_off = s->end;
   e->buf_len = 0;
   return TKV_OK;
@@ -444,18 +446,19 @@ typedef struct scan_win {
   tkv_segment *s;
   uint64_t size;      /* bytes of the file to consider */
   uint8_t *buf;
+  size_t cap;         /* bytes of buf: the whole file when it is small */
   uint64_t off;       /* file offset of buf[0] */
   size_t len;         /* valid bytes in buf */
 } scan_win;
 
-/* Point *pp at bytes [off, off+n) of the file.  n <= SCAN_WINDOW, and
+/* Point *pp at bytes [off, off+n) of the file.  n <= w->cap, and
 ** off+n <= w->size. */
 static int win_get(scan_win *w, uint64_t off, size_t n, const uint8_t **pp){
   if( off<w->off || off + n > w->off + w->len ){
     uint64_t want = w->size - off;
     size_t got;
     int rc;
-    if( want>SCAN_WINDOW ) want = SCAN_WINDOW;
+    if( want>w->cap ) want = w->cap;
     rc = tkv_io_pread(w->s->fd, w->s->path, w->buf, (size_t)want, off, &got);
     if( rc ) return rc;
     w->off = off;
@@ -464,6 +467,17 @@ static int win_get(scan_win *w, uint64_t off, size_t n, const uint8_t **pp){
   }
   *pp = w->buf + (off - w->off);
   return TKV_OK;
+}
+
+/* Set up a window on the first `size` bytes of s. */
+static int win_open(scan_win *w, tkv_segment *s, uint64_t size){
+  memset(w, 0, sizeof *w);
+  w->s = s;
+  w->size = size;
+  w->cap = size<SCAN_WINDOW ? (size_t)size : SCAN_WINDOW;
+  if( w->cap<4096 ) w->cap = 4096;
+  w->buf = tkv_mem_alloc(w->cap);
+  return w->buf ? TKV_OK : tkv_err_nomem();
 }
 
 /* Nonzero if bytes [off, size) are all zero. */
@@ -614,10 +628,8 @@ int seg_scan(tkv_segment *s, uint64_t size, seg_scan_fn fn, void *ctx,
   scan_win w;
   int rc;
   memset(&w, 0, sizeof w);
-  w.s = s;
-  w.size = size;
-  w.buf = tkv_mem_alloc(SCAN_WINDOW);
-  if( !w.buf ) return tkv_err_nomem();
+  rc = win_open(&w, s, size);
+  if( rc ) return rc;
   rc = scan_loop(&w, fn, ctx, r);
   tkv_mem_free(w.buf);
   return rc;
@@ -632,10 +644,8 @@ int seg_valid_record_after(tkv_segment *s, uint64_t from, uint64_t size,
   scan_win w;
   int rc = TKV_OK;
   memset(&w, 0, sizeof w);
-  w.s = s;
-  w.size = size;
-  w.buf = tkv_mem_alloc(SCAN_WINDOW);
-  if( !w.buf ) return tkv_err_nomem();
+  rc = win_open(&w, s, size);
+  if( rc ) return rc;
   *pfound = 0;
   for(uint64_t y=from+1; y + TKV_REC_HDR <= size && !*pfound; y++){
     tkv_rec_hdr h;

@@ -611,7 +611,7 @@ int tkv_stats_get(tkv_db *db, tkv_stats *st){
   st->live_bytes = e->live_bytes;
   st->stale_bytes = e->total_bytes - e->live_bytes;
   st->files = (uint64_t)e->nseg;
-  st->disk_bytes = 2*TKV_FILE_HDR;      /* identity and lock files */
+  st->disk_bytes = 2ull*TKV_FILE_HDR;     /* identity and lock files */
   for(int i=0; i<e->nseg; i++){
     st->disk_bytes += e->segs[i]->alloc + e->segs[i]->hint_bytes;
   }

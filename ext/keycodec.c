@@ -123,7 +123,7 @@ int tinkvKeyEncode(sqlite3_value *pVal, TinkvBuf *pBuf){
     if( p==0 && n>0 ) return SQLITE_NOMEM;
     if( tinkvBufReserve(pBuf, n+1) ) return SQLITE_NOMEM;
     pBuf->a[0] = eType==SQLITE_TEXT ? TINKV_KEY_TEXT : TINKV_KEY_BLOB;
-    if( n ) memcpy(&pBuf->a[1], p, n);
+    if( n && p ) memcpy(&pBuf->a[1], p, n);
     pBuf->n = n+1;
     return SQLITE_OK;
   }

@@ -68,7 +68,7 @@ int tinkvValueEncode(sqlite3_value *pVal, TinkvBuf *pBuf){
       n = (size_t)sqlite3_value_bytes(pVal);
       if( p==0 && n>0 ) return SQLITE_NOMEM;
       if( tinkvBufReserve(pBuf, n+1) ) return SQLITE_NOMEM;
-      if( n ) memcpy(pBuf->a, p, n);
+      if( n && p ) memcpy(pBuf->a, p, n);
       break;
     }
     default:

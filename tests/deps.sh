@@ -4,7 +4,7 @@
 #   tests/deps.sh bench   what `make bench` adds (benchmark peers only)
 set -u
 want="gcc make libsqlite3-dev sqlite3 libcmocka-dev libevent-dev libmicrohttpd-dev
-      redis-tools curl python3 clang libclang-rt-14-dev"
+      redis-tools nutcracker curl python3 clang libclang-rt-14-dev"
 if [ "${1:-test}" = bench ]; then
   want="liblmdb-dev libleveldb-dev librocksdb-dev redis-server redis-tools"
 fi

@@ -262,8 +262,8 @@ static void test_compaction_keeps_ids_and_cursors(void **state){
   model_clear(&m);
 }
 
-/* Empty stores, stores whose keys are all deleted, and values larger
-** than the compaction's write buffer. */
+/* Empty stores, stores whose keys are all deleted, values larger than the
+** compaction's write buffer, and a key of the largest size. */
 static void test_compaction_edge_cases(void **state){
   fixture *f = *state;
   tkv_options o = small_segments();
@@ -291,6 +291,9 @@ static void test_compaction_edge_cases(void **state){
   put_str(db, &m, "small", "s");
   assert_ok(tkv_put(db, "big2", 4, val, big - 1000));
   model_put(&m, "big2", 4, val, big - 1000);
+  /* The longest key there is, with a value. */
+  assert_ok(tkv_put(db, val, TKV_KEY_MAX, "long key", 8));
+  model_put(&m, val, TKV_KEY_MAX, "long key", 8);
   assert_ok(tkv_compact(db, NULL));
   assert_store_is(db, &m);
   reopen_with(&db, f->dir, &o);
@@ -307,7 +310,7 @@ static void test_compaction_edge_cases(void **state){
 static void make_template(const char *dir, model *m){
   tkv_options o = small_segments();
   tkv_db *db = open_with(dir, &o);
-  random_ops(db, m, 4242, 80);
+  random_ops(db, m, 4242, 70);
   close_ok(db);
 }
 
@@ -339,13 +342,15 @@ typedef struct snapshots {
   int n;
 } snapshots;
 
-/* Before every file-system call that can change the store: copy it as it
-** is on disk now. */
+/* Before every file-system call that can change what a reopen sees: copy
+** the store as it is on disk now.  Calls on temporary files other than
+** their rename are skipped: open removes those files. */
 static int snapshot_hook(int op, const char *path, void *ctx){
   snapshots *s = ctx;
+  size_t n = strlen(path);
   char to[4400];
-  (void)path;
-  if( op==TKV_IO_READ ) return 0;
+  if( op==TKV_IO_READ || op==TKV_IO_MMAP ) return 0;
+  if( n>4 && !strcmp(path + n - 4, ".tmp") && op!=TKV_IO_RENAME ) return 0;
   snprintf(to, sizeof to, "%s/snap%04d", s->root, s->n++);
   if( tu_copy_dir(s->dir, to) ) abort();
   return 0;
@@ -369,8 +374,8 @@ static void test_crash_at_every_step_of_compaction(void **state){
   assert_ok(tkv_compact(db, NULL));
   fault_off();
   close_ok(db);
-  assert_true(snap.n > 20);
   if( getenv("TKV_TEST_VERBOSE") ) print_message("%d crash points\n", snap.n);
+  assert_true(snap.n > 10);
   for(int i=0; i<=snap.n; i++){
     char from[4400], what[64];
     model copy = {0};

@@ -223,6 +223,7 @@ static void make_template(const char *dir, model *m){
 static int fault_every_call(fixture *f, const char *tmpl, const model *base,
                             int op, int err, tkv_sync_mode sync, int steps){
   tkv_options o = store_options(sync, SMALL_SEG, UINT64_MAX);
+  int segs_before = tu_count_files(tmpl, ".seg");
   long nth;
   for(nth=1; nth<1000; nth++){
     fault_plan plan;
@@ -243,6 +244,8 @@ static int fault_every_call(fixture *f, const char *tmpl, const model *base,
     }
     fault_off();
     assert_store_is(db, &x.m);
+    /* The workload rotated into new segments. */
+    assert_true(tu_count_files(f->dir, ".seg") >= segs_before + 1);
     rc = tkv_close(db);
     if( rc ) fail_msg("%s #%ld: close: %s", io_op_name(op), nth,
                       tkv_errmsg());
@@ -260,6 +263,7 @@ static int fault_every_call(fixture *f, const char *tmpl, const model *base,
   return (int)nth;
 }
 
+/* Writes failing with ENOSPC (sync=normal) and EIO (sync=full). */
 static void test_write_failures(void **state){
   fixture *f = *state;
   char tmpl[4400];
@@ -273,6 +277,8 @@ static void test_write_failures(void **state){
   model_clear(&base);
 }
 
+/* fdatasync of a segment or hint, and fsync of the directory after a new
+** segment, failing with EIO (sync=full). */
 static void test_sync_failures(void **state){
   fixture *f = *state;
   char tmpl[4400];
@@ -861,6 +867,136 @@ static void test_alloc_failure_in_compaction_then_reopen(void **state){
   compaction_alloc_failure_then_reopen(*state, 1);
 }
 
+/* ------------------------------------------------- After the failure. */
+
+/* When a rollback can neither cut the file nor overwrite the records, the
+** engine refuses writes (TKV_BROKEN, saying to reopen) but still reads;
+** after a reopen it works, with the transaction there or not (its rollback
+** reported the failure). */
+static void test_failed_rollback_breaks_engine_until_reopen(void **state){
+  fixture *f = *state;
+  tkv_options o = store_options(TKV_SYNC_FULL, 0, UINT64_MAX);
+  tkv_db *db = open_with(f->dir, &o);
+  fault_plan plan;
+  model m = {0}, alt = {0};
+  char why[600];
+  int rc;
+  put_str(db, &m, "k", "committed");
+  model_copy(&alt, &m);
+  assert_ok(tkv_begin(db));
+  put_str(db, &alt, "k", "in the transaction");
+  put_str(db, &alt, "n", "in the transaction");
+  assert_ok(tkv_prepare(db));
+  fault_arm(&plan, TKV_IO_TRUNCATE, 1, EIO);
+  plan.sticky = 1;
+  plan.then_op = TKV_IO_WRITE;
+  rc = tkv_rollback(db);
+  fault_off();
+  assert_false(tkv_in_transaction(db));
+  if( rc==TKV_OK ) fail_msg("rollback reported success though it could "
+                            "neither truncate nor write");
+  assert_int_equal(rc, TKV_IO);
+  assert_tkv(TKV_BROKEN, tkv_put(db, "x", 1, "y", 1));
+  assert_true(msg_has(tkv_errmsg(), "reopen"));
+  assert_tkv(TKV_BROKEN, tkv_delete(db, "k", 1));
+  assert_tkv(TKV_BROKEN, tkv_begin(db));
+  assert_tkv(TKV_BROKEN, tkv_compact(db, NULL));
+  expect_str(db, "k", "committed");
+  tkv_close(db);
+  db = open_with(f->dir, &o);
+  if( store_diff(db, &m, why, sizeof why) ){
+    assert_store_is(db, &alt);
+  }
+  put_str(db, NULL, "after", "reopen");
+  close_ok(db);
+  model_clear(&m);
+  model_clear(&alt);
+}
+
+/* A store whose next commit starts an automatic compaction. */
+static void make_stale_template(const char *dir, model *m){
+  tkv_options o = store_options(TKV_SYNC_NORMAL, SMALL_SEG, UINT64_MAX);
+  tkv_db *db = open_with(dir, &o);
+  uint64_t s = 5;
+  for(int i=0; i<150; i++){
+    wop op;
+    make_op(&op, m, &s);
+    assert_ok(run_op(db, &op));
+    apply_op(m, &op);
+  }
+  assert_true(stats_of(db).stale_bytes > 8192);
+  close_ok(db);
+}
+
+/*
+** After a successful tkv_prepare, tkv_commit cannot fail, even when the
+** automatic compaction it starts fails (an allocation or a file-system
+** call, at every point): the commit is published, the compaction's status
+** is in the stats, and the store is whole after a reopen.
+*/
+static void test_failed_automatic_compaction_keeps_commit(void **state){
+  fixture *f = *state;
+  tkv_options o = store_options(TKV_SYNC_NORMAL, SMALL_SEG, 8192);
+  char tmpl[4400];
+  model base = {0};
+  long total_allocs = 0;
+  snprintf(tmpl, sizeof tmpl, "%s/template", f->root);
+  make_stale_template(tmpl, &base);
+  for(int kind=0; kind<2; kind++){
+    for(long nth=1; nth<100000; nth++){
+      model m = {0};
+      fault_plan plan;
+      tkv_stats st;
+      tkv_db *db;
+      long made = 0;
+      int fired, rc;
+      crash_image(tmpl, f->dir);
+      model_copy(&m, &base);
+      db = open_with(f->dir, &o);
+      assert_ok(tkv_begin(db));
+      put_str(db, &m, "committed", "despite the compaction");
+      assert_ok(tkv_prepare(db));
+      if( kind==0 ){
+        tkv_test_alloc_count(1);
+        tkv_test_fail_alloc(nth, 1);
+        rc = tkv_commit(db);
+        tkv_test_fail_alloc(0, 0);
+        made = tkv_test_alloc_count(1);
+        fired = made>=nth;
+      }else{
+        fault_arm(&plan, 0, nth, EIO);
+        rc = tkv_commit(db);
+        fault_off();
+        fired = plan.fired;
+      }
+      if( rc ) fail_msg("commit after prepare failed (%s %ld): %s",
+                        kind ? "file-system call" : "allocation", nth,
+                        tkv_errmsg());
+      st = stats_of(db);
+      if( !fired ){
+        assert_int_equal(st.compactions, 1);
+        assert_int_equal(st.last_compact_rc, TKV_OK);
+        if( kind==0 ) total_allocs = made;
+      }else if( st.compactions==0 ){
+        assert_true(st.last_compact_rc==(kind ? TKV_IO : TKV_NOMEM));
+      }
+      assert_store_is(db, &m);
+      reopen_with(&db, f->dir, &o);
+      assert_store_is(db, &m);
+      close_ok(db);
+      model_clear(&m);
+      if( !fired ){
+        if( getenv("TKV_TEST_VERBOSE") ){
+          print_message("%s: %ld runs\n", kind ? "io" : "alloc", nth);
+        }
+        break;
+      }
+    }
+  }
+  assert_true(total_allocs > 5);
+  model_clear(&base);
+}
+
 int main(void){
   const struct CMUnitTest tests[] = {
     CORE_TEST(test_write_failures),
@@ -872,6 +1008,8 @@ int main(void){
     CORE_TEST(test_rollback_after_prepare_when_truncate_fails),
     CORE_TEST(test_rollback_after_failed_commit_when_truncate_fails),
     CORE_TEST(test_put_when_sync_and_truncate_fail),
+    CORE_TEST(test_failed_rollback_breaks_engine_until_reopen),
+    CORE_TEST(test_failed_automatic_compaction_keeps_commit),
     CORE_TEST(test_alloc_failures_once),
     CORE_TEST(test_alloc_failures_sticky),
     CORE_TEST(test_alloc_failure_in_compaction_then_reopen),

@@ -698,6 +698,68 @@ static void test_zeroed_header_with_records(void **state){
   model_clear(&m);
 }
 
+/* ------------------------------------------------ Options across opens. */
+
+/* The segment size may change between opens, both ways; the data stays
+** and new writes go on. */
+static void test_reopen_with_other_segment_size(void **state){
+  fixture *f = *state;
+  tkv_options small = small_segments();
+  tkv_options large = store_options(TKV_SYNC_NORMAL, 1u << 20, UINT64_MAX);
+  tkv_db *db = open_with(f->dir, &large);
+  model m = {0};
+  fill_store(db, &m, 100, 1);
+  reopen_with(&db, f->dir, &small);
+  assert_store_is(db, &m);
+  put_str(db, &m, "written", "with small segments");
+  fill_store(db, &m, 40, 0);
+  reopen_with(&db, f->dir, &large);
+  assert_store_is(db, &m);
+  put_str(db, &m, "written", "with large segments");
+  reopen_with(&db, f->dir, &small);
+  assert_store_is(db, &m);
+  close_ok(db);
+  model_clear(&m);
+}
+
+/* What each sync mode promises about a crash of the process: with normal
+** (and full) a commit is in the files when it returns; with off it may
+** wait in the buffer until tkv_sync, which puts it there. */
+static void test_sync_modes_and_crash_images(void **state){
+  fixture *f = *state;
+  static const tkv_sync_mode modes[] = {
+    TKV_SYNC_FULL, TKV_SYNC_NORMAL, TKV_SYNC_OFF,
+  };
+  for(size_t i=0; i<sizeof modes/sizeof modes[0]; i++){
+    tkv_options o = store_options(modes[i], 0, UINT64_MAX);
+    tkv_db *db, *img;
+    model m = {0};
+    tu_rmrf(f->dir);
+    db = open_with(f->dir, &o);
+    put_str(db, &m, "single", "put");
+    assert_ok(tkv_begin(db));
+    put_str(db, &m, "in", "a transaction");
+    assert_ok(tkv_commit(db));
+    if( modes[i]!=TKV_SYNC_OFF ){
+      crash_image(f->dir, f->copy);
+      img = open_with(f->copy, &o);
+      assert_store_is(img, &m);
+      close_ok(img);
+    }
+    assert_ok(tkv_sync(db));
+    crash_image(f->dir, f->copy);
+    img = open_with(f->copy, &o);
+    assert_store_is(img, &m);
+    close_ok(img);
+    put_str(db, &m, "before", "close");
+    close_ok(db);
+    db = open_with(f->dir, &o);
+    assert_store_is(db, &m);
+    close_ok(db);
+    model_clear(&m);
+  }
+}
+
 /* ---------------------------------------------------- Random crashes. */
 
 /*
@@ -800,6 +862,8 @@ int main(void){
     CORE_TEST(test_bad_segment_header),
     CORE_TEST(test_newest_segment_without_header),
     CORE_TEST(test_zeroed_header_with_records),
+    CORE_TEST(test_reopen_with_other_segment_size),
+    CORE_TEST(test_sync_modes_and_crash_images),
     CORE_TEST(test_random_crash_images),
   };
   return run_core_tests(tests);

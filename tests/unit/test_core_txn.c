@@ -7,7 +7,10 @@
 */
 #include "engine_check.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <time.h>
+#include <unistd.h>
 
 #define BIG_VALUE 8192
 #define BIG_COUNT 200        /* 200 x 8 KiB: past the 1 MiB write buffer */
@@ -354,6 +357,77 @@ static void test_busy_second_handle(void **state){
   close_ok(a);
 }
 
+/* A handle used by another thread that holds a transaction for a while. */
+typedef struct holder {
+  tkv_db *db;
+  int hold_ms;
+  atomic_int started;
+  int rc;
+} holder;
+
+static void *hold_then_commit(void *arg){
+  holder *h = arg;
+  h->rc = tkv_begin(h->db);
+  if( !h->rc ) h->rc = tkv_put(h->db, "held", 4, "by the thread", 13);
+  atomic_store(&h->started, 1);
+  usleep((useconds_t)h->hold_ms * 1000);
+  if( !h->rc ) h->rc = tkv_commit(h->db);
+  return NULL;
+}
+
+/* When the transaction belongs to a handle last used by another thread,
+** tkv_begin waits for it (up to 5 s) instead of failing at once. */
+static void test_begin_waits_for_another_thread(void **state){
+  fixture *f = *state;
+  tkv_db *a = open_store(f->dir), *b;
+  pthread_t thread;
+  holder h;
+  double t0, waited;
+  assert_ok(tkv_open(f->dir, NULL, &b));
+  h.db = a;
+  h.hold_ms = 300;
+  atomic_init(&h.started, 0);
+  h.rc = -1;
+  assert_int_equal(pthread_create(&thread, NULL, hold_then_commit, &h), 0);
+  while( !atomic_load(&h.started) ) usleep(1000);
+  t0 = now_seconds();
+  assert_ok(tkv_begin(b));
+  waited = now_seconds() - t0;
+  assert_true(waited > 0.1 && waited < 4.0);
+  expect_str(b, "held", "by the thread");
+  put_str(b, NULL, "after", "the wait");
+  assert_ok(tkv_commit(b));
+  assert_int_equal(pthread_join(thread, NULL), 0);
+  assert_int_equal(h.rc, TKV_OK);
+  expect_str(a, "after", "the wait");
+  close_ok(b);
+  close_ok(a);
+}
+
+/* A transaction larger than max_file_size stays in one segment, which
+** outgrows the limit; it reads back, reopens and compacts. */
+static void test_transaction_larger_than_a_segment(void **state){
+  fixture *f = *state;
+  tkv_options o = store_options(TKV_SYNC_NORMAL, 65536, UINT64_MAX);
+  tkv_db *db = open_with(f->dir, &o);
+  model m = {0};
+  put_ten(db, &m);
+  assert_ok(tkv_begin(db));
+  put_big(db, &m, 21);
+  del_str(db, &m, "k3");
+  assert_ok(tkv_commit(db));
+  assert_store_is(db, &m);
+  put_str(db, &m, "after", "the big one");
+  reopen_with(&db, f->dir, &o);
+  assert_store_is(db, &m);
+  assert_ok(tkv_compact(db, NULL));
+  assert_store_is(db, &m);
+  reopen_with(&db, f->dir, &o);
+  assert_store_is(db, &m);
+  close_ok(db);
+  model_clear(&m);
+}
+
 /* Calls that need a transaction, without one: TKV_MISUSE. */
 static void test_misuse_without_transaction(void **state){
   fixture *f = *state;
@@ -488,10 +562,12 @@ int main(void){
     CORE_TEST(test_rollback_to_unmarked),
     CORE_TEST(test_prepare_then_rollback),
     CORE_TEST(test_busy_second_handle),
+    CORE_TEST(test_begin_waits_for_another_thread),
     CORE_TEST(test_misuse_without_transaction),
     CORE_TEST(test_write_sequences_in_transaction),
     CORE_TEST(test_close_rolls_back),
     CORE_TEST(test_crash_mid_transaction),
+    CORE_TEST(test_transaction_larger_than_a_segment),
   };
   return run_core_tests(tests);
 }

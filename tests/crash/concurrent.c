@@ -1,0 +1,239 @@
+/*
+** Concurrency: several threads share one store, some through their own C
+** API handle, some through their own SQLite connection to one database
+** (every tinkv table of the process on one directory shares one engine),
+** reading and writing while another thread compacts again and again.  Each
+** writer owns its keys and checks after every write that it reads back
+** what it wrote; at the end a fresh handle must see every writer's last
+** values.  Built with ThreadSanitizer by `make tsan`.
+**
+** Then the cross-process lock: while a child process holds the store, an
+** open here fails with TKV_LOCKED and a message saying "locked"; after the
+** child is killed with SIGKILL the open succeeds.
+**
+**   concurrent [-n OPS]
+** Prints "concurrent: P passed, F failed".
+*/
+#include "tinkv.h"
+#include "testutil.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define NC 3     /* C API writer threads */
+#define NS 3     /* SQL writer threads */
+#define NK 40    /* keys per writer */
+
+int sqlite3_tinkv_init(sqlite3 *db, char **pzErr, const void *pApi);
+
+static char dir[2048], dbfile[2100];
+static long nops = 400;
+static int errors;
+static int done;
+static pthread_mutex_t err_mu = PTHREAD_MUTEX_INITIALIZER;
+
+/* Record a failure. */
+static void fail(const char *who, const char *what){
+  pthread_mutex_lock(&err_mu);
+  errors++;
+  if( errors<10 ) fprintf(stderr, "concurrent: %s: %s\n", who, what);
+  pthread_mutex_unlock(&err_mu);
+}
+
+/* A C API writer: puts, transactions, reads back. */
+static void *c_writer(void *arg){
+  int id = (int)(intptr_t)arg;
+  tkv_options o;
+  tkv_db *db;
+  char who[32];
+  snprintf(who, sizeof who, "c%d", id);
+  tkv_options_init(&o);
+  o.sync = TKV_SYNC_NORMAL;
+  if( tkv_open(dir, &o, &db) ){ fail(who, tkv_errmsg()); return NULL; }
+  for(long i=0; i<nops; i++){
+    char key[32], val[64];
+    void *v = NULL;
+    size_t vlen = 0;
+    int rc;
+    snprintf(key, sizeof key, "c%d-%ld", id, i % NK);
+    snprintf(val, sizeof val, "value %ld of %s", i, key);
+    if( i%5==0 ){
+      rc = tkv_begin(db);
+      if( !rc ) rc = tkv_put(db, key, strlen(key), val, strlen(val));
+      if( !rc ) rc = tkv_commit(db);
+      if( rc && tkv_in_transaction(db) ) tkv_rollback(db);
+      if( rc==TKV_BUSY ) continue;
+    }else{
+      rc = tkv_put(db, key, strlen(key), val, strlen(val));
+    }
+    if( rc ){ fail(who, tkv_errmsg()); break; }
+    rc = tkv_get(db, key, strlen(key), &v, &vlen);
+    if( rc || vlen!=strlen(val) || memcmp(v, val, vlen) ){
+      fail(who, rc ? tkv_errmsg() : "read back a different value");
+    }
+    tkv_free(v);
+  }
+  tkv_close(db);
+  return NULL;
+}
+
+/* An SQL writer on its own connection. */
+static void *sql_writer(void *arg){
+  int id = (int)(intptr_t)arg;
+  sqlite3 *db = NULL;
+  char who[32];
+  snprintf(who, sizeof who, "sql%d", id);
+  if( sqlite3_open(dbfile, &db) ){ fail(who, "open"); return NULL; }
+  sqlite3_busy_timeout(db, 10000);
+  for(long i=0; i<nops; i++){
+    char *sql, *err = NULL;
+    sqlite3_stmt *st = NULL;
+    sql = sqlite3_mprintf("INSERT OR REPLACE INTO kv VALUES('s%d-%ld', "
+                          "'value %ld')", id, i % NK, i);
+    if( sqlite3_exec(db, sql, NULL, NULL, &err) ){
+      fail(who, err);
+      sqlite3_free(err);
+    }
+    sqlite3_free(sql);
+    sql = sqlite3_mprintf("SELECT value FROM kv WHERE key='s%d-%ld'", id, i % NK);
+    if( sqlite3_prepare_v2(db, sql, -1, &st, NULL)
+     || sqlite3_step(st)!=SQLITE_ROW ){
+      fail(who, sqlite3_errmsg(db));
+    }else{
+      char want[32];
+      snprintf(want, sizeof want, "value %ld", i);
+      if( strcmp((const char*)sqlite3_column_text(st, 0), want) ){
+        fail(who, "read back a different value");
+      }
+    }
+    sqlite3_finalize(st);
+    sqlite3_free(sql);
+    if( i%50==0 ){
+      sqlite3_exec(db, "SELECT count(*) FROM kv", NULL, NULL, NULL);
+    }
+  }
+  sqlite3_close(db);
+  return NULL;
+}
+
+/* Compact again and again until the writers are done. */
+static void *compactor(void *arg){
+  tkv_db *db;
+  tkv_options o;
+  (void)arg;
+  tkv_options_init(&o);
+  if( tkv_open(dir, &o, &db) ){ fail("compactor", tkv_errmsg()); return NULL; }
+  while( !__atomic_load_n(&done, __ATOMIC_ACQUIRE) ){
+    int rc = tkv_compact(db, NULL);
+    if( rc && rc!=TKV_BUSY ) fail("compactor", tkv_errmsg());
+    usleep(2000);
+  }
+  tkv_close(db);
+  return NULL;
+}
+
+/* Check every writer's last values with a fresh handle. */
+static void final_check(void){
+  tkv_db *db;
+  if( tkv_open(dir, NULL, &db) ){ fail("check", tkv_errmsg()); return; }
+  for(int id=0; id<NC; id++){
+    for(long i=nops-NK; i<nops; i++){
+      char key[32], val[64];
+      void *v = NULL;
+      size_t vlen = 0;
+      if( i%5==0 ) continue;   /* a transaction: may have met BUSY */
+      snprintf(key, sizeof key, "c%d-%ld", id, i % NK);
+      snprintf(val, sizeof val, "value %ld of %s", i, key);
+      if( tkv_get(db, key, strlen(key), &v, &vlen) || vlen!=strlen(val)
+       || memcmp(v, val, vlen) ){
+        fail("check", key);
+      }
+      tkv_free(v);
+    }
+  }
+  tkv_close(db);
+}
+
+/* The lock between processes, with the owner killed. */
+static int lock_test(void){
+  int p[2], rc;
+  char c;
+  pid_t pid;
+  tkv_db *db;
+  if( pipe(p) ) return -1;
+  pid = fork();
+  if( pid==0 ){
+    tkv_db *cdb;
+    close(p[0]);
+    if( tkv_open(dir, NULL, &cdb) ) _exit(1);
+    if( write(p[1], "x", 1)!=1 ) _exit(1);
+    for(;;) pause();
+  }
+  close(p[1]);
+  if( read(p[0], &c, 1)!=1 ){ close(p[0]); return -1; }
+  close(p[0]);
+  rc = tkv_open(dir, NULL, &db);
+  if( rc!=TKV_LOCKED || !strstr(tkv_errmsg(), "locked") ){
+    fprintf(stderr, "concurrent: second process: rc=%d %s\n", rc, tkv_errmsg());
+    if( !rc ) tkv_close(db);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    return -1;
+  }
+  kill(pid, SIGKILL);
+  waitpid(pid, NULL, 0);
+  rc = tkv_open(dir, NULL, &db);
+  if( rc ){
+    fprintf(stderr, "concurrent: open after the owner was killed: %s\n",
+            tkv_errmsg());
+    return -1;
+  }
+  return tkv_close(db) ? -1 : 0;
+}
+
+int main(int argc, char **argv){
+  pthread_t th[NC + NS + 1];
+  sqlite3 *db = NULL;
+  char *sql, *err = NULL;
+  int n = 0, passed = 0, failed = 0;
+  if( argc>2 && !strcmp(argv[1], "-n") ) nops = atol(argv[2]);
+  snprintf(dir, sizeof dir, "%s/store", tu_tmpdir("concurrent"));
+  snprintf(dbfile, sizeof dbfile, "%s.db", dir);
+  sqlite3_auto_extension((void (*)(void))sqlite3_tinkv_init);
+  if( sqlite3_open(dbfile, &db) ) return 2;
+  sql = sqlite3_mprintf("CREATE VIRTUAL TABLE kv USING tinkv(path='%q', "
+                        "sync=normal, max_file_size=16384, "
+                        "compact_threshold=32768)", dir);
+  if( sqlite3_exec(db, sql, NULL, NULL, &err) ){
+    fprintf(stderr, "concurrent: %s\n", err);
+    return 2;
+  }
+  sqlite3_free(sql);
+  for(int i=0; i<NC; i++) pthread_create(&th[n++], NULL, c_writer, (void*)(intptr_t)i);
+  for(int i=0; i<NS; i++) pthread_create(&th[n++], NULL, sql_writer, (void*)(intptr_t)i);
+  pthread_create(&th[n++], NULL, compactor, NULL);
+  for(int i=0; i<NC + NS; i++) pthread_join(th[i], NULL);
+  __atomic_store_n(&done, 1, __ATOMIC_RELEASE);
+  pthread_join(th[NC + NS], NULL);
+  sqlite3_close(db);
+  final_check();
+  printf("concurrent: %d C API threads, %d SQL connections, a compactor, "
+         "%ld operations each: %d errors\n", NC, NS, nops, errors);
+  if( errors ) failed++; else passed++;
+  if( lock_test() ) failed++; else passed++;
+  printf("concurrent: lock between processes %s\n", failed && !errors ? "FAILED" : "ok");
+  {
+    char base[2048];
+    snprintf(base, sizeof base, "%s", dir);
+    *strrchr(base, '/') = 0;
+    if( !failed ) tu_rmrf(base);
+  }
+  printf("concurrent: %d passed, %d failed\n", passed, failed);
+  return failed ? 1 : 0;
+}
