@@ -78,9 +78,10 @@ test-build: $(ALL_TARGETS) $(UNIT_BIN) $(EXTT_BIN)
 deps:
 	@sh tests/deps.sh test
 
-demo: deps $(SO)
-	rm -f $(BUILD)/demo.db $(BUILD)/demo.db-kv.tinkv -r
-	cd $(BUILD) && sqlite3 demo.db < ../sql/demo.sql
+demo: deps
+	$(MAKE) $(SO)
+	rm -rf $(BUILD)/demo.db $(BUILD)/demo.db-kv.tinkv
+	cd $(BUILD) && sqlite3 demo.db < $(CURDIR)/sql/demo.sql
 
 # Everything CI runs.  `tests/run.sh` prints one closing summary line.
 test: deps

@@ -2,9 +2,13 @@
 # Install the Debian packages tinkv needs, or say how to.
 #   tests/deps.sh test    what `make`, `make demo` and `make test` need
 #   tests/deps.sh bench   what `make bench` adds (benchmark peers only)
+#   tests/deps.sh ci      the test packages plus the static checkers CI runs
 set -u
 want="gcc make libsqlite3-dev sqlite3 libcmocka-dev libevent-dev libmicrohttpd-dev
       redis-tools nutcracker curl python3 clang libclang-rt-14-dev"
+if [ "${1:-test}" = ci ]; then
+  want="$want cppcheck clang-tidy"
+fi
 if [ "${1:-test}" = bench ]; then
   want="liblmdb-dev libleveldb-dev librocksdb-dev redis-server redis-tools"
 fi
