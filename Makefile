@@ -44,7 +44,7 @@ ALL_TARGETS += $(SRV)
 endif
 
 .PHONY: all deps demo test test-unit test-ext test-sql test-server test-asan \
-        test-build bench clean check-clang
+        test-build bench clean check-clang test-diff-long
 
 all: $(ALL_TARGETS)
 
@@ -97,6 +97,11 @@ test-asan:
 	  test-build
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  sh tests/run.sh build/asan "$(UNIT_BIN:$(BUILD)/%=build/asan/%) $(EXTT_BIN:$(BUILD)/%=build/asan/%)" asan
+
+# The differential SQL test (tinkv table against a native table), long run.
+test-diff-long: test-build
+	TINKV_SO=$(BUILD)/tinkv TINKV_DIFF_SEEDS=500 TINKV_DIFF_STEPS=1000 \
+	  $(BUILD)/tests/test_diff
 
 # gcc is the default compiler; this checks that clang builds without warnings.
 check-clang:
