@@ -21,8 +21,15 @@ static TinkvTable *tableArgument(sqlite3_context *ctx, sqlite3_value *pArg){
   TinkvConn *pConn = (TinkvConn*)sqlite3_user_data(ctx);
   TinkvTable *pTab = 0;
   char *zErr = 0;
-  int rc = tinkvFindTable(pConn, (const char*)sqlite3_value_text(pArg),
-                          &pTab, &zErr);
+  int rc;
+  if( sqlite3_value_type(pArg)!=SQLITE_TEXT
+   && sqlite3_value_type(pArg)!=SQLITE_NULL ){
+    sqlite3_result_error(ctx, "tinkv: the argument must be a table name "
+                         "(TEXT), such as 'kv' or 'main.kv'", -1);
+    return 0;
+  }
+  rc = tinkvFindTable(pConn, (const char*)sqlite3_value_text(pArg),
+                      &pTab, &zErr);
   if( rc!=SQLITE_OK ){
     if( rc==SQLITE_NOMEM ){
       sqlite3_result_error_nomem(ctx);

@@ -162,6 +162,12 @@ int tinkvStoreCheckCreate(const char *zPath, char **pzErr){
                              zPath, strerror(errno));
     return errno==EACCES ? SQLITE_PERM : SQLITE_ERROR;
   }
+  if( lstat(zPath, &st)==0 ){
+    /* A link to nowhere: creating the store would follow it. */
+    *pzErr = sqlite3_mprintf("tinkv: '%s' is a symbolic link to a missing "
+                             "path", zPath);
+    return SQLITE_ERROR;
+  }
   if( parentOf(zPath, &zParent) ) return SQLITE_NOMEM;
   if( stat(zParent, &st) || !S_ISDIR(st.st_mode) ){
     *pzErr = sqlite3_mprintf("tinkv: cannot create store '%s': parent "
@@ -190,6 +196,11 @@ int tinkvStoreCheckConnect(const char *zPath, char **pzErr){
   if( !S_ISDIR(st.st_mode) ){
     *pzErr = sqlite3_mprintf("tinkv: '%s' is not a directory", zPath);
     return SQLITE_CANTOPEN;
+  }
+  if( access(zPath, R_OK|W_OK|X_OK) ){
+    *pzErr = sqlite3_mprintf("tinkv: no permission to use directory '%s'",
+                             zPath);
+    return SQLITE_PERM;
   }
   if( !tkv_is_store(zPath) ){
     *pzErr = sqlite3_mprintf("tinkv: '%s' holds no tinkv store; refusing to "

@@ -68,7 +68,7 @@ static unsigned rnd(unsigned n){ return (unsigned)(tu_rand(&gRand) % n); }
 
 /* -------------------------------------------------------- Generation. */
 
-static const sqlite3_int64 aIntKey[] = {
+static sqlite3_int64 aIntKey[] = {     /* see checkIntRealCompare() */
   -3, -1, 0, 1, 2, 3, 5, 10, 42, 100,
   9007199254740993LL, INT64_MAX, INT64_MIN
 };
@@ -82,6 +82,36 @@ static const char *const azTextKey[] = {
   "1e1", "+3"
 };
 static const char *const azBlobKey[] = { "", "\x00", "a", "ab", "\xff", "1" };
+
+/*
+** SQLite compares an INTEGER with a REAL through long double where that is
+** wider than double.  Under valgrind, which computes long double with the
+** precision of double, the native table then takes an integer that double
+** cannot hold for the REAL next to it (2^53+1 and 2^53, INT64_MAX and the
+** 2^63 that INT64_MAX + 1 gives), while tinkv compares them exactly.  The
+** native table being the oracle, such keys are then replaced by integers
+** far from every REAL key, which both sides compare alike: 2^52+1 and 2^62.
+*/
+static void checkIntRealCompare(void){
+  sqlite3 *db = 0;
+  sqlite3_stmt *pStmt = 0;
+  int bSame = 0;
+  size_t i;
+  assert_int_equal(sqlite3_open(":memory:", &db), SQLITE_OK);
+  assert_int_equal(sqlite3_prepare_v2(db, "SELECT 9007199254740993 = "
+                   "9007199254740992.0", -1, &pStmt, 0), SQLITE_OK);
+  assert_int_equal(sqlite3_step(pStmt), SQLITE_ROW);
+  bSame = sqlite3_column_int(pStmt, 0);
+  sqlite3_finalize(pStmt);
+  sqlite3_close(db);
+  if( !bSame ) return;
+  printf("differential: this SQLite compares integers with reals at double "
+         "precision; keys over 2^53 are left out\n");
+  for(i=0; i<sizeof(aIntKey)/sizeof(aIntKey[0]); i++){
+    if( aIntKey[i]==9007199254740993LL ) aIntKey[i] = 4503599627370497LL;
+    if( aIntKey[i]==INT64_MAX ) aIntKey[i] = 4611686018427387904LL;
+  }
+}
 
 /* A random key (or, rarely, NULL). */
 static void genKey(Param *p){
@@ -636,6 +666,7 @@ static void test_differential(void **state){
   long nTotal = 0;
   long i;
   (void)state;
+  checkIntRealCompare();
   for(i=0; i<nSeed; i++){
     if( iOnly>=0 && i!=iOnly ) continue;
     nTotal += runSeed((uint64_t)i, nStep);

@@ -4,8 +4,8 @@
 ** goes with the last handle's close or with the process, even one killed
 ** by SIGKILL; an empty, garbage or stale LOCK file never blocks.
 **
-** The other process is this program run again (/proc/self/exe) with
-** "--child MODE DIR" arguments:
+** The other process is this program run again with "--child MODE DIR"
+** arguments:
 **   try   open the store, close it, exit with the tkv_open status;
 **   hold  open it, write a key, print "R" and wait to be killed.
 */
@@ -15,6 +15,10 @@
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+/* This program's file.  Not "/proc/self/exe" itself: under valgrind that
+** is valgrind's own tool, while readlink() of it gives this program. */
+static char self_exe[4096];
 
 static int child_main(const char *mode, const char *dir){
   tkv_options o;
@@ -50,7 +54,7 @@ static pid_t spawn_child(const char *mode, const char *dir, int *pfd){
       close(fds[0]);
       close(fds[1]);
     }
-    execl("/proc/self/exe", "test_core_lock", "--child", mode, dir,
+    execl(self_exe, "test_core_lock", "--child", mode, dir,
           (char*)NULL);
     _exit(127);
   }
@@ -184,8 +188,12 @@ int main(int argc, char **argv){
     CORE_TEST(test_destroy_refused_while_held),
     CORE_TEST(test_stale_lock_file),
   };
+  ssize_t n;
   if( argc==4 && !strcmp(argv[1], "--child") ){
     return child_main(argv[2], argv[3]);
   }
+  n = readlink("/proc/self/exe", self_exe, sizeof self_exe - 1);
+  if( n>0 ) self_exe[n] = 0;
+  else snprintf(self_exe, sizeof self_exe, "%s", argv[0]);
   return run_core_tests(tests);
 }
