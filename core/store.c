@@ -590,12 +590,31 @@ size_t tkv_cursor_value_size(const tkv_cursor *c){
   return c->en ? c->vlen : 0;
 }
 
+/*
+** Read the value of the cursor's entry without a keydir lookup: valid
+** while the index has not changed since the cursor reached it.  Returns
+** -2 when the caller must take the general path.  Caller holds db->mu.
+*/
+static int cursor_value_fast(tkv_cursor *c, void **pval, size_t *pvlen){
+  tkv_engine *e = c->db->e;
+  tkv_loc loc;
+  int rc = -2;
+  pthread_rwlock_rdlock(&e->rw);
+  if( c->version==atomic_load(&e->version) && txn_visible(c->db, c->en, &loc) ){
+    rc = seg_read(e, loc, c->key, c->klen, pval);
+    if( rc==TKV_OK ) *pvlen = loc.vlen;
+  }
+  pthread_rwlock_unlock(&e->rw);
+  return rc;
+}
+
 int tkv_cursor_value(tkv_cursor *c, void **pval, size_t *pvlen){
   int rc;
   size_t vlen = 0;
   if( !c->en ) return tkv_err(TKV_MISUSE, "cursor is not on a key");
   pthread_mutex_lock(&c->db->mu);
-  rc = read_key(c->db, c->key, c->klen, NULL, &vlen, pval);
+  rc = cursor_value_fast(c, pval, &vlen);
+  if( rc==-2 ) rc = read_key(c->db, c->key, c->klen, NULL, &vlen, pval);
   pthread_mutex_unlock(&c->db->mu);
   if( pvlen ) *pvlen = rc ? 0 : vlen;
   return rc;

@@ -1,0 +1,303 @@
+/*
+** Commands on the key space as a whole: DEL, EXISTS, DBSIZE, KEYS, SCAN,
+** FLUSHDB, TYPE, TTL.
+**
+** KEYS and SCAN walk the engine's ordered keydir with a cursor.  A pattern
+** that starts with literal bytes ("user:*") seeks straight to them and stops
+** after the last key that has them, so it costs what it returns, not the
+** size of the store.
+**
+** SCAN's cursor is a key: the id of the next key to return (tkv ids are
+** positive, stable while the key exists and never reused while the store
+** is open), printed in decimal so that clients which read the cursor as an
+** integer (redis-cli --scan does) work.  If that key is deleted before the
+** next call, a small table of recently issued cursors still knows its bytes
+** and the scan resumes at the first key after them.
+*/
+#include "cmd.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "glob.h"
+
+/* DEL key...: the number deleted; several keys are one atomic group. */
+void del_command(session *s, size_t argc, const resp_arg *argv) {
+  store_atomic a = {0, -1};
+  int rc = argc > 2 ? store_atomic_begin(&a) : TKV_OK;
+  long long deleted = 0;
+  for (size_t i = 1; rc == TKV_OK && i < argc; i++) {
+    rc = kv_delete(argv[i].ptr, argv[i].len);
+    if (rc == TKV_OK) deleted++;
+    if (rc == TKV_NOTFOUND) rc = TKV_OK;
+  }
+  if (rc != TKV_OK) {
+    reply_engine_error(s, rc);
+    store_atomic_end(&a, 0);
+    return;
+  }
+  rc = store_atomic_end(&a, 1);
+  if (rc != TKV_OK) reply_engine_error(s, rc);
+  else resp_int(s->out, deleted);
+}
+
+/* EXISTS key...: how many of the keys exist (repeats count again). */
+void exists_command(session *s, size_t argc, const resp_arg *argv) {
+  long long n = 0;
+  for (size_t i = 1; i < argc; i++) {
+    int rc = tkv_lookup(store_db(), argv[i].ptr, argv[i].len, NULL, NULL);
+    if (rc == TKV_OK) n++;
+    else if (rc != TKV_NOTFOUND) {
+      reply_engine_error(s, rc);
+      return;
+    }
+  }
+  resp_int(s->out, n);
+}
+
+/* DBSIZE: live keys, from the engine's count (O(1)). */
+void dbsize_command(session *s, size_t argc, const resp_arg *argv) {
+  (void)argc; (void)argv;
+  resp_int(s->out, (long long)tkv_count(store_db()));
+}
+
+/* TYPE: every tinkv value is a string. */
+void type_command(session *s, size_t argc, const resp_arg *argv) {
+  (void)argc;
+  int rc = tkv_lookup(store_db(), argv[1].ptr, argv[1].len, NULL, NULL);
+  if (rc == TKV_OK || rc == TKV_NOTFOUND)
+    resp_status(s->out, rc == TKV_OK ? "string" : "none");
+  else reply_engine_error(s, rc);
+}
+
+/* TTL, PTTL: -1 (exists, never expires) or -2 (no such key). */
+void ttl_command(session *s, size_t argc, const resp_arg *argv) {
+  (void)argc;
+  int rc = tkv_lookup(store_db(), argv[1].ptr, argv[1].len, NULL, NULL);
+  if (rc == TKV_OK || rc == TKV_NOTFOUND)
+    resp_int(s->out, rc == TKV_OK ? -1 : -2);
+  else reply_engine_error(s, rc);
+}
+
+/* ------------------------------------------------------ KEYS, SCAN. */
+
+/* Where a key stands against the literal prefix of a pattern. */
+static int prefix_cmp(const void *key, size_t klen, const char *pre,
+                      size_t plen) {
+  size_t n = klen < plen ? klen : plen;
+  int c = memcmp(key, pre, n);
+  if (c) return c;
+  return klen < plen ? -1 : 0;        /* shorter: before the prefix */
+}
+
+/* KEYS pattern: every matching key, in key order. */
+void keys_command(session *s, size_t argc, const resp_arg *argv) {
+  (void)argc;
+  const resp_arg *pat = &argv[1];
+  size_t plen = glob_literal_prefix(pat->ptr, pat->len);
+  tkv_cursor *cur;
+  int rc = tkv_cursor_open(store_db(), &cur);
+  if (rc != TKV_OK) {
+    reply_engine_error(s, rc);
+    return;
+  }
+  buf items = {0};
+  long long n = 0;
+  rc = tkv_cursor_seek(cur, pat->ptr, plen);
+  while (rc == TKV_OK && tkv_cursor_valid(cur)) {
+    const void *k;
+    size_t kl;
+    tkv_cursor_key(cur, &k, &kl);
+    if (prefix_cmp(k, kl, pat->ptr, plen) != 0) break;
+    if (glob_match(pat->ptr, pat->len, k, kl, 0)) {
+      resp_bulk(&items, k, kl);
+      n++;
+    }
+    rc = tkv_cursor_next(cur);
+  }
+  tkv_cursor_close(cur);
+  if (rc != TKV_OK) reply_engine_error(s, rc);
+  else if (items.failed) resp_error(s->out, "ERR out of memory");
+  else {
+    resp_array(s->out, n);
+    buf_append(s->out, items.data, items.len);
+  }
+  buf_free(&items);
+}
+
+/* Recently issued SCAN cursors: id -> key bytes, oldest overwritten. */
+#define SCAN_SLOTS 4096
+#define SCAN_BYTES (8u << 20)
+static struct {
+  uint64_t id;
+  char *key;
+  size_t len;
+} scan_slot[SCAN_SLOTS];
+static size_t scan_next, scan_bytes;
+
+/* Remember the key bytes of an issued cursor, evicting the oldest
+** entries while the table holds more than SCAN_BYTES. */
+static void scan_remember(uint64_t id, const void *key, size_t len) {
+  for (size_t i = 0; i < SCAN_SLOTS && scan_bytes + len > SCAN_BYTES; i++) {
+    size_t j = (scan_next + i) % SCAN_SLOTS;      /* evict oldest first */
+    scan_bytes -= scan_slot[j].len;
+    free(scan_slot[j].key);
+    scan_slot[j].key = NULL;
+    scan_slot[j].len = 0;
+    scan_slot[j].id = 0;
+  }
+  size_t j = scan_next;
+  char *copy = malloc(len ? len : 1);
+  if (!copy) return;                   /* only a fallback: skip it */
+  memcpy(copy, key, len);
+  scan_bytes -= scan_slot[j].len;
+  free(scan_slot[j].key);
+  scan_slot[j].id = id;
+  scan_slot[j].key = copy;
+  scan_slot[j].len = len;
+  scan_bytes += len;
+  scan_next = (scan_next + 1) % SCAN_SLOTS;
+}
+
+/* Position cur for a SCAN that resumes at cursor id.  TKV_NOTFOUND if the
+** cursor is unknown. */
+static int scan_resume(tkv_cursor *cur, uint64_t id) {
+  int rc = tkv_cursor_seek_id(cur, id);
+  if (rc != TKV_NOTFOUND) return rc;
+  for (size_t i = 0; i < SCAN_SLOTS; i++)
+    if (scan_slot[i].id == id && scan_slot[i].key)
+      return tkv_cursor_seek(cur, scan_slot[i].key, scan_slot[i].len);
+  return TKV_NOTFOUND;
+}
+
+/* SCAN's options.  0, or -1 with the error replied. */
+static int scan_options(session *s, size_t argc, const resp_arg *argv,
+                        const resp_arg **pat, long long *count, int *strings) {
+  for (size_t i = 2; i < argc; i++) {
+    if (i + 1 >= argc) goto syntax;
+    if (arg_is(&argv[i], "match")) {
+      *pat = &argv[++i];
+    } else if (arg_is(&argv[i], "count")) {
+      if (resp_str2ll(argv[i + 1].ptr, argv[i + 1].len, count) != 0) {
+        reply_not_integer(s);
+        return -1;
+      }
+      if (*count < 1) goto syntax;
+      i++;
+    } else if (arg_is(&argv[i], "type")) {
+      *strings = arg_is(&argv[++i], "string");
+    } else {
+      goto syntax;
+    }
+  }
+  return 0;
+syntax:
+  reply_syntax_error(s);
+  return -1;
+}
+
+/* SCAN cursor [MATCH p] [COUNT n] [TYPE t]: look at up to COUNT keys
+** from the cursor on; reply with the next cursor ("0" at the end) and the
+** keys that matched. */
+void scan_command(session *s, size_t argc, const resp_arg *argv) {
+  long long id;
+  if (resp_str2ll(argv[1].ptr, argv[1].len, &id) != 0 || id < 0) {
+    resp_error(s->out, "ERR invalid cursor");
+    return;
+  }
+  static const resp_arg all = {"*", 1};
+  const resp_arg *pat = &all;
+  long long count = 10;
+  int strings = 1;
+  if (scan_options(s, argc, argv, &pat, &count, &strings) != 0) return;
+  size_t plen = glob_literal_prefix(pat->ptr, pat->len);
+
+  tkv_cursor *cur;
+  int rc = tkv_cursor_open(store_db(), &cur);
+  if (rc != TKV_OK) {
+    reply_engine_error(s, rc);
+    return;
+  }
+  rc = id == 0 ? tkv_cursor_seek(cur, pat->ptr, plen)
+               : scan_resume(cur, (uint64_t)id);
+  if (rc == TKV_NOTFOUND) {
+    tkv_cursor_close(cur);
+    resp_error(s->out, "ERR invalid cursor");
+    return;
+  }
+  buf items = {0};
+  long long n = 0;
+  int ended = 0;
+  for (long long seen = 0; rc == TKV_OK && seen < count; seen++) {
+    if (!tkv_cursor_valid(cur)) break;
+    const void *k;
+    size_t kl;
+    tkv_cursor_key(cur, &k, &kl);
+    int pc = prefix_cmp(k, kl, pat->ptr, plen);
+    if (pc > 0) { ended = 1; break; }   /* past every matching key */
+    if (pc < 0) { rc = tkv_cursor_seek(cur, pat->ptr, plen); continue; }
+    if (strings && glob_match(pat->ptr, pat->len, k, kl, 0)) {
+      resp_bulk(&items, k, kl);
+      n++;
+    }
+    rc = tkv_cursor_next(cur);
+  }
+  char next[24] = "0";
+  if (rc == TKV_OK && !ended && tkv_cursor_valid(cur)) {
+    const void *k;
+    size_t kl;
+    tkv_cursor_key(cur, &k, &kl);
+    uint64_t nid = tkv_cursor_id(cur);
+    scan_remember(nid, k, kl);
+    resp_ll2str(next, (long long)nid);
+  }
+  tkv_cursor_close(cur);
+  if (rc != TKV_OK) reply_engine_error(s, rc);
+  else if (items.failed) resp_error(s->out, "ERR out of memory");
+  else {
+    resp_array(s->out, 2);
+    resp_bulkstr(s->out, next);
+    resp_array(s->out, n);
+    buf_append(s->out, items.data, items.len);
+  }
+  buf_free(&items);
+}
+
+/* -------------------------------------------------------- FLUSHDB. */
+
+/* FLUSHDB [ASYNC|SYNC] (and FLUSHALL): delete every key in one atomic
+** group.  The mode is accepted and ignored: the deletes are synchronous. */
+void flushdb_command(session *s, size_t argc, const resp_arg *argv) {
+  if (argc > 2 || (argc == 2 && !arg_is(&argv[1], "async") &&
+                   !arg_is(&argv[1], "sync"))) {
+    reply_syntax_error(s);
+    return;
+  }
+  store_atomic a;
+  tkv_cursor *cur = NULL;
+  buf key = {0};
+  int rc = store_atomic_begin(&a);
+  if (rc == TKV_OK) rc = tkv_cursor_open(store_db(), &cur);
+  if (rc == TKV_OK) rc = tkv_cursor_seek(cur, NULL, 0);
+  while (rc == TKV_OK && tkv_cursor_valid(cur)) {
+    const void *k;
+    size_t kl;
+    tkv_cursor_key(cur, &k, &kl);
+    key.len = 0;
+    buf_append(&key, k, kl);          /* the delete may move the entry */
+    if (key.failed) { rc = TKV_NOMEM; break; }
+    rc = kv_delete(key.data, key.len);
+    if (rc == TKV_NOTFOUND) rc = TKV_OK;
+    if (rc == TKV_OK) rc = tkv_cursor_next(cur);
+  }
+  if (cur) tkv_cursor_close(cur);
+  buf_free(&key);
+  if (rc != TKV_OK) {
+    reply_engine_error(s, rc);
+    store_atomic_end(&a, 0);
+    return;
+  }
+  rc = store_atomic_end(&a, 1);
+  if (rc != TKV_OK) reply_engine_error(s, rc);
+  else resp_status(s->out, "OK");
+}

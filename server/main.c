@@ -1,0 +1,383 @@
+/*
+** tinkv-server: the tinkv engine over the Redis protocol (RESP2) and a
+** REST API.  This file reads the options, opens the store, runs the event
+** loop and shuts down cleanly on SIGINT/SIGTERM.
+**
+** The loop is libevent's, run one iteration at a time so that, like
+** Redis's beforeSleep(), net_before_sleep() runs after every iteration: it
+** commits the writes of the iteration (group commit) and sends the replies.
+*/
+#include <errno.h>
+#include <event2/event.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "http.h"
+#include "net.h"
+#include "server.h"
+#include "store.h"
+
+server_state srv;
+
+static volatile sig_atomic_t stopping;
+
+/* Log line: program, pid, local time with milliseconds, message. */
+void srv_log(const char *fmt, ...) {
+  struct timeval tv;
+  gettimeofday(&tv, NULL);
+  struct tm tm;
+  localtime_r(&tv.tv_sec, &tm);
+  char when[32];
+  strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", &tm);
+  char msg[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  fprintf(stderr, "tinkv-server[%ld] %s.%03ld %s\n", (long)getpid(), when,
+          (long)tv.tv_usec / 1000, msg);
+}
+
+/* The --sync spelling of a mode. */
+const char *srv_sync_name(tkv_sync_mode m) {
+  return m == TKV_SYNC_FULL ? "full" : m == TKV_SYNC_NORMAL ? "normal" : "off";
+}
+
+/* ------------------------------------------------------------ Options. */
+
+static void usage(FILE *f) {
+  fprintf(f,
+"usage: tinkv-server [options]\n"
+"\n"
+"Serve a tinkv store over the Redis protocol (RESP2) and a REST API.\n"
+"\n"
+"  --dir DIR            the store's directory, created if missing\n"
+"                       (default: ./tinkv-data)\n"
+"  --bind ADDR          address to listen on (default: 127.0.0.1)\n"
+"  --port N             Redis-protocol port (default: 6380; 0: any free port)\n"
+"  --http-port N|off    REST API port (default: 8080; 0: any free port)\n"
+"  --sync MODE          full: fdatasync every commit before replying\n"
+"                       normal: every commit reaches the OS before the reply\n"
+"                         (survives the server being killed), fdatasync\n"
+"                         every --fsync-interval seconds (default)\n"
+"                       off: commits may wait in memory until the next\n"
+"                         --fsync-interval sync\n"
+"  --fsync-interval S   seconds between fdatasyncs at sync normal/off;\n"
+"                       0: never (default: 1)\n"
+"  --group-commit yes|no  commit the writes of all clients of one event-loop\n"
+"                       iteration together (default: yes)\n"
+"  --max-clients N      Redis-protocol connections at once (default: 10000);\n"
+"                       HTTP ones to the same, at most 1024\n"
+"  --max-value BYTES    largest value or request string; k/m/g suffixes\n"
+"                       (default: 64m, at most 1000000000)\n"
+"  --max-output BYTES   unsent replies at which a client is disconnected\n"
+"                       (default: 256m)\n"
+"  --timeout S          close clients idle this many seconds (default: 0,\n"
+"                       never)\n"
+"  --compact-min BYTES|off  compact automatically once stale bytes exceed\n"
+"                       both this and the live bytes (default: 64m)\n"
+"  --version            print the version\n"
+"  --help               this text\n"
+"\n"
+"Stops cleanly on SIGINT or SIGTERM: replies sent, writes synced, store\n"
+"closed and its lock released.\n");
+}
+
+/* Complain about an option value; returns -1 for parse_options. */
+static int bad_option(const char *opt, const char *val) {
+  fprintf(stderr, "tinkv-server: bad value for --%s: '%s' (see --help)\n",
+          opt, val);
+  return -1;
+}
+
+/* A whole non-negative decimal number up to max.  0, or -1. */
+static int parse_num(const char *s, unsigned long long max,
+                     unsigned long long *pv) {
+  char *end;
+  if (!*s || *s == '-') return -1;
+  errno = 0;
+  unsigned long long v = strtoull(s, &end, 10);
+  if (errno || *end || v > max) return -1;
+  *pv = v;
+  return 0;
+}
+
+/* A byte count with an optional k/m/g (binary) suffix.  0, or -1. */
+static int parse_size(const char *s, unsigned long long *pv) {
+  char *end;
+  if (!*s || *s == '-') return -1;
+  errno = 0;
+  unsigned long long v = strtoull(s, &end, 10);
+  if (errno || end == s) return -1;
+  unsigned shift = 0;
+  if (*end == 'k' || *end == 'K') shift = 10;
+  else if (*end == 'm' || *end == 'M') shift = 20;
+  else if (*end == 'g' || *end == 'G') shift = 30;
+  if (shift) end++;
+  if (*end || v > (ULLONG_MAX >> shift)) return -1;
+  *pv = v << shift;
+  return 0;
+}
+
+/* Fill c from the command line.  0, or -1 after printing why;
+** --help and --version print and exit. */
+static int parse_options(int argc, char **argv, server_config *c) {
+  enum { O_DIR = 1, O_BIND, O_PORT, O_HTTP, O_SYNC, O_FSYNC, O_GROUP,
+         O_CLIENTS, O_VALUE, O_OUTPUT, O_TIMEOUT, O_COMPACT, O_VERSION,
+         O_HELP };
+  static const struct option opts[] = {
+    {"dir", required_argument, 0, O_DIR},
+    {"bind", required_argument, 0, O_BIND},
+    {"port", required_argument, 0, O_PORT},
+    {"http-port", required_argument, 0, O_HTTP},
+    {"sync", required_argument, 0, O_SYNC},
+    {"fsync-interval", required_argument, 0, O_FSYNC},
+    {"group-commit", required_argument, 0, O_GROUP},
+    {"max-clients", required_argument, 0, O_CLIENTS},
+    {"max-value", required_argument, 0, O_VALUE},
+    {"max-output", required_argument, 0, O_OUTPUT},
+    {"timeout", required_argument, 0, O_TIMEOUT},
+    {"compact-min", required_argument, 0, O_COMPACT},
+    {"version", no_argument, 0, O_VERSION},
+    {"help", no_argument, 0, O_HELP},
+    {0, 0, 0, 0}};
+  int o;
+  unsigned long long v;
+  while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    const char *a = optarg;
+    const char *name = o > 0 && o <= O_HELP ? opts[o - 1].name : "?";
+    switch (o) {
+    case O_DIR: c->dir = a; break;
+    case O_BIND: c->bind = a; break;
+    case O_PORT:
+      if (parse_num(a, 65535, &v)) return bad_option(name, a);
+      c->port = (int)v;
+      break;
+    case O_HTTP:
+      if (strcmp(a, "off") == 0) c->http_port = -1;
+      else if (parse_num(a, 65535, &v)) return bad_option(name, a);
+      else c->http_port = (int)v;
+      break;
+    case O_SYNC:
+      if (strcmp(a, "full") == 0) c->sync = TKV_SYNC_FULL;
+      else if (strcmp(a, "normal") == 0) c->sync = TKV_SYNC_NORMAL;
+      else if (strcmp(a, "off") == 0) c->sync = TKV_SYNC_OFF;
+      else return bad_option(name, a);
+      break;
+    case O_FSYNC:
+      if (parse_num(a, 86400, &v)) return bad_option(name, a);
+      c->fsync_interval = (unsigned)v;
+      break;
+    case O_GROUP:
+      if (strcmp(a, "yes") == 0) c->group_commit = 1;
+      else if (strcmp(a, "no") == 0) c->group_commit = 0;
+      else return bad_option(name, a);
+      break;
+    case O_CLIENTS:
+      if (parse_num(a, 1000000, &v) || v == 0) return bad_option(name, a);
+      c->max_clients = (long)v;
+      break;
+    case O_VALUE:
+      if (parse_size(a, &v) || v == 0 || v > TKV_VALUE_MAX)
+        return bad_option(name, a);
+      c->max_value = (size_t)v;
+      break;
+    case O_OUTPUT:
+      if (parse_size(a, &v) || v == 0 || v > SIZE_MAX / 4)
+        return bad_option(name, a);
+      c->max_output = (size_t)v;
+      break;
+    case O_TIMEOUT:
+      if (parse_num(a, 31536000, &v)) return bad_option(name, a);
+      c->timeout = (unsigned)v;
+      break;
+    case O_COMPACT:
+      if (strcmp(a, "off") == 0) c->compact_min = 0;
+      else if (parse_size(a, &v) || v == 0) return bad_option(name, a);
+      else c->compact_min = v;
+      break;
+    case O_VERSION:
+      printf("tinkv-server %s\n", tkv_version());
+      exit(0);
+    case O_HELP:
+      usage(stdout);
+      exit(0);
+    default:
+      usage(stderr);
+      return -1;
+    }
+  }
+  if (optind < argc) {
+    fprintf(stderr, "tinkv-server: unexpected argument '%s' (see --help)\n",
+            argv[optind]);
+    return -1;
+  }
+  /* A request holds a key and a value at least; a client must be able to
+  ** receive the largest value. */
+  c->max_request = c->max_value * 2 + TKV_KEY_MAX;
+  if (c->max_output < c->max_value + (1u << 20))
+    c->max_output = c->max_value + (1u << 20);
+  return 0;
+}
+
+/* Raise the open-file limit to what --max-clients needs (a descriptor per
+** RESP client, up to 1024 HTTP ones, a few for the store), or lower
+** --max-clients to what it allows. */
+static void fit_max_clients(void) {
+  struct rlimit rl;
+  rlim_t need = (rlim_t)srv.cfg.max_clients + 1024 + 64;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= need) return;
+  rlim_t want = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= need
+                    ? need : rl.rlim_max;
+  rl.rlim_cur = want;
+  if (setrlimit(RLIMIT_NOFILE, &rl) != 0 && getrlimit(RLIMIT_NOFILE, &rl) != 0)
+    return;
+  if (rl.rlim_cur < need) {
+    long fit = rl.rlim_cur > 1024 + 96 ? (long)(rl.rlim_cur - 1024 - 64)
+                                       : 16;
+    srv_log("open-file limit %llu: --max-clients lowered from %ld to %ld",
+            (unsigned long long)rl.rlim_cur, srv.cfg.max_clients, fit);
+    srv.cfg.max_clients = fit;
+  }
+}
+
+/* -------------------------------------------------------------- Loop. */
+
+static void on_signal(evutil_socket_t sig, short what, void *arg) {
+  (void)what;
+  srv_log("received %s, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+  stopping = 1;
+  event_base_loopbreak(arg);
+}
+
+/* Once a second: at sync normal/off, make the last interval's writes
+** durable (every --fsync-interval seconds); compact when it is due. */
+static void on_second(evutil_socket_t fd, short what, void *arg) {
+  (void)fd; (void)what; (void)arg;
+  static unsigned ticks;
+  if (srv.cfg.sync != TKV_SYNC_FULL && srv.cfg.fsync_interval &&
+      ++ticks % srv.cfg.fsync_interval == 0) {
+    int rc = store_sync();
+    if (rc != TKV_OK) srv_log("periodic sync failed: %s", tkv_errmsg());
+  }
+  if (store_compact_due(srv.cfg.compact_min)) {
+    struct timeval t0, t1;
+    uint64_t reclaimed = 0;
+    gettimeofday(&t0, NULL);
+    int rc = store_compact(&reclaimed);
+    gettimeofday(&t1, NULL);
+    long ms = (long)(t1.tv_sec - t0.tv_sec) * 1000 +
+              (long)(t1.tv_usec - t0.tv_usec) / 1000;
+    if (rc == TKV_OK)
+      srv_log("compacted the store: %llu bytes reclaimed in %ld ms",
+              (unsigned long long)reclaimed, ms);
+    else
+      srv_log("automatic compaction failed: %s", tkv_errmsg());
+  }
+}
+
+/* Open the store, logging why not.  0 or -1. */
+static int open_store(void) {
+  int rc = store_open(srv.cfg.dir, srv.cfg.sync, srv.cfg.group_commit);
+  if (rc == TKV_OK) return 0;
+  if (rc == TKV_LOCKED)
+    srv_log("store %s is in use by another process", srv.cfg.dir);
+  else
+    srv_log("cannot open store %s: %s: %s", srv.cfg.dir, tkv_strerror(rc),
+            tkv_errmsg());
+  return -1;
+}
+
+/* The start-up line: what was opened and where the server listens. */
+static void log_startup(void) {
+  char *abs = realpath(srv.cfg.dir, NULL);
+  char http[64] = "off";
+  if (srv.http_port >= 0)
+    snprintf(http, sizeof http, "%s:%d", srv.cfg.bind, srv.http_port);
+  srv_log("tinkv-server %s: store %s opened (%llu keys, sync=%s, group "
+          "commit %s); RESP on %s:%d, HTTP on %s", tkv_version(),
+          abs ? abs : srv.cfg.dir, (unsigned long long)tkv_count(store_db()),
+          srv_sync_name(srv.cfg.sync), srv.cfg.group_commit ? "on" : "off",
+          srv.cfg.bind, srv.resp_port, http);
+  free(abs);
+}
+
+/* Options, store, listeners, loop; on SIGINT/SIGTERM a clean shutdown. */
+int main(int argc, char **argv) {
+  server_config *c = &srv.cfg;
+  c->dir = "tinkv-data";
+  c->bind = "127.0.0.1";
+  c->port = 6380;
+  c->http_port = 8080;
+  c->sync = TKV_SYNC_NORMAL;
+  c->fsync_interval = 1;
+  c->group_commit = 1;
+  c->max_clients = 10000;
+  c->max_value = 64u << 20;
+  c->max_output = 256u << 20;
+  c->compact_min = 64u << 20;
+  if (parse_options(argc, argv, c) != 0) return 2;
+  signal(SIGPIPE, SIG_IGN);
+  srv.start_time = time(NULL);
+  srv.http_port = -1;
+  fit_max_clients();
+
+  if (open_store() != 0) return 1;
+  struct event_base *base = event_base_new();
+  if (!base) {
+    srv_log("cannot create the event loop");
+    store_close();
+    return 1;
+  }
+  struct event *sigint = evsignal_new(base, SIGINT, on_signal, base);
+  struct event *sigterm = evsignal_new(base, SIGTERM, on_signal, base);
+  struct event *second_ev = NULL;
+  int ok = sigint && sigterm && event_add(sigint, NULL) == 0 &&
+           event_add(sigterm, NULL) == 0 && net_start(base) == 0 &&
+           (c->http_port < 0 || http_start(base) == 0);
+  if (ok) {
+    second_ev = event_new(base, -1, EV_PERSIST, on_second, NULL);
+    struct timeval tv = {1, 0};
+    ok = second_ev && event_add(second_ev, &tv) == 0;
+  }
+  int status = 0;
+  if (ok) {
+    log_startup();
+    while (!stopping) {
+      if (event_base_loop(base, EVLOOP_ONCE) < 0) {
+        srv_log("event loop failed");
+        status = 1;
+        break;
+      }
+      net_before_sleep();
+      if (store_recover() != 0) {
+        status = 1;
+        break;
+      }
+    }
+  } else {
+    status = 1;
+  }
+  http_stop();
+  net_stop();
+  int rc = store_close();
+  if (rc != TKV_OK) {
+    srv_log("closing the store failed: %s", tkv_errmsg());
+    status = 1;
+  } else if (ok) {
+    srv_log("store closed, bye");
+  }
+  if (second_ev) event_free(second_ev);
+  if (sigint) event_free(sigint);
+  if (sigterm) event_free(sigterm);
+  event_base_free(base);
+  return status;
+}

@@ -1,0 +1,439 @@
+/*
+** RESP connections on libevent; see net.h.
+**
+** Life of a request: on_read() reads what the socket has into the
+** connection's input buffer and process_input() runs every complete
+** request in it, appending replies to the output buffer.  Nothing is
+** written to the socket there: net_before_sleep() commits the group-commit
+** batch and then flushes every connection that has replies, so a reply is
+** only sent once the writes it acknowledges are durable.
+**
+** A connection that joins (or reads while) an open batch remembers where
+** its output stood at that moment (batch_mark); the bytes after the mark
+** are held until the batch commits.  If the commit fails, the held bytes
+** are replaced by one error and the connection is closed: no reply ever
+** acknowledges a write that was rolled back.
+**
+** Limits: a request is bounded by the parser (--max-value, the request
+** size); a client whose unsent replies pass OUT_PAUSE bytes is not read
+** from until they drain (pipelined floods and slow readers back up into
+** TCP instead of memory); one whose replies pass --max-output is closed.
+*/
+#include "net.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/listener.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "commands.h"
+#include "resp.h"
+#include "server.h"
+#include "store.h"
+
+#define READ_CHUNK (16u * 1024)      /* bytes asked of each read() */
+#define OUT_PAUSE  (1u << 20)        /* unsent reply bytes that pause a
+                                     ** client's requests */
+#define KEEP_BUF   (64u * 1024)      /* capacity an empty buffer keeps */
+
+/* Connection flags. */
+#define C_CLOSE_AFTER_REPLY 0x1      /* close once the output is sent */
+#define C_PAUSED            0x2      /* not reading: too much unsent output */
+#define C_WANT_WRITE        0x4      /* write event armed */
+#define C_PENDING           0x8      /* on the pending-write list */
+
+typedef struct conn {
+  int fd;
+  unsigned flags;
+  struct event *rev, *wev;
+  buf in;                      /* unparsed input; starts at a request */
+  buf out;                     /* replies; out_sent bytes already sent */
+  size_t out_sent;
+  uint64_t batch_id;           /* batch this client last ran a command in */
+  size_t batch_mark;           /* output before that batch: sendable */
+  time_t since;                /* connected at */
+  resp_parser parser;
+  session sess;
+  struct conn *prev, *next;    /* every connection */
+  struct conn *pprev, *pnext;  /* pending writes */
+} conn;
+
+static struct {
+  struct event_base *base;
+  struct evconnlistener *listener;
+  struct event *retry_accept;  /* re-enables accept after EMFILE */
+  conn *all;
+  conn *pending;
+  uint64_t next_id;
+  resp_limits limits;
+} net;
+
+/* --------------------------------------------------------- Lists. */
+
+static void pending_add(conn *c) {
+  if (c->flags & C_PENDING) return;
+  c->flags |= C_PENDING;
+  c->pprev = NULL;
+  c->pnext = net.pending;
+  if (net.pending) net.pending->pprev = c;
+  net.pending = c;
+}
+
+/* Take c off the pending-write list (if on it). */
+static void pending_remove(conn *c) {
+  if (!(c->flags & C_PENDING)) return;
+  c->flags &= ~(unsigned)C_PENDING;
+  if (c->pprev) c->pprev->pnext = c->pnext;
+  else net.pending = c->pnext;
+  if (c->pnext) c->pnext->pprev = c->pprev;
+  c->pprev = c->pnext = NULL;
+}
+
+static size_t unsent(const conn *c) { return c->out.len - c->out_sent; }
+
+/* ------------------------------------------------------ Closing. */
+
+static void conn_close(conn *c) {
+  pending_remove(c);
+  if (c->prev) c->prev->next = c->next;
+  else net.all = c->next;
+  if (c->next) c->next->prev = c->prev;
+  event_free(c->rev);
+  event_free(c->wev);
+  close(c->fd);
+  resp_parser_free(&c->parser);
+  buf_free(&c->in);
+  buf_free(&c->out);
+  session_free(&c->sess);
+  srv.clients--;
+  free(c);
+}
+
+/* Stop reading; the connection closes once its replies are sent. */
+static void close_after_reply(conn *c) {
+  c->flags |= C_CLOSE_AFTER_REPLY;
+  event_del(c->rev);
+  pending_add(c);
+}
+
+/* Stop reading c while its unsent replies drain. */
+static void pause_reading(conn *c) {
+  if (c->flags & C_PAUSED) return;
+  c->flags |= C_PAUSED;
+  event_del(c->rev);
+}
+
+/* Read again, and run the requests already buffered at once: the read
+** event is made active by hand since the socket may have nothing new.
+** -1 if the event cannot be armed (the connection must then be closed). */
+static int resume_reading(conn *c) {
+  if (!(c->flags & C_PAUSED) || (c->flags & C_CLOSE_AFTER_REPLY)) return 0;
+  c->flags &= ~(unsigned)C_PAUSED;
+  struct timeval tv = {(time_t)srv.cfg.timeout, 0};
+  if (event_add(c->rev, srv.cfg.timeout ? &tv : NULL) != 0) return -1;
+  event_active(c->rev, EV_READ, 0);
+  return 0;
+}
+
+/* ------------------------------------------------------- Requests. */
+
+/* Run one request; note the batch it saw, so its reply waits for it. */
+static void run_request(conn *c, size_t argc, const resp_arg *argv) {
+  size_t before = c->out.len;
+  cmd_execute(&c->sess, argc, argv);
+  uint64_t id = store_batch_id();
+  if (id && c->batch_id != id) {
+    c->batch_id = id;
+    c->batch_mark = before;
+  }
+}
+
+/*
+** Run the complete requests in the input buffer, until it has none left,
+** the client must be closed, or its unsent replies pass OUT_PAUSE.
+** Returns -1 when the connection must be closed at once.
+*/
+static int process_input(conn *c) {
+  size_t pos = 0;
+  int rc = 0;
+  while (!(c->flags & C_CLOSE_AFTER_REPLY) && pos < c->in.len) {
+    if (unsent(c) >= OUT_PAUSE) {
+      pause_reading(c);
+      break;
+    }
+    size_t used = 0;
+    int r = resp_parse(&c->parser, c->in.data + pos, c->in.len - pos,
+                       &net.limits, &used);
+    if (r == RESP_MORE) break;
+    if (r == RESP_NOMEM) { rc = -1; break; }
+    if (r == RESP_ERROR) {
+      srv.protocol_errors++;
+      resp_error(&c->out, "ERR %s", c->parser.err);
+      close_after_reply(c);
+      break;
+    }
+    run_request(c, c->parser.argc, c->parser.argv);
+    pos += used;
+    if (c->out.failed) { rc = -1; break; }
+    if (unsent(c) > srv.cfg.max_output) {
+      srv_log("client %llu closed: %zu reply bytes unsent (--max-output %zu)",
+              (unsigned long long)c->sess.id, unsent(c), srv.cfg.max_output);
+      rc = -1;
+      break;
+    }
+    if (c->sess.close_after_reply) close_after_reply(c);
+    if (store_batch_due()) store_batch_commit();   /* between requests */
+  }
+  buf_consume(&c->in, pos);
+  if (c->in.len == 0) buf_reset(&c->in, KEEP_BUF);
+  if (unsent(c)) pending_add(c);
+  return rc;
+}
+
+/* --------------------------------------------------------- Output. */
+
+/*
+** Send what may be sent: everything, or only up to the batch mark while the
+** batch this client ran commands in is still open.  Returns -1 when the
+** connection must be closed (write error, or done after QUIT / an error).
+*/
+static int conn_flush(conn *c) {
+  size_t end = c->out.len;
+  if (c->batch_id && c->batch_id == store_batch_id()) end = c->batch_mark;
+  while (c->out_sent < end) {
+    ssize_t n = write(c->fd, c->out.data + c->out_sent, end - c->out_sent);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+    if (n <= 0) return -1;
+    c->out_sent += (size_t)n;
+  }
+  if (c->out_sent == c->out.len) {
+    buf_reset(&c->out, KEEP_BUF);
+    c->out_sent = 0;
+    c->batch_mark = 0;
+    if (c->flags & C_WANT_WRITE) {
+      event_del(c->wev);
+      c->flags &= ~(unsigned)C_WANT_WRITE;
+    }
+    if (c->flags & C_CLOSE_AFTER_REPLY) return -1;
+    return resume_reading(c);
+  }
+  if (c->out_sent < end && !(c->flags & C_WANT_WRITE)) {
+    if (event_add(c->wev, NULL) != 0) return -1;   /* the socket is full */
+    c->flags |= C_WANT_WRITE;
+  }
+  if (c->out_sent >= OUT_PAUSE && c->out_sent * 2 >= c->out.len) {
+    buf_consume(&c->out, c->out_sent);     /* keep the buffer compact */
+    if (c->batch_mark >= c->out_sent) c->batch_mark -= c->out_sent;
+    c->out_sent = 0;
+  }
+  return unsent(c) < OUT_PAUSE / 2 ? resume_reading(c) : 0;
+}
+
+/* The batch ended.  On failure, replace every held reply with an error. */
+static void on_batch_end(int rc, uint64_t id) {
+  if (rc == TKV_OK) return;
+  for (conn *c = net.all; c; c = c->next) {
+    if (c->batch_id != id) continue;
+    buf_truncate(&c->out, c->batch_mark);
+    resp_error(&c->out, "ERR write failed and was rolled back, the server "
+               "closes this connection: %s", tkv_errmsg());
+    close_after_reply(c);
+  }
+}
+
+/* Commit the batch, then flush every connection with replies. */
+void net_before_sleep(void) {
+  store_batch_commit();
+  conn *list = net.pending;
+  net.pending = NULL;
+  while (list) {
+    conn *c = list;
+    list = c->pnext;
+    c->flags &= ~(unsigned)C_PENDING;
+    c->pprev = c->pnext = NULL;
+    if (conn_flush(c) != 0) conn_close(c);
+  }
+}
+
+/* -------------------------------------------------------- Events. */
+
+static void on_read(evutil_socket_t fd, short what, void *arg) {
+  conn *c = arg;
+  if (what & EV_TIMEOUT) {
+    conn_close(c);                         /* idle past --timeout */
+    return;
+  }
+  size_t want = resp_missing(&c->parser, c->in.len);
+  if (want < READ_CHUNK) want = READ_CHUNK;
+  if (buf_reserve(&c->in, want) != 0) {
+    conn_close(c);
+    return;
+  }
+  ssize_t n = read(fd, c->in.data + c->in.len, c->in.cap - c->in.len);
+  if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+    conn_close(c);
+    return;
+  }
+  if (n > 0) c->in.len += (size_t)n;
+  if (process_input(c) != 0) {
+    conn_close(c);
+    return;
+  }
+  if (n == 0) {          /* the client has gone, or only stopped sending: */
+    close_after_reply(c);  /* answer what it sent, then close */
+    if (!unsent(c)) conn_close(c);
+  }
+}
+
+/* The socket can take more: send what may be sent. */
+static void on_write(evutil_socket_t fd, short what, void *arg) {
+  (void)fd; (void)what;
+  conn *c = arg;
+  if (conn_flush(c) != 0) conn_close(c);
+}
+
+/* "host:port" of a peer, for CLIENT LIST. */
+static void peer_name(const struct sockaddr *sa, char *out, size_t n) {
+  char host[INET6_ADDRSTRLEN] = "?";
+  int port = 0;
+  if (sa->sa_family == AF_INET) {
+    const struct sockaddr_in *a = (const struct sockaddr_in *)sa;
+    inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
+    port = ntohs(a->sin_port);
+  } else if (sa->sa_family == AF_INET6) {
+    const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)sa;
+    inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
+    port = ntohs(a->sin6_port);
+  }
+  snprintf(out, n, "%s:%d", host, port);
+}
+
+static void on_accept(struct evconnlistener *l, evutil_socket_t fd,
+                      struct sockaddr *sa, int salen, void *arg) {
+  (void)l; (void)salen; (void)arg;
+  if (srv.clients >= srv.cfg.max_clients) {
+    static const char msg[] = "-ERR max number of clients reached\r\n";
+    ssize_t w = write(fd, msg, sizeof msg - 1);   /* best effort */
+    (void)w;
+    close(fd);
+    srv.rejected_connections++;
+    return;
+  }
+  conn *c = calloc(1, sizeof *c);
+  if (!c) {
+    close(fd);
+    return;
+  }
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  c->fd = fd;
+  c->rev = event_new(net.base, fd, EV_READ | EV_PERSIST, on_read, c);
+  c->wev = event_new(net.base, fd, EV_WRITE | EV_PERSIST, on_write, c);
+  struct timeval tv = {(time_t)srv.cfg.timeout, 0};
+  if (!c->rev || !c->wev ||
+      event_add(c->rev, srv.cfg.timeout ? &tv : NULL) != 0) {
+    if (c->rev) event_free(c->rev);
+    if (c->wev) event_free(c->wev);
+    close(fd);
+    free(c);
+    return;
+  }
+  c->since = time(NULL);
+  c->sess.out = &c->out;
+  c->sess.id = ++net.next_id;
+  peer_name(sa, c->sess.addr, sizeof c->sess.addr);
+  c->next = net.all;
+  if (net.all) net.all->prev = c;
+  net.all = c;
+  srv.clients++;
+  srv.connections_total++;
+}
+
+/* Accept again after a pause (see on_accept_error). */
+static void on_retry_accept(evutil_socket_t fd, short what, void *arg) {
+  (void)fd; (void)what; (void)arg;
+  evconnlistener_enable(net.listener);
+}
+
+/* accept() failed (out of descriptors, say): pause accepting for 100 ms
+** instead of spinning on a listener that stays readable. */
+static void on_accept_error(struct evconnlistener *l, void *arg) {
+  (void)arg;
+  int err = EVUTIL_SOCKET_ERROR();
+  srv_log("accept: %s", evutil_socket_error_to_string(err));
+  evconnlistener_disable(l);
+  struct timeval tv = {0, 100000};
+  event_add(net.retry_accept, &tv);
+}
+
+/* ------------------------------------------------------- Start, stop. */
+
+int net_start(struct event_base *base) {
+  net.base = base;
+  net.limits.max_bulk = srv.cfg.max_value;
+  net.limits.max_request = srv.cfg.max_request;
+  store_set_batch_hook(on_batch_end);
+  cmd_init();
+
+  struct addrinfo hints = {0}, *ai = NULL;
+  char port[16];
+  snprintf(port, sizeof port, "%d", srv.cfg.port);
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  int gai = getaddrinfo(srv.cfg.bind, port, &hints, &ai);
+  if (gai != 0) {
+    srv_log("cannot resolve --bind %s: %s", srv.cfg.bind, gai_strerror(gai));
+    return -1;
+  }
+  net.listener = evconnlistener_new_bind(
+      base, on_accept, NULL, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 511,
+      ai->ai_addr, (int)ai->ai_addrlen);
+  freeaddrinfo(ai);
+  if (!net.listener) {
+    srv_log("cannot listen on %s:%d: %s", srv.cfg.bind, srv.cfg.port,
+            strerror(errno));
+    return -1;
+  }
+  evconnlistener_set_error_cb(net.listener, on_accept_error);
+  net.retry_accept = evtimer_new(base, on_retry_accept, NULL);
+  if (!net.retry_accept) return -1;
+
+  struct sockaddr_storage ss;
+  socklen_t sl = sizeof ss;
+  if (getsockname(evconnlistener_get_fd(net.listener), (struct sockaddr *)&ss,
+                  &sl) == 0)
+    srv.resp_port = ss.ss_family == AF_INET6
+                        ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
+                        : ntohs(((struct sockaddr_in *)&ss)->sin_port);
+  return 0;
+}
+
+/* Shutdown: no new clients, flush what the sockets take, close all. */
+void net_stop(void) {
+  if (net.listener) evconnlistener_free(net.listener);
+  net.listener = NULL;
+  if (net.retry_accept) event_free(net.retry_accept);
+  net.retry_accept = NULL;
+  net_before_sleep();                     /* commit, send what fits */
+  while (net.all) conn_close(net.all);
+}
+
+/* One CLIENT LIST line per connection. */
+void net_client_list(buf *out) {
+  time_t now = time(NULL);
+  for (conn *c = net.all; c; c = c->next)
+    buf_printf(out, "id=%llu addr=%s name=%s age=%lld qbuf=%zu obl=%zu "
+               "multi=%zd\n", (unsigned long long)c->sess.id, c->sess.addr,
+               c->sess.name ? c->sess.name : "", (long long)(now - c->since),
+               c->in.len, unsent(c),
+               c->sess.multi ? (ssize_t)c->sess.nqueued : (ssize_t)-1);
+}

@@ -1,0 +1,269 @@
+/*
+** RESP2 request parser and reply encoders; see resp.h.
+*/
+#include "resp.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Strict decimal to long long, as Redis's string2ll. */
+int resp_str2ll(const char *s, size_t n, long long *pv) {
+  if (n == 0 || n > 20) return -1;
+  size_t i = 0;
+  int neg = 0;
+  if (s[0] == '-') {
+    neg = 1;
+    if (++i == n) return -1;
+  }
+  if (s[i] == '0' && (n - i > 1 || neg)) return -1;   /* "01", "-0" */
+  unsigned long long v = 0;
+  for (; i < n; i++) {
+    if (s[i] < '0' || s[i] > '9') return -1;
+    unsigned d = (unsigned)(s[i] - '0');
+    if (v > (~0ULL - d) / 10) return -1;
+    v = v * 10 + d;
+  }
+  if (neg) {
+    if (v > (unsigned long long)9223372036854775807LL + 1) return -1;
+    *pv = v == (unsigned long long)9223372036854775807LL + 1
+              ? (-9223372036854775807LL - 1)
+              : -(long long)v;
+  } else {
+    if (v > 9223372036854775807ULL) return -1;
+    *pv = (long long)v;
+  }
+  return 0;
+}
+
+/* Decimal digits of v, without snprintf (replies format many numbers). */
+size_t resp_ll2str(char *s, long long v) {
+  char tmp[24];
+  size_t n = 0;
+  unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v
+                               : (unsigned long long)v;
+  do {
+    tmp[n++] = (char)('0' + u % 10);
+    u /= 10;
+  } while (u);
+  size_t len = 0;
+  if (v < 0) s[len++] = '-';
+  while (n) s[len++] = tmp[--n];
+  s[len] = '\0';
+  return len;
+}
+
+/* Start over for a new request; the argument arrays are kept. */
+static void parser_reset(resp_parser *p) {
+  p->done = 0;
+  p->nargs = 0;
+  p->bulklen = -1;
+  p->pos = 0;
+  p->total = 0;
+  p->argc = 0;
+}
+
+/* Record an argument at offset `off` of the request.  0 or RESP_NOMEM. */
+static int add_arg(resp_parser *p, size_t off, size_t len) {
+  if (p->argc == p->cap) {
+    size_t cap = p->cap ? p->cap * 2 : 8;
+    size_t *o = realloc(p->off, cap * sizeof *o);
+    if (!o) return RESP_NOMEM;
+    p->off = o;
+    resp_arg *a = realloc(p->argv, cap * sizeof *a);
+    if (!a) return RESP_NOMEM;
+    p->argv = a;
+    p->cap = cap;
+  }
+  p->off[p->argc] = off;
+  p->argv[p->argc].len = len;
+  p->argc++;
+  return 0;
+}
+
+/* A request is complete: point the arguments into data. */
+static int finish(resp_parser *p, const char *data, size_t *pconsumed) {
+  for (size_t i = 0; i < p->argc; i++) p->argv[i].ptr = data + p->off[i];
+  *pconsumed = p->pos;
+  p->done = 1;
+  return RESP_DONE;
+}
+
+/* Record a protocol error message; returns RESP_ERROR. */
+static int proto_error(resp_parser *p, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static int proto_error(resp_parser *p, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(p->err, sizeof p->err, fmt, ap);
+  va_end(ap);
+  return RESP_ERROR;
+}
+
+/* An inline request: one line of words separated by spaces or tabs. */
+static int parse_inline(resp_parser *p, const char *data, size_t len,
+                        size_t *pconsumed) {
+  size_t scan = len < RESP_MAX_INLINE ? len : RESP_MAX_INLINE;
+  const char *nl = memchr(data, '\n', scan);
+  if (!nl) {
+    if (len >= RESP_MAX_INLINE)
+      return proto_error(p, "Protocol error: too big inline request");
+    return RESP_MORE;
+  }
+  size_t end = (size_t)(nl - data);
+  if (end > 0 && data[end - 1] == '\r') end--;
+  size_t i = 0;
+  while (i < end) {
+    while (i < end && (data[i] == ' ' || data[i] == '\t')) i++;
+    if (i == end) break;
+    size_t start = i;
+    while (i < end && data[i] != ' ' && data[i] != '\t') i++;
+    if (add_arg(p, start, i - start) != 0) return RESP_NOMEM;
+  }
+  p->pos = (size_t)(nl - data) + 1;
+  return finish(p, data, pconsumed);
+}
+
+/*
+** Read a "<c><integer>\r\n" header line at data[p->pos].  RESP_DONE with
+** *pv set and p->pos moved past the line, RESP_MORE, or RESP_ERROR.
+*/
+static int parse_header(resp_parser *p, const char *data, size_t len,
+                        char c, long long *pv, const char *what) {
+  size_t avail = len - p->pos;
+  size_t scan = avail < RESP_MAX_INLINE ? avail : RESP_MAX_INLINE;
+  const char *line = data + p->pos;
+  if (avail == 0) return RESP_MORE;
+  if (line[0] != c) {
+    if (c == '$')
+      return proto_error(p, "Protocol error: expected '$', got '%c'",
+                         line[0] >= 32 && line[0] < 127 ? line[0] : '?');
+    return proto_error(p, "Protocol error: expected '%c'", c);
+  }
+  const char *cr = memchr(line, '\r', scan);
+  if (!cr) {
+    if (avail >= RESP_MAX_INLINE)
+      return proto_error(p, "Protocol error: too big %s count string", what);
+    return RESP_MORE;
+  }
+  size_t crpos = (size_t)(cr - line);
+  if (crpos + 1 >= avail) return RESP_MORE;            /* need the LF */
+  if (line[crpos + 1] != '\n' ||
+      resp_str2ll(line + 1, crpos - 1, pv) != 0)
+    return proto_error(p, "Protocol error: invalid %s length", what);
+  p->pos += crpos + 2;
+  return RESP_DONE;
+}
+
+int resp_parse(resp_parser *p, const char *data, size_t len,
+               const resp_limits *lim, size_t *pconsumed) {
+  if (p->done || (p->nargs == 0 && p->pos == 0)) parser_reset(p);
+  if (len == 0) return RESP_MORE;
+  if (p->nargs == 0) {
+    if (data[0] != '*') return parse_inline(p, data, len, pconsumed);
+    long long n;
+    int rc = parse_header(p, data, len, '*', &n, "multibulk");
+    if (rc != RESP_DONE) return rc;
+    if (n > RESP_MAX_ARGS)
+      return proto_error(p, "Protocol error: invalid multibulk length");
+    if (n <= 0) return finish(p, data, pconsumed);   /* empty: no reply */
+    p->nargs = n;
+  }
+  while ((long long)p->argc < p->nargs) {
+    if (p->bulklen < 0) {
+      long long n;
+      int rc = parse_header(p, data, len, '$', &n, "bulk");
+      if (rc != RESP_DONE) return rc;
+      if (n < 0 || (unsigned long long)n > lim->max_bulk)
+        return proto_error(p, "Protocol error: invalid bulk length");
+      if ((size_t)n > lim->max_request - p->total)
+        return proto_error(p, "Protocol error: request larger than %zu "
+                           "bytes", lim->max_request);
+      p->bulklen = n;
+    }
+    size_t need = (size_t)p->bulklen;
+    if (len - p->pos < need + 2) return RESP_MORE;
+    if (data[p->pos + need] != '\r' || data[p->pos + need + 1] != '\n')
+      return proto_error(p, "Protocol error: bulk string not followed by "
+                         "CRLF");
+    if (add_arg(p, p->pos, need) != 0) return RESP_NOMEM;
+    p->pos += need + 2;
+    p->total += need;
+    p->bulklen = -1;
+  }
+  return finish(p, data, pconsumed);
+}
+
+/* Bytes still to come for the bulk string being read. */
+size_t resp_missing(const resp_parser *p, size_t len) {
+  if (p->done || p->bulklen < 0) return 0;
+  size_t need = p->pos + (size_t)p->bulklen + 2;
+  return need > len ? need - len : 0;
+}
+
+/* Release the argument arrays. */
+void resp_parser_free(resp_parser *p) {
+  free(p->off);
+  free(p->argv);
+  memset(p, 0, sizeof *p);
+}
+
+/* ---------------------------------------------------------- Replies. */
+
+/* "<c><v>\r\n" */
+static void prefixed_int(buf *b, char c, long long v) {
+  char s[32];
+  s[0] = c;
+  size_t n = 1 + resp_ll2str(s + 1, v);
+  s[n++] = '\r';
+  s[n++] = '\n';
+  buf_append(b, s, n);
+}
+
+/* +status */
+void resp_status(buf *b, const char *s) {
+  size_t n = strlen(s);
+  if (buf_reserve(b, n + 3) != 0) return;
+  b->data[b->len++] = '+';
+  memcpy(b->data + b->len, s, n);
+  b->len += n;
+  b->data[b->len++] = '\r';
+  b->data[b->len++] = '\n';
+}
+
+/* -error, kept on one line. */
+void resp_error(buf *b, const char *fmt, ...) {
+  size_t start = b->len;
+  buf_append(b, "-", 1);
+  va_list ap;
+  va_start(ap, fmt);
+  buf_vprintf(b, fmt, ap);
+  va_end(ap);
+  if (b->failed) return;
+  for (size_t i = start + 1; i < b->len; i++)
+    if (b->data[i] == '\r' || b->data[i] == '\n') b->data[i] = ' ';
+  buf_append(b, "\r\n", 2);
+}
+
+void resp_int(buf *b, long long v) { prefixed_int(b, ':', v); }
+
+/* $len, payload, CRLF: one reservation for the whole reply. */
+void resp_bulk(buf *b, const void *p, size_t n) {
+  if (buf_reserve(b, n + 32) != 0) return;
+  prefixed_int(b, '$', (long long)n);
+  memcpy(b->data + b->len, p, n);
+  b->len += n;
+  b->data[b->len++] = '\r';
+  b->data[b->len++] = '\n';
+}
+
+void resp_bulkstr(buf *b, const char *s) { resp_bulk(b, s, strlen(s)); }
+
+void resp_nil(buf *b) { buf_append(b, "$-1\r\n", 5); }
+
+/* *n header (*-1 for a nil array). */
+void resp_array(buf *b, long long n) {
+  if (n < 0) buf_append(b, "*-1\r\n", 5);
+  else prefixed_int(b, '*', n);
+}

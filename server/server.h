@@ -1,0 +1,59 @@
+/*
+** tinkv-server: what every module of the server shares, namely the
+** configuration read from the command line and the counters INFO reports.
+** The server runs every command and every engine call on one thread (the
+** event loop), so these globals need no locking.
+*/
+#ifndef TKS_SERVER_H
+#define TKS_SERVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "tinkv.h"
+
+typedef struct server_config {
+  const char *dir;            /* the store's directory */
+  const char *bind;           /* address of both listeners */
+  int port;                   /* RESP port (0: any free port) */
+  int http_port;              /* REST port (0: any free port, -1: none) */
+  tkv_sync_mode sync;         /* durability of each commit */
+  int group_commit;           /* batch the writes of one loop iteration */
+  unsigned fsync_interval;    /* seconds between fdatasyncs at sync
+                              ** normal/off (0: never) */
+  long max_clients;           /* RESP connections at once */
+  size_t max_value;           /* largest value (and bulk string) */
+  size_t max_request;         /* largest request (sum of its strings) */
+  size_t max_output;          /* reply bytes queued for one client before
+                              ** it is disconnected */
+  unsigned timeout;           /* idle seconds before a client is closed
+                              ** (0: never) */
+  uint64_t compact_min;       /* stale bytes before automatic compaction
+                              ** (also needs stale >= live; 0: never) */
+} server_config;
+
+typedef struct server_state {
+  server_config cfg;
+  time_t start_time;
+  int resp_port;              /* the ports actually bound */
+  int http_port;
+  long clients;               /* RESP connections now */
+  uint64_t connections_total;
+  uint64_t rejected_connections;
+  uint64_t commands_total;
+  uint64_t protocol_errors;
+  uint64_t group_commits;     /* batches committed */
+  uint64_t group_commit_writes;
+  uint64_t http_requests;
+} server_state;
+
+extern server_state srv;
+
+/* A line on stderr with the time and pid, like Redis's log. */
+void srv_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Name of a sync mode ("full", "normal", "off"). */
+const char *srv_sync_name(tkv_sync_mode m);
+
+#endif

@@ -1,0 +1,177 @@
+/*
+** The engine handle and group commit; see store.h.
+*/
+#include "store.h"
+
+#include "server.h"
+
+/* A batch is committed early once it holds this many writes or bytes, so
+** a flood of pipelined writes cannot grow one transaction without bound. */
+#define BATCH_MAX_WRITES 8192
+#define BATCH_MAX_BYTES  (8u << 20)
+
+static struct {
+  tkv_db *db;
+  const char *dir;
+  tkv_sync_mode sync;
+  int broken;             /* an engine call returned TKV_BROKEN */
+  int group_commit;
+  store_batch_hook hook;
+  uint64_t next_id;       /* id the next batch gets */
+  uint64_t batch_id;      /* open batch, 0 if none */
+  size_t batch_writes;
+  size_t batch_bytes;
+  int savepoints;         /* savepoints of open atomic groups */
+} st = {0};
+
+/* Open with create; remember how, for store_recover(). */
+int store_open(const char *dir, tkv_sync_mode sync, int group_commit) {
+  tkv_options o;
+  tkv_options_init(&o);
+  o.sync = sync;
+  o.create = 1;
+  o.compact_threshold = UINT64_MAX;   /* the server decides: store_compact */
+  st.dir = dir;
+  st.sync = sync;
+  st.group_commit = group_commit;
+  if (!st.next_id) st.next_id = 1;
+  return tkv_open(dir, &o, &st.db);
+}
+
+/* Commit, sync, close: what a clean shutdown needs. */
+int store_close(void) {
+  if (!st.db) return TKV_OK;
+  int rc = store_batch_commit();
+  int rc2 = tkv_sync(st.db);
+  int rc3 = tkv_close(st.db);
+  st.db = 0;
+  return rc ? rc : rc2 ? rc2 : rc3;
+}
+
+tkv_db *store_db(void) { return st.db; }
+
+void store_set_batch_hook(store_batch_hook hook) { st.hook = hook; }
+
+/* Open the batch on the first write of an iteration (group commit). */
+int store_batch_join(void) {
+  if (!st.group_commit || st.batch_id || tkv_in_transaction(st.db))
+    return TKV_OK;
+  int rc = tkv_begin(st.db);
+  if (rc != TKV_OK) return rc;
+  st.batch_id = st.next_id++;
+  st.batch_writes = 0;
+  st.batch_bytes = 0;
+  return TKV_OK;
+}
+
+uint64_t store_batch_id(void) { return st.batch_id; }
+
+/* Account a write, for store_batch_due(). */
+void store_batch_count(size_t bytes) {
+  if (!st.batch_id) return;
+  st.batch_writes++;
+  st.batch_bytes += bytes;
+}
+
+/* The batch is over BATCH_MAX_WRITES or BATCH_MAX_BYTES. */
+int store_batch_due(void) {
+  return st.batch_id && (st.batch_writes >= BATCH_MAX_WRITES ||
+                         st.batch_bytes >= BATCH_MAX_BYTES);
+}
+
+/* Commit (or on failure roll back) the batch and tell the hook. */
+int store_batch_commit(void) {
+  if (!st.batch_id) return TKV_OK;
+  uint64_t id = st.batch_id;
+  int rc = tkv_commit(st.db);
+  if (rc != TKV_OK) {
+    store_note(rc);
+    srv_log("group commit of %zu writes failed: %s", st.batch_writes,
+            tkv_errmsg());
+    tkv_rollback(st.db);
+  } else {
+    srv.group_commits++;
+    srv.group_commit_writes += st.batch_writes;
+  }
+  st.batch_id = 0;
+  st.savepoints = 0;
+  if (st.hook) st.hook(rc, id);
+  return rc;
+}
+
+/* An own transaction outside any, else the next savepoint. */
+int store_atomic_begin(store_atomic *a) {
+  a->own_txn = 0;
+  a->savepoint = -1;
+  if (!tkv_in_transaction(st.db)) {
+    int rc = tkv_begin(st.db);
+    if (rc == TKV_OK) a->own_txn = 1;
+    return rc;
+  }
+  int rc = tkv_savepoint(st.db, st.savepoints);
+  if (rc == TKV_OK) a->savepoint = st.savepoints++;
+  return rc;
+}
+
+/* Commit or undo what store_atomic_begin() started. */
+int store_atomic_end(store_atomic *a, int ok) {
+  int rc = TKV_OK;
+  if (a->own_txn) {
+    rc = ok ? tkv_commit(st.db) : tkv_rollback(st.db);
+    if (ok && rc != TKV_OK) tkv_rollback(st.db);
+  } else if (a->savepoint >= 0) {
+    if (!ok) rc = tkv_rollback_to(st.db, a->savepoint);
+    int rc2 = tkv_release(st.db, a->savepoint);
+    if (rc == TKV_OK) rc = rc2;
+    st.savepoints = a->savepoint;
+  }
+  a->own_txn = 0;
+  a->savepoint = -1;
+  return rc;
+}
+
+/* Remember TKV_BROKEN for store_recover(). */
+void store_note(int rc) {
+  if (rc == TKV_BROKEN) st.broken = 1;
+}
+
+/* Reopen a broken engine between loop iterations. */
+int store_recover(void) {
+  if (!st.broken || !st.db) return 0;
+  srv_log("the engine reported a failure it cannot undo; reopening the "
+          "store: %s", tkv_errmsg());
+  store_batch_commit();              /* fails and rolls back, or no-op */
+  tkv_close(st.db);
+  st.db = NULL;
+  st.broken = 0;
+  int rc = store_open(st.dir, st.sync, st.group_commit);
+  if (rc != TKV_OK) {
+    srv_log("cannot reopen the store: %s: %s", tkv_strerror(rc),
+            tkv_errmsg());
+    st.db = NULL;
+    return -1;
+  }
+  srv_log("store reopened (%llu keys)",
+          (unsigned long long)tkv_count(st.db));
+  return 0;
+}
+
+/* Commit the batch, then flush and fdatasync. */
+int store_compact(uint64_t *preclaimed) {
+  int rc = store_batch_commit();
+  if (rc == TKV_OK) rc = tkv_compact(st.db, preclaimed);
+  if (rc != TKV_OK) store_note(rc);
+  return rc;
+}
+
+int store_compact_due(uint64_t min_stale) {
+  tkv_stats s;
+  if (min_stale == 0 || tkv_stats_get(st.db, &s) != TKV_OK) return 0;
+  return s.stale_bytes >= min_stale && s.stale_bytes >= s.live_bytes;
+}
+
+int store_sync(void) {
+  int rc = store_batch_commit();
+  if (rc != TKV_OK) return rc;
+  return tkv_sync(st.db);
+}

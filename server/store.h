@@ -1,0 +1,90 @@
+/*
+** The server's one handle on the engine, and group commit.
+**
+** Group commit: with it on, the first write command of an event-loop
+** iteration opens an engine transaction (the batch) and every write of
+** every client in that iteration joins it; before the loop sleeps again
+** the batch is committed and only then are the replies sent.  So a reply
+** never acknowledges a write that is not yet durable, and one commit (one
+** write(), one fdatasync at sync=full) serves many commands.  With it off
+** every write command is its own engine transaction.
+**
+** Whoever sends replies registers a hook that hears how each batch ended;
+** when a commit fails, the hook must not send the replies made since the
+** batch opened (the writes they acknowledge were rolled back).
+*/
+#ifndef TKS_STORE_H
+#define TKS_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tinkv.h"
+
+/* Open (creating if needed) the store in dir.  A TKV_* code; on failure
+** tkv_errmsg() says why. */
+int store_open(const char *dir, tkv_sync_mode sync, int group_commit);
+/* Commit any open batch, sync and close the store (releasing its lock). */
+int store_close(void);
+tkv_db *store_db(void);
+
+/* Called with the status of each batch commit and the batch's id. */
+typedef void (*store_batch_hook)(int rc, uint64_t batch_id);
+void store_set_batch_hook(store_batch_hook hook);
+
+/* Before a write command: with group commit on, open the batch if none is
+** open.  A TKV_* code. */
+int store_batch_join(void);
+/* Id of the open batch (ids grow from 1), or 0 when none is open. */
+uint64_t store_batch_id(void);
+/* Count one write of `bytes` into the open batch (no-op without one). */
+void store_batch_count(size_t bytes);
+/* Nonzero when the open batch is big enough to commit now, before the
+** loop iteration ends (bounds the memory and size of one transaction). */
+int store_batch_due(void);
+/* Commit the open batch, if any, and tell the hook.  On failure the batch
+** is rolled back.  A TKV_* code (TKV_OK when no batch was open). */
+int store_batch_commit(void);
+
+/*
+** An all-or-nothing group of writes inside one command (MSET, DEL of
+** several keys, FLUSHDB, EXEC).  Outside any transaction it is an engine
+** transaction of its own; inside the batch or an EXEC it is a savepoint,
+** so a failure undoes this command's writes only.
+*/
+typedef struct store_atomic {
+  int own_txn;     /* began the engine transaction */
+  int savepoint;   /* savepoint number, or -1 */
+} store_atomic;
+
+int store_atomic_begin(store_atomic *a);
+/* ok nonzero: keep the writes (commit an own transaction; its status is
+** returned).  ok zero: undo them.  A TKV_* code. */
+int store_atomic_end(store_atomic *a, int ok);
+
+/*
+** Automatic compaction.  The engine's own trigger (a fixed amount of stale
+** bytes) is switched off: with it, every compaction copies all live data
+** again after each fixed amount of overwrites, so its cost per write grows
+** with the store.  The server compacts instead when stale bytes pass both
+** min_stale and the live bytes (the store is half garbage), the rule
+** Redis uses to rewrite its append-only file: a write is then copied about
+** once more on average, whatever the store's size.
+*/
+int store_compact_due(uint64_t min_stale);
+/* Commit the batch and compact now.  A TKV_* code. */
+int store_compact(uint64_t *preclaimed);
+
+/* Flush and fdatasync the store (commits an open batch first). */
+int store_sync(void);
+
+/* Record the status of an engine call that failed.  TKV_BROKEN means the
+** engine refuses writes until the store is reopened; store_recover() then
+** does that. */
+void store_note(int rc);
+/* If the engine reported TKV_BROKEN, close and reopen the store (between
+** loop iterations, when nothing holds a cursor).  0, or -1 when it cannot
+** be reopened and the server must stop. */
+int store_recover(void);
+
+#endif

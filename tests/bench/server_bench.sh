@@ -1,0 +1,137 @@
+#!/bin/sh
+# tinkv-server against redis-server, both driven by redis-benchmark.
+#
+#   sh tests/bench/server_bench.sh [BUILD]     (BUILD: where tinkv-server is;
+#                                               default: build/)
+# Starts tinkv-server (--sync normal: each write reaches the OS before its
+# reply, fdatasync every second) and redis-server (appendonly yes,
+# appendfsync everysec: the nearest durability) on free loopback ports, in
+# scratch directories under $BENCH_DIR, runs the same redis-benchmark
+# commands against each in turn, prints requests/s side by side with the
+# ratio, then memory per key, and stops both.
+#
+# Environment:
+#   SERVER_BENCH_N=1000000      requests per run (default: $BENCH_N, else 1M)
+#   SERVER_BENCH_KEYS=1000000   key space (redis-benchmark -r)
+#   SERVER_BENCH_CLIENTS=50     connections (redis-benchmark -c)
+#   SERVER_BENCH_VARIANTS=0     skip the extra tinkv runs (group commit off,
+#                               sync=full)
+#   BENCH_DIR=dir               scratch directory (not tmpfs)
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+build=${1:-${BUILD:-$root/build}}
+bin=$(cd "$build" 2>/dev/null && pwd)/tinkv-server
+N=${SERVER_BENCH_N:-${BENCH_N:-1000000}}
+KEYS=${SERVER_BENCH_KEYS:-1000000}
+C=${SERVER_BENCH_CLIENTS:-50}
+VARIANTS=${SERVER_BENCH_VARIANTS:-1}
+scratch=${BENCH_DIR:-$root/build/bench/tmp}
+
+for tool in redis-server redis-benchmark redis-cli; do
+  command -v $tool >/dev/null 2>&1 || { echo "server bench: $tool missing (make deps)"; exit 1; }
+done
+[ -x "$bin" ] || { echo "server bench: no $bin (run make first)"; exit 1; }
+mkdir -p "$scratch"
+tmp=$(mktemp -d "$scratch/server.XXXXXX")
+pids=""
+cleanup() {
+  for p in $pids; do kill -TERM "$p" 2>/dev/null; done
+  for p in $pids; do wait "$p" 2>/dev/null; done
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+wait_ping() {
+  i=0
+  until [ "$(redis-cli -p "$1" ping 2>/dev/null)" = PONG ]; do
+    i=$((i + 1)); [ $i -gt 200 ] && { echo "server on port $1 did not start"; exit 1; }
+    sleep 0.05
+  done
+}
+# Anonymous resident memory (KiB): the servers' own data.  File-backed
+# pages (tinkv maps its segments) are page cache the kernel can drop.
+rss_kib() { awk '/^RssAnon:/ {print $2}' "/proc/$1/status"; }
+
+# start_tinkv NAME OPTIONS...: sets TPID, TPORT
+start_tinkv() {
+  name=$1; shift
+  TPORT=$(free_port)
+  "$bin" --dir "$tmp/$name" --port "$TPORT" --http-port off "$@" \
+    >"$tmp/$name.log" 2>&1 &
+  TPID=$!; pids="$pids $TPID"
+  wait_ping "$TPORT"
+}
+stop() { kill -TERM "$1"; wait "$1" 2>/dev/null; }
+
+# rps PORT TEST PIPELINE [REQUESTS]: requests/s of one redis-benchmark run
+rps() {
+  redis-benchmark -p "$1" -t "$2" -n "${4:-$N}" -r "$KEYS" -c "$C" -P "$3" -d 100 --csv 2>/dev/null |
+    awk -F'","' 'NR > 1 { gsub(/"/, "", $2); print $2; exit }'
+}
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
+
+start_tinkv tinkv --sync normal
+T=$TPID; TP=$TPORT
+RP=$(free_port)
+mkdir -p "$tmp/redis"
+redis-server --port "$RP" --bind 127.0.0.1 --dir "$tmp/redis" --save '' \
+  --appendonly yes --appendfsync everysec --daemonize no >"$tmp/redis.log" 2>&1 &
+R=$!; pids="$pids $R"
+wait_ping "$RP"
+t_rss0=$(rss_kib $T); r_rss0=$(rss_kib $R)
+
+echo "## tinkv-server vs redis-server (redis-benchmark)"
+echo
+echo "$N requests per run, $C clients, 100-byte values, keys drawn from"
+echo "$KEYS; tinkv-server --sync normal (group commit on), redis-server"
+echo "appendonly yes, appendfsync everysec.  $(nproc) CPUs shared by server"
+echo "and redis-benchmark."
+echo
+echo "| test | pipeline | tinkv-server req/s | redis-server req/s | tinkv/redis |"
+echo "|------|---------:|-------------------:|-------------------:|------------:|"
+# SET and MSET first: they fill the key space, so GET finds its keys.
+for t in set mset get incr; do
+  for p in 1 16; do
+    a=$(rps "$TP" $t $p)
+    b=$(rps "$RP" $t $p)
+    echo "| $(echo $t | tr a-z A-Z) | $p | ${a:-failed} | ${b:-failed} | $(ratio "${a:-0}" "${b:-0}") |"
+  done
+done
+
+echo
+echo "## Memory per key"
+echo
+tk=$(redis-cli -p "$TP" dbsize); rk=$(redis-cli -p "$RP" dbsize)
+kd=$(redis-cli -p "$TP" info memory | tr -d '\r' | sed -n 's/^keydir_bytes://p')
+t_rss=$(rss_kib $T); r_rss=$(rss_kib $R)
+echo "| server | keys | anonymous RSS growth | bytes/key | notes |"
+echo "|--------|-----:|---------------------:|----------:|-------|"
+echo "| tinkv-server | $tk | $(( (t_rss - t_rss0) / 1024 )) MiB | $(awk -v a="$t_rss" -v b="$t_rss0" -v k="$tk" 'BEGIN{printf "%.0f", (a-b)*1024/k}') | keydir $(awk -v a="$kd" -v k="$tk" 'BEGIN{printf "%.0f", a/k}') B/key; values stay on disk |"
+echo "| redis-server | $rk | $(( (r_rss - r_rss0) / 1024 )) MiB | $(awk -v a="$r_rss" -v b="$r_rss0" -v k="$rk" 'BEGIN{printf "%.0f", (a-b)*1024/k}') | keys and values in memory |"
+stop $R
+stop $T
+
+if [ "$VARIANTS" != 0 ]; then
+  echo
+  echo "## tinkv-server SET: group commit and sync modes"
+  echo
+  echo "| tinkv-server options | pipeline | SET req/s |"
+  echo "|----------------------|---------:|----------:|"
+  # an fdatasync per command: a few thousand a second, so fewer requests
+  slow=$(( N < 20000 ? N : 20000 ))
+  for opts in "--sync normal --group-commit yes" "--sync normal --group-commit no" \
+              "--sync full --group-commit yes" "--sync full --group-commit no"; do
+    start_tinkv variant $opts
+    n=$N; [ "$opts" = "--sync full --group-commit no" ] && n=$slow
+    for p in 1 16; do
+      echo "| $opts | $p | $(rps "$TPORT" set $p $n) |"
+    done
+    stop $TPID
+    rm -rf "$tmp/variant"
+  done
+fi
