@@ -504,17 +504,8 @@ static void on_http_event(evutil_socket_t fd, short what, void *arg) {
 
 /* Start the daemon in external-epoll mode and watch its descriptor. */
 int http_start(struct event_base *base) {
-  struct addrinfo hints = {0}, *ai = NULL;
-  char port[16];
-  snprintf(port, sizeof port, "%d", srv.cfg.http_port);
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-  int gai = getaddrinfo(srv.cfg.bind, port, &hints, &ai);
-  if (gai != 0) {
-    srv_log("cannot resolve --bind %s: %s", srv.cfg.bind, gai_strerror(gai));
-    return -1;
-  }
+  struct addrinfo *ai = srv_resolve(srv.cfg.http_port);
+  if (!ai) return -1;
   unsigned flags = MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
   if (ai->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
   http.d = MHD_start_daemon(

@@ -22,6 +22,8 @@
 
 #include "http.h"
 #include "net.h"
+#include <netdb.h>
+
 #include "server.h"
 #include "store.h"
 
@@ -30,6 +32,21 @@ server_state srv;
 static volatile sig_atomic_t stopping;
 
 /* Log line: program, pid, local time with milliseconds, message. */
+struct addrinfo *srv_resolve(int port) {
+  struct addrinfo hints = {0}, *ai = NULL;
+  char service[16];
+  snprintf(service, sizeof service, "%d", port);
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  int gai = getaddrinfo(srv.cfg.bind, service, &hints, &ai);
+  if (gai != 0) {
+    srv_log("cannot resolve --bind %s: %s", srv.cfg.bind, gai_strerror(gai));
+    return NULL;
+  }
+  return ai;
+}
+
 void srv_log(const char *fmt, ...) {
   struct timeval tv;
   gettimeofday(&tv, NULL);

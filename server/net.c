@@ -383,17 +383,8 @@ int net_start(struct event_base *base) {
   store_set_batch_hook(on_batch_end);
   cmd_init();
 
-  struct addrinfo hints = {0}, *ai = NULL;
-  char port[16];
-  snprintf(port, sizeof port, "%d", srv.cfg.port);
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-  int gai = getaddrinfo(srv.cfg.bind, port, &hints, &ai);
-  if (gai != 0) {
-    srv_log("cannot resolve --bind %s: %s", srv.cfg.bind, gai_strerror(gai));
-    return -1;
-  }
+  struct addrinfo *ai = srv_resolve(srv.cfg.port);
+  if (!ai) return -1;
   net.listener = evconnlistener_new_bind(
       base, on_accept, NULL, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 511,
       ai->ai_addr, (int)ai->ai_addrlen);

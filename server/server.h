@@ -50,6 +50,10 @@ typedef struct server_state {
 
 extern server_state srv;
 
+/* The passive address of --bind and `port` (freeaddrinfo it), or NULL
+** after logging why. */
+struct addrinfo *srv_resolve(int port);
+
 /* A line on stderr with the time and pid, like Redis's log. */
 void srv_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
