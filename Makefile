@@ -181,10 +181,12 @@ $(DUR_BIN)/concurrent: tests/crash/concurrent.c $(EXT_OBJ) $(LIB) $(TESTLIB)
 	@mkdir -p $(dir $@)
 	$(DUR_CC) -o $@ $< $(TESTLIB) $(EXT_OBJ) $(LIB) -lsqlite3 $(LDLIBS_CORE)
 
-# ThreadSanitizer: the concurrency test built with clang -fsanitize=thread.
+# ThreadSanitizer: the concurrency tests built with clang -fsanitize=thread.
 tsan:
 	$(MAKE) BUILD=build/tsan CC=clang OPT=-O1 SAN=-fsanitize=thread \
-	  build/tsan/tests/durability/concurrent
+	  build/tsan/tests/durability/concurrent build/tsan/tests/test_core_conc
+	TMPDIR=$(DUR_TMP) TSAN_OPTIONS=halt_on_error=1:exitcode=66 \
+	  build/tsan/tests/test_core_conc
 	TMPDIR=$(DUR_TMP) TSAN_OPTIONS=halt_on_error=1:exitcode=66 \
 	  build/tsan/tests/durability/concurrent -n 200
 

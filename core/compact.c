@@ -241,13 +241,13 @@ static int delete_old(tkv_engine *e, tkv_segment **old, int nold){
 /* Point the keydir at the outputs and swap the segment table (step 4). */
 static void switch_over(tkv_engine *e, out_writer *w, moved *mv, size_t n,
                         tkv_segment **old, int nold){
-  pthread_rwlock_wrlock(&e->rw);
+  engine_wrlock(e);
   for(size_t i=0; i<n; i++) kd_entry_set_loc(mv[i].en, mv[i].loc);
   for(int i=0; i<nold; i++) seg_table_remove(e, old[i]);
   for(int i=0; i<w->nout; i++){
     if( seg_table_add(e, w->outs[i]) ) e->broken = 1;
   }
-  pthread_rwlock_unlock(&e->rw);
+  engine_wrunlock(e);
 }
 
 /*
@@ -283,7 +283,12 @@ int compact_locked(tkv_engine *e, uint64_t *preclaimed){
     if( old[i]->id>w.base ) w.base = old[i]->id;
   }
   rc = copy_live(e, &w, mv, &n, old, nold);
-  if( !rc ) rc = seg_table_reserve(e, e->nseg + w.nout);
+  if( !rc ){
+    /* Growing the table frees its old array: readers must be out. */
+    engine_wrlock(e);
+    rc = seg_table_reserve(e, e->nseg + w.nout);
+    engine_wrunlock(e);
+  }
   if( !rc ) rc = install_outputs(e, &w, &renamed);
   if( rc ){
     out_discard(&w, renamed);
@@ -291,11 +296,11 @@ int compact_locked(tkv_engine *e, uint64_t *preclaimed){
   }
   switch_over(e, &w, mv, n, old, nold);
   deleted = delete_old(e, old, nold);
-  pthread_rwlock_wrlock(&e->rw);
+  engine_wrlock(e);
   for(int i=deleted; i<nold; i++){
     if( seg_table_add(e, old[i]) ) e->broken = 1;
   }
-  pthread_rwlock_unlock(&e->rw);
+  engine_wrunlock(e);
   for(int i=0; i<deleted; i++) seg_free(old[i]);
   for(int i=0; i<e->nseg; i++){
     after += seg_disk(e->segs[i]);

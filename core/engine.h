@@ -7,9 +7,17 @@
 **   tkv_engine.mu  everything that writes: the active segment, its buffer,
 **                  the writer slot, segment creation and removal, stats;
 **   tkv_engine.rw  read side of the keydir and segment table.  Readers hold
-**                  it shared; changes to either are made holding mu and rw
-**                  exclusively.  A holder of mu may read both without rw,
-**                  since nobody else can change them.
+**                  it shared; changes to either (the table's array being
+**                  grown included) are made holding mu and rw exclusively,
+**                  through engine_wrlock().  A holder of mu may read both
+**                  without rw, since nobody else can change them.  rw
+**                  prefers writers: once a writer waits, new readers queue
+**                  behind it, and the readers already waiting go first when
+**                  it is done, so neither side waits for more than the
+**                  other side's current critical sections (readers hold rw
+**                  for one record's read at most; writers for one change).
+**                  A thread never takes rw shared twice (that could
+**                  deadlock behind a waiting writer).
 ** One transaction is open per engine at a time (the writer slot).  Entries
 ** it adds are in the committed index with ENTRY_NEW, invisible to other
 ** handles; its changes to committed entries live in the transaction's
@@ -23,6 +31,7 @@
 #include "keydir.h"
 #include "format.h"
 
+#include <assert.h>
 #include <pthread.h>
 #include <stdatomic.h>
 
@@ -57,6 +66,8 @@ struct tkv_engine {
   pthread_mutex_t mu;
   pthread_cond_t idle;        /* signalled when the writer slot frees */
   pthread_rwlock_t rw;
+  int rw_excl;                /* rw is held exclusively (for assert()) */
+  int opening;                /* recovery: no other thread sees the engine */
 
   kd_arena *arena;
   kd_index *index;
@@ -91,6 +102,24 @@ struct tkv_db {
   tkv_txn *txn;               /* open transaction, or NULL */
   tkv_txn *spare;             /* a finished one kept for reuse */
 };
+
+/*
+** Take rw exclusively (caller holds mu) and give it back.  rw_excl is only
+** written by holders of mu, so a holder of mu may read it in assert()s of
+** "caller holds rw exclusively".
+*/
+static inline void engine_wrlock(tkv_engine *e){
+  pthread_rwlock_wrlock(&e->rw);
+  e->rw_excl = 1;
+}
+static inline void engine_wrunlock(tkv_engine *e){
+  assert( e->rw_excl );
+  e->rw_excl = 0;
+  pthread_rwlock_unlock(&e->rw);
+}
+/* The check of "caller holds mu and rw exclusively, or the engine is still
+** being recovered and no other thread can see it". */
+#define ASSERT_TABLE_LOCKED(e) assert( (e)->rw_excl || (e)->opening )
 
 /* ---- segment.c: segment files and the write buffer. */
 int seg_name(char *out, size_t n, const char *dir, uint32_t id,

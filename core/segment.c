@@ -102,10 +102,15 @@ static int seg_before(const tkv_segment *a, const tkv_segment *b){
   return a->id < b->id;
 }
 
-/* Make room for n segments in the table, so that adding them cannot fail. */
+/*
+** Make room for n segments in the table, so that adding them cannot fail.
+** Growing the array frees the old one, which readers walk under rw: so the
+** caller holds mu and rw exclusively (or the engine is being recovered).
+*/
 int seg_table_reserve(tkv_engine *e, int n){
   tkv_segment **p;
   int cap = e->nseg_alloc ? e->nseg_alloc : 16;
+  ASSERT_TABLE_LOCKED(e);
   if( n<=e->nseg_alloc ) return TKV_OK;
   while( cap<n ) cap *= 2;
   p = tkv_mem_realloc(e->segs, cap * sizeof *p);
@@ -115,7 +120,8 @@ int seg_table_reserve(tkv_engine *e, int n){
   return TKV_OK;
 }
 
-/* Insert s into the table in replay order.  Caller holds mu and rw. */
+/* Insert s into the table in replay order.  Caller holds mu and rw
+** exclusively (or the engine is being recovered). */
 int seg_table_add(tkv_engine *e, tkv_segment *s){
   int i, rc = seg_table_reserve(e, e->nseg + 1);
   if( rc ) return rc;
@@ -128,9 +134,11 @@ int seg_table_add(tkv_engine *e, tkv_segment *s){
   return TKV_OK;
 }
 
-/* Take s out of the table (it is not freed).  Caller holds mu and rw. */
+/* Take s out of the table (it is not freed).  Caller holds mu and rw
+** exclusively. */
 void seg_table_remove(tkv_engine *e, tkv_segment *s){
   int i, j;
+  ASSERT_TABLE_LOCKED(e);
   for(i=0; i<e->nseg && e->segs[i]!=s; i++){}
   if( i==e->nseg ) return;
   for(j=i; j<e->nseg-1; j++) e->segs[j] = e->segs[j+1];
@@ -318,9 +326,9 @@ int seg_seal_active(tkv_engine *e){
   }
   if( rc ) return rc;
   s->sealed = 1;
-  pthread_rwlock_wrlock(&e->rw);    /* readers look at e->active */
+  engine_wrlock(e);    /* readers look at e->active */
   e->active = NULL;
-  pthread_rwlock_unlock(&e->rw);
+  engine_wrunlock(e);
   e->buf_len = 0;
   seg_write_hint(e, s);
   return TKV_OK;
@@ -351,10 +359,10 @@ int seg_start_write(tkv_engine *e){
   }
   if( !rc ){
     seg_map(e, s);
-    pthread_rwlock_wrlock(&e->rw);
+    engine_wrlock(e);
     rc = seg_table_add(e, s);
     if( !rc ) e->active = s;
-    pthread_rwlock_unlock(&e->rw);
+    engine_wrunlock(e);
   }
   if( rc ){
     tkv_io_unlink(s->path);

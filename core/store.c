@@ -205,6 +205,29 @@ static int prepare_dir(const char *path, int create, char *canon, int *pfresh){
   return rc;
 }
 
+/*
+** Initialize the engine's rw lock as writer-preferring.  glibc's default
+** prefers readers: readers that keep overlapping (each holds rw across a
+** value's copy and CRC) then keep a writer out forever, and the writer
+** waits holding mu, so every other write waits too.  With writer
+** preference a waiting writer stops new readers; when it is done the
+** readers that queued behind it go first (glibc hands a write-unlocked lock
+** to waiting readers unless another writer is registered, and writers
+** come one at a time, since they hold mu).
+*/
+static void rw_init(pthread_rwlock_t *rw){
+#ifdef __GLIBC__
+  pthread_rwlockattr_t attr;
+  pthread_rwlockattr_init(&attr);
+  pthread_rwlockattr_setkind_np(&attr,
+                                PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+  pthread_rwlock_init(rw, &attr);
+  pthread_rwlockattr_destroy(&attr);
+#else
+  pthread_rwlock_init(rw, NULL);
+#endif
+}
+
 /* Build and recover a new engine for canonical path canon. */
 static int engine_open(const char *canon, const tkv_options *opts, int fresh,
                        tkv_engine **pe){
@@ -216,7 +239,8 @@ static int engine_open(const char *canon, const tkv_options *opts, int fresh,
   e->next_id = 1;
   pthread_mutex_init(&e->mu, NULL);
   pthread_cond_init(&e->idle, NULL);
-  pthread_rwlock_init(&e->rw, NULL);
+  rw_init(&e->rw);
+  e->opening = 1;
   e->dir = tkv_mem_dup(canon, strlen(canon));
   e->arena = kd_arena_new();
   e->index = kd_index_new();
@@ -231,6 +255,7 @@ static int engine_open(const char *canon, const tkv_options *opts, int fresh,
     engine_free(e);
     return rc;
   }
+  e->opening = 0;     /* published to other threads by registry_mu */
   *pe = e;
   return TKV_OK;
 }

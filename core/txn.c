@@ -274,7 +274,7 @@ static int create_entry(tkv_engine *e, const void *key, size_t klen,
   tkv_loc zero = {0, 0, 0};
   kd_entry *en;
   int rc = TKV_OK;
-  pthread_rwlock_wrlock(&e->rw);
+  engine_wrlock(e);
   en = kd_entry_new(e->arena, key, klen, zero, ENTRY_NEW);
   if( !en ){
     rc = tkv_err_nomem();
@@ -284,24 +284,24 @@ static int create_entry(tkv_engine *e, const void *key, size_t klen,
   }else{
     atomic_fetch_add(&e->version, 1);
   }
-  pthread_rwlock_unlock(&e->rw);
+  engine_wrunlock(e);
   *pen = en;
   return rc;
 }
 
 /* Remove and free an entry this transaction created. */
 static void drop_entry(tkv_engine *e, kd_entry *en){
-  pthread_rwlock_wrlock(&e->rw);
+  engine_wrlock(e);
   kd_index_remove(e->index, en);
   kd_entry_free(e->arena, en);
   atomic_fetch_add(&e->version, 1);
-  pthread_rwlock_unlock(&e->rw);
+  engine_wrunlock(e);
 }
 
 static void set_flags(tkv_engine *e, kd_entry *en, unsigned flags){
-  pthread_rwlock_wrlock(&e->rw);
+  engine_wrlock(e);
   kd_entry_set_flags(en, flags);
-  pthread_rwlock_unlock(&e->rw);
+  engine_wrunlock(e);
 }
 
 /* The effect of a write on en (not created by it): record undo, then set
@@ -373,9 +373,9 @@ int txn_write(tkv_db *db, int del, const void *key, size_t klen,
     u->created = 1;
     u->count_delta = 1;
     t->count_delta++;
-    pthread_rwlock_wrlock(&e->rw);
+    engine_wrlock(e);
     kd_entry_set_loc(en, loc);
-    pthread_rwlock_unlock(&e->rw);
+    engine_wrunlock(e);
   }else{
     change_entry(e, t, en, loc, del, visible);
   }
@@ -556,7 +556,7 @@ void txn_finish(tkv_db *db){
   tkv_txn *t = db->txn;
   size_t i;
   pthread_mutex_lock(&e->mu);
-  pthread_rwlock_wrlock(&e->rw);
+  engine_wrlock(e);
   for(i=0; i<t->undo_len; i++){
     if( t->undo[i].created ) publish_created(e, t->undo[i].en);
   }
@@ -565,7 +565,7 @@ void txn_finish(tkv_db *db){
   }
   if( e->active ) e->total_bytes += e->active->end - t->start_off;
   atomic_fetch_add(&e->version, 1);
-  pthread_rwlock_unlock(&e->rw);
+  engine_wrunlock(e);
   txn_end(db);
   compact_maybe(e);
   pthread_mutex_unlock(&e->mu);

@@ -1,0 +1,349 @@
+/*
+** Tests of the engine under threads: readers during compactions (manual and
+** automatic) never see a segment table being changed under them, and
+** readers and writers both make progress however many of the other side
+** keep the engine busy.
+**
+** The progress tests print what they measured (operations done, median and
+** worst latency) but pass or fail only on "finished at all within 30 s":
+** the machine running them may be loaded, and a latency threshold would
+** make them flaky.  On an engine whose lock lets one side starve the other,
+** the starved side does not finish in 30 s.
+*/
+#include "engine_check.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PROGRESS_LIMIT_S 30      /* "finishes at all" */
+
+static double now_s(void){
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + (double)t.tv_nsec/1e9;
+}
+
+static int cmp_double(const void *a, const void *b){
+  double x = *(const double*)a, y = *(const double*)b;
+  return x<y ? -1 : x>y;
+}
+
+/* Median and worst of n latencies (sorts them). */
+static void report(const char *what, double *lat, int n){
+  if( n==0 ){
+    print_message("%s: none finished\n", what);
+    return;
+  }
+  qsort(lat, (size_t)n, sizeof *lat, cmp_double);
+  print_message("%s: %d done, median %.2f ms, worst %.2f ms\n", what, n,
+                lat[n/2]*1e3, lat[n-1]*1e3);
+}
+
+/* ------------------------------------------ Reads during compactions. */
+
+#define RACE_KEYS 400
+#define RACE_VLEN 100
+
+typedef struct race_reader {
+  tkv_db *db;
+  atomic_int stop;
+  atomic_long reads;
+  atomic_long errors;
+  char why[256];
+} race_reader;
+
+static void race_value(char *v, int i){
+  memset(v, 'a' + i%26, RACE_VLEN);
+}
+
+/* Read random keys until told to stop; every key must be there with its
+** value. */
+static void *race_read(void *arg){
+  race_reader *r = arg;
+  uint64_t s = 7;
+  while( !atomic_load(&r->stop) ){
+    char key[32], want[RACE_VLEN];
+    void *v = NULL;
+    size_t n = 0;
+    int i = (int)(tu_rand(&s) % RACE_KEYS), rc;
+    snprintf(key, sizeof key, "key%05d", i);
+    race_value(want, i);
+    rc = tkv_get(r->db, key, strlen(key), &v, &n);
+    if( rc || n!=RACE_VLEN || memcmp(v, want, RACE_VLEN) ){
+      if( atomic_fetch_add(&r->errors, 1)==0 ){
+        snprintf(r->why, sizeof r->why, "%s: rc=%d %s", key, rc,
+                 rc ? tkv_errmsg() : "wrong value");
+      }
+    }
+    tkv_free(v);
+    atomic_fetch_add(&r->reads, 1);
+  }
+  return NULL;
+}
+
+/* Fill a store with small segments: enough of them that a compaction must
+** grow the segment table (old segments plus outputs pass its first
+** allocation). */
+static void race_fill(tkv_db *db){
+  for(int i=0; i<RACE_KEYS; i++){
+    char key[32], val[RACE_VLEN];
+    snprintf(key, sizeof key, "key%05d", i);
+    race_value(val, i);
+    assert_ok(tkv_put(db, key, strlen(key), val, RACE_VLEN));
+  }
+  assert_true(stats_of(db).files>=10);
+}
+
+static void race_start(race_reader *r, pthread_t *th, const char *dir){
+  memset(r, 0, sizeof *r);
+  assert_ok(tkv_open(dir, NULL, &r->db));
+  assert_int_equal(pthread_create(th, NULL, race_read, r), 0);
+  /* Let the reader get going. */
+  while( atomic_load(&r->reads)<10 ) usleep(100);
+}
+
+static void race_stop(race_reader *r, pthread_t th){
+  atomic_store(&r->stop, 1);
+  assert_int_equal(pthread_join(th, NULL), 0);
+  close_ok(r->db);
+  if( atomic_load(&r->errors) ){
+    fail_msg("%ld failed reads, first: %s", atomic_load(&r->errors), r->why);
+  }
+}
+
+/* tkv_compact on one handle while another reads: the compaction grows the
+** segment table, which the reader walks.  Before the fix this was a
+** use-after-free (AddressSanitizer at once; SIGSEGV in optimized builds). */
+static void test_reads_during_compaction(void **state){
+  fixture *f = *state;
+  tkv_options o = store_options(TKV_SYNC_NORMAL, 4096, UINT64_MAX);
+  long reads = 0;
+  for(int it=0; it<20; it++){
+    race_reader r;
+    pthread_t th;
+    tkv_db *db;
+    tu_rmrf(f->dir);
+    db = open_with(f->dir, &o);
+    race_fill(db);
+    race_start(&r, &th, f->dir);
+    assert_ok(tkv_compact(db, NULL));
+    reads += atomic_load(&r.reads);
+    race_stop(&r, th);
+    close_ok(db);
+  }
+  print_message("reads during 20 compactions: %ld\n", reads);
+}
+
+/* The same with the automatic compaction that a commit starts. */
+static void test_reads_during_auto_compaction(void **state){
+  fixture *f = *state;
+  tkv_options o = store_options(TKV_SYNC_NORMAL, 4096, UINT64_MAX);
+  tkv_options auto_o = store_options(TKV_SYNC_NORMAL, 4096, 30000);
+  for(int it=0; it<10; it++){
+    race_reader r;
+    pthread_t th;
+    tkv_db *db;
+    uint64_t before;
+    int i;
+    tu_rmrf(f->dir);
+    db = open_with(f->dir, &o);
+    race_fill(db);
+    reopen_with(&db, f->dir, &auto_o);
+    before = stats_of(db).compactions;
+    race_start(&r, &th, f->dir);
+    for(i=0; i<RACE_KEYS && stats_of(db).compactions==before; i++){
+      char key[32], val[RACE_VLEN];
+      snprintf(key, sizeof key, "key%05d", i);
+      race_value(val, i);
+      assert_ok(tkv_put(db, key, strlen(key), val, RACE_VLEN));
+    }
+    race_stop(&r, th);
+    assert_true(stats_of(db).compactions>before);
+    close_ok(db);
+  }
+}
+
+/* ------------------------------------------------- Starvation, both ways. */
+
+#define BIG_VLEN (4u << 20)
+
+typedef struct side {
+  const char *dir;
+  atomic_int stop;            /* the other side is done (or gave up) */
+  atomic_long ops;
+  atomic_int failed;
+  char why[256];
+} side;
+
+static void side_fail(side *s, int rc){
+  if( atomic_exchange(&s->failed, 1)==0 ){
+    snprintf(s->why, sizeof s->why, "rc=%d %s", rc, tkv_errmsg());
+  }
+}
+
+/* Read the big value again and again, on its own handle. */
+static void *big_reader(void *arg){
+  side *s = arg;
+  tkv_db *db;
+  int rc = tkv_open(s->dir, NULL, &db);
+  if( rc ){ side_fail(s, rc); return NULL; }
+  while( !atomic_load(&s->stop) ){
+    void *v = NULL;
+    size_t n;
+    rc = tkv_get(db, "big", 3, &v, &n);
+    if( rc || n!=BIG_VLEN ){ side_fail(s, rc); break; }
+    tkv_free(v);
+    atomic_fetch_add(&s->ops, 1);
+  }
+  tkv_close(db);
+  return NULL;
+}
+
+/* Write small keys again and again, on its own handle (the engine has one
+** writer at a time: the others wait for the slot, not for the readers). */
+static void *small_writer(void *arg){
+  side *s = arg;
+  tkv_db *db;
+  long i = 0;
+  int rc = tkv_open(s->dir, NULL, &db);
+  if( rc ){ side_fail(s, rc); return NULL; }
+  while( !atomic_load(&s->stop) ){
+    char key[32];
+    snprintf(key, sizeof key, "w%ld", i++ % 64);
+    rc = tkv_put(db, key, strlen(key), "some value", 10);
+    if( rc ){ side_fail(s, rc); break; }
+    atomic_fetch_add(&s->ops, 1);
+  }
+  tkv_close(db);
+  return NULL;
+}
+
+/* The timed side: n operations of one kind, latencies into lat. */
+typedef struct timed {
+  tkv_db *db;
+  int write;                  /* puts of new keys, else gets of "big" */
+  int n;
+  double *lat;
+  atomic_int done;            /* operations finished */
+  atomic_int finished;
+  int rc;
+  char why[256];
+} timed;
+
+static void *timed_run(void *arg){
+  timed *t = arg;
+  for(int i=0; i<t->n; i++){
+    char key[32];
+    void *v = NULL;
+    size_t n;
+    double t0 = now_s();
+    int rc;
+    if( t->write ){
+      snprintf(key, sizeof key, "new%d", i);
+      rc = tkv_put(t->db, key, strlen(key), "x", 1);
+    }else{
+      rc = tkv_get(t->db, "big", 3, &v, &n);
+      tkv_free(v);
+    }
+    if( rc ){
+      t->rc = rc;
+      snprintf(t->why, sizeof t->why, "%s", tkv_errmsg());
+      break;
+    }
+    t->lat[i] = now_s() - t0;
+    atomic_store(&t->done, i + 1);
+  }
+  atomic_store(&t->finished, 1);
+  return NULL;
+}
+
+/*
+** nbusy threads of one kind keep the engine busy; the timed side does
+** `n` operations of the other kind.  Fails if the timed side does not
+** finish within PROGRESS_LIMIT_S.
+*/
+static void progress_run(fixture *f, int busy_readers, int nbusy, int n){
+  tkv_options o = store_options(TKV_SYNC_NORMAL, 0, UINT64_MAX);
+  pthread_t th[16];
+  side s;
+  timed t;
+  tkv_db *db;
+  uint8_t *big = calloc(1, BIG_VLEN);
+  double start;
+  char what[96];
+  int done;
+  assert_non_null(big);
+  assert_true(nbusy<=16);
+  db = open_with(f->dir, &o);
+  fill_value(big, BIG_VLEN, 1);
+  assert_ok(tkv_put(db, "big", 3, big, BIG_VLEN));
+  free(big);
+  /* A compaction leaves the value in a sealed, mapped segment. */
+  assert_ok(tkv_compact(db, NULL));
+
+  memset(&s, 0, sizeof s);
+  s.dir = f->dir;
+  for(int i=0; i<nbusy; i++){
+    assert_int_equal(pthread_create(&th[i], NULL,
+                                    busy_readers ? big_reader : small_writer,
+                                    &s), 0);
+  }
+  while( atomic_load(&s.ops)<(long)nbusy && !atomic_load(&s.failed) ){
+    usleep(1000);
+  }
+
+  memset(&t, 0, sizeof t);
+  t.db = db;
+  t.write = busy_readers;
+  t.n = n;
+  t.lat = calloc((size_t)n, sizeof *t.lat);
+  assert_non_null(t.lat);
+  {
+    pthread_t tt;
+    assert_int_equal(pthread_create(&tt, NULL, timed_run, &t), 0);
+    start = now_s();
+    while( !atomic_load(&t.finished) && now_s() - start < PROGRESS_LIMIT_S ){
+      usleep(10000);
+    }
+    done = atomic_load(&t.done);
+    /* Stop the busy side: a starved timed side then finishes too. */
+    atomic_store(&s.stop, 1);
+    for(int i=0; i<nbusy; i++) pthread_join(th[i], NULL);
+    pthread_join(tt, NULL);
+  }
+  snprintf(what, sizeof what, "%d %s while %d %s run", n,
+           busy_readers ? "puts" : "gets of 4 MiB", nbusy,
+           busy_readers ? "readers of 4 MiB" : "writers");
+  report(what, t.lat, done);
+  print_message("  (the busy side did %ld operations)\n", atomic_load(&s.ops));
+  free(t.lat);
+  close_ok(db);
+  if( s.failed ) fail_msg("busy side: %s", s.why);
+  if( t.rc ) fail_msg("timed side: %s", t.why);
+  if( done<n ){
+    fail_msg("starved: %d of %d %s finished in %d s", done, n,
+             busy_readers ? "puts" : "gets", PROGRESS_LIMIT_S);
+  }
+}
+
+/* Readers that keep overlapping do not keep a writer out. */
+static void test_readers_do_not_starve_writers(void **state){
+  progress_run(*state, 1, 4, 20);
+}
+
+/* Writers that keep writing do not keep a reader out. */
+static void test_writers_do_not_starve_readers(void **state){
+  progress_run(*state, 0, 4, 50);
+}
+
+int main(void){
+  const struct CMUnitTest tests[] = {
+    CORE_TEST(test_reads_during_compaction),
+    CORE_TEST(test_reads_during_auto_compaction),
+    CORE_TEST(test_readers_do_not_starve_writers),
+    CORE_TEST(test_writers_do_not_starve_readers),
+  };
+  return run_core_tests(tests);
+}
