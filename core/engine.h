@@ -183,6 +183,8 @@ int txn_rollback_to(tkv_db *db, int n);
 int txn_release(tkv_db *db, int n);
 void txn_free(tkv_txn *t);
 int txn_visible(tkv_db *db, kd_entry *e, tkv_loc *ploc);
+uint64_t txn_id(tkv_db *db, kd_entry *e);
+kd_entry *txn_entry_of_id(tkv_db *db, kd_entry *e);
 int64_t txn_count_delta(tkv_db *db);
 
 /* Bytes a record of this key and value occupies. */

@@ -757,6 +757,34 @@ kd_entry *kd_index_find(const kd_index *x, const void *key, size_t klen){
   return leaf_entry(p);
 }
 
+/* The reference that holds the leaf of key, or NULL. */
+static void **leaf_ref(const kd_index *x, const uint8_t *k, size_t klen){
+  void **ref = (void **)&x->root;
+  size_t d = 0;
+  while( *ref && !is_leaf(*ref) ){
+    kd_node *nd = *ref;
+    if( klen - d<nd->plen ) return NULL;
+    d += nd->plen;
+    if( d==klen ){
+      if( !has_end(nd) ) return NULL;
+      ref = (nd->kind & N_256) ? n256_end(nd) : &s_kids(nd)[0];
+      break;
+    }
+    ref = child_ref(nd, k[d]);
+    if( !ref ) return NULL;
+    d++;
+  }
+  return *ref ? ref : NULL;
+}
+
+void kd_index_replace(kd_index *x, kd_entry *old, kd_entry *e){
+  size_t klen;
+  const uint8_t *k = entry_key(old, &klen);
+  void **ref = leaf_ref(x, k, klen);
+  assert( ref && leaf_entry(*ref)==old );
+  if( ref ) *ref = leaf_of(e);
+}
+
 /* ---- Insertion.  Each insert allocates at most one node, before it
 ** changes anything, so a failed allocation leaves the index unchanged. */
 

@@ -72,6 +72,9 @@ void kd_index_free(kd_index *x);
 /* Add e; no entry with an equal key may be in x.  0, or -1 when out of
 ** memory (x unchanged). */
 int kd_index_insert(kd_index *x, kd_entry *e);
+/* Put e in the place of old, which must be in x and have e's key.  Never
+** fails (nothing is allocated). */
+void kd_index_replace(kd_index *x, kd_entry *old, kd_entry *e);
 /* Remove e, which must be in x.  Never fails. */
 void kd_index_remove(kd_index *x, kd_entry *e);
 /* The entry with this key, or NULL. */

@@ -367,7 +367,7 @@ static int read_key(tkv_db *db, const void *key, size_t klen, uint64_t *pid,
       pthread_rwlock_unlock(&e->rw);
       return TKV_NOTFOUND;
     }
-    if( pid ) *pid = kd_entry_id(en);
+    if( pid ) *pid = txn_id(db, en);
     if( pvlen ) *pvlen = loc.vlen;
     if( pval ) rc = seg_read(e, loc, key, klen, pval);
     pthread_rwlock_unlock(&e->rw);
@@ -544,7 +544,7 @@ static int cursor_settle(tkv_cursor *c, kd_entry *en){
     c->kcap = cap;
   }
   memcpy(c->key, key, c->klen);
-  c->id = kd_entry_id(en);
+  c->id = txn_id(c->db, en);
   c->vlen = loc.vlen;
   return TKV_OK;
 }
@@ -569,7 +569,7 @@ int tkv_cursor_seek_id(tkv_cursor *c, uint64_t id){
   pthread_mutex_lock(&c->db->mu);
   pthread_rwlock_rdlock(&e->rw);
   c->en = NULL;
-  en = kd_entry_by_id(e->arena, id);
+  en = txn_entry_of_id(c->db, kd_entry_by_id(e->arena, id));
   if( en && txn_visible(c->db, en, &loc) ){
     size_t klen;
     const uint8_t *key = kd_entry_key(en, &klen);

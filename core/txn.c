@@ -11,11 +11,20 @@
 ** an undo record; a savepoint is a position in the undo log and in the file.
 ** Commit moves the overlay into the entries and clears the flags: nothing in
 ** it allocates, so it cannot fail.
+**
+** Ids.  A key deleted and then written again in one transaction is a new
+** row and gets a new id (SQLite queues the rowids of a multi-row UPDATE or
+** DELETE and would otherwise apply a later step to the new row).  The new
+** id comes from a replacement entry that is in no index: the overlay slot
+** of the key's entry points at it (repl), the owner sees its id, and commit
+** puts it into the index in place of the old entry, whose id then dies.
+** Other handles keep seeing the old entry until then.
 */
 #include "engine.h"
 #include "err.h"
 #include "mem.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <string.h>
 #include <time.h>
@@ -24,6 +33,7 @@
 
 typedef struct over_slot {
   kd_entry *en;        /* NULL: empty slot */
+  kd_entry *repl;      /* the key's new-id entry (in no index), or NULL */
   tkv_loc loc;
   int deleted;
 } over_slot;
@@ -34,7 +44,9 @@ typedef struct undo_rec {
   uint8_t created;     /* the change created the entry */
   uint8_t had_over;    /* the entry had an overlay state before */
   uint8_t prev_deleted;
+  uint8_t made_repl;   /* the change installed a new repl entry */
   int8_t count_delta;  /* effect on the visible key count */
+  kd_entry *prev_repl; /* overlay repl before the change */
 } undo_rec;
 
 typedef struct savepoint {
@@ -96,7 +108,8 @@ static int over_reserve(tkv_txn *t){
 }
 
 /* Set en's pending state (room was reserved). */
-static void over_put(tkv_txn *t, kd_entry *en, tkv_loc loc, int deleted){
+static void over_put(tkv_txn *t, kd_entry *en, tkv_loc loc, int deleted,
+                     kd_entry *repl){
   over_slot *s = over_find(t, en);
   if( !s ){
     size_t i = over_hash(en, t->over_cap);
@@ -107,6 +120,7 @@ static void over_put(tkv_txn *t, kd_entry *en, tkv_loc loc, int deleted){
   }
   s->loc = loc;
   s->deleted = deleted;
+  s->repl = repl;
 }
 
 /* Remove en's pending state (backward-shift deletion keeps probes short). */
@@ -151,6 +165,37 @@ int txn_visible(tkv_db *db, kd_entry *en, tkv_loc *ploc){
   }
   *ploc = kd_entry_loc(en);
   return 1;
+}
+
+/* The id of en's key as db sees it: the replacement's id when db's
+** transaction deleted the key and wrote it again. */
+uint64_t txn_id(tkv_db *db, kd_entry *en){
+  if( db->txn && (kd_entry_flags(en) & ENTRY_CHANGED) ){
+    over_slot *s = over_find(db->txn, en);
+    if( s && s->repl ) return kd_entry_id(s->repl);
+  }
+  return kd_entry_id(en);
+}
+
+/*
+** The index entry that the entry of an id (from kd_entry_by_id, may be
+** NULL) stands for as db sees it, or NULL when that id names no row for
+** db: an entry whose key db's transaction deleted and wrote again (its id
+** died), or another transaction's replacement.  Caller holds db->mu.
+*/
+kd_entry *txn_entry_of_id(tkv_db *db, kd_entry *en){
+  const uint8_t *key;
+  size_t klen;
+  kd_entry *ix;
+  over_slot *s = NULL;
+  if( !en ) return NULL;
+  key = kd_entry_key(en, &klen);
+  ix = kd_index_find(db->e->index, key, klen);
+  if( ix && db->txn && (kd_entry_flags(ix) & ENTRY_CHANGED) ){
+    s = over_find(db->txn, ix);
+  }
+  if( ix==en ) return (s && s->repl) ? NULL : en;
+  return (s && s->repl==en) ? ix : NULL;
 }
 
 int64_t txn_count_delta(tkv_db *db){
@@ -289,6 +334,13 @@ static int create_entry(tkv_engine *e, const void *key, size_t klen,
   return rc;
 }
 
+/* Free a replacement entry (it is in no index; its id dies). */
+static void free_repl(tkv_engine *e, kd_entry *repl){
+  pthread_rwlock_wrlock(&e->rw);
+  kd_entry_free(e->arena, repl);
+  pthread_rwlock_unlock(&e->rw);
+}
+
 /* Remove and free an entry this transaction created. */
 static void drop_entry(tkv_engine *e, kd_entry *en){
   engine_wrlock(e);
@@ -307,7 +359,7 @@ static void set_flags(tkv_engine *e, kd_entry *en, unsigned flags){
 /* The effect of a write on en (not created by it): record undo, then set
 ** the overlay.  Room in both was reserved. */
 static void change_entry(tkv_engine *e, tkv_txn *t, kd_entry *en, tkv_loc loc,
-                         int del, int was_visible){
+                         int del, int was_visible, kd_entry *repl){
   undo_rec *u = &t->undo[t->undo_len++];
   over_slot *s = over_find(t, en);
   u->en = en;
@@ -315,9 +367,11 @@ static void change_entry(tkv_engine *e, tkv_txn *t, kd_entry *en, tkv_loc loc,
   u->had_over = s!=NULL;
   u->prev_loc = s ? s->loc : loc;
   u->prev_deleted = s ? (uint8_t)s->deleted : 0;
+  u->prev_repl = s ? s->repl : NULL;
+  u->made_repl = repl!=NULL;
   u->count_delta = (int8_t)(del ? -1 : (was_visible ? 0 : 1));
   t->count_delta += u->count_delta;
-  over_put(t, en, loc, del);
+  over_put(t, en, loc, del, repl ? repl : u->prev_repl);
   if( !(kd_entry_flags(en) & ENTRY_CHANGED) ){
     set_flags(e, en, kd_entry_flags(en) | ENTRY_CHANGED);
   }
@@ -331,7 +385,7 @@ int txn_write(tkv_db *db, int del, const void *key, size_t klen,
               const void *val, size_t vlen, unsigned flags, uint64_t *pid){
   tkv_engine *e = db->e;
   tkv_txn *t = db->txn;
-  kd_entry *en;
+  kd_entry *en, *repl = NULL;
   tkv_loc cur, loc;
   int visible, created = 0, type, rc;
   if( t->prepared ){
@@ -353,6 +407,11 @@ int txn_write(tkv_db *db, int del, const void *key, size_t klen,
   if( !rc && !en ){
     rc = create_entry(e, key, klen, &en);
     created = rc==TKV_OK;
+  }else if( !rc && !del && !visible ){
+    /* Written again after this transaction deleted it: a new row. */
+    tkv_loc zero = {0, 0, 0};
+    repl = kd_entry_new(e->arena, key, klen, zero, ENTRY_NEW);
+    if( !repl ) rc = tkv_err_nomem();
   }
   if( rc ){
     pthread_mutex_unlock(&e->mu);
@@ -363,6 +422,7 @@ int txn_write(tkv_db *db, int del, const void *key, size_t klen,
   rc = seg_append(e, type, key, (uint32_t)klen, val, (uint32_t)vlen, &loc);
   if( rc ){
     if( created ) drop_entry(e, en);
+    if( repl ) free_repl(e, repl);
     pthread_mutex_unlock(&e->mu);
     return rc;
   }
@@ -377,11 +437,11 @@ int txn_write(tkv_db *db, int del, const void *key, size_t klen,
     kd_entry_set_loc(en, loc);
     engine_wrunlock(e);
   }else{
-    change_entry(e, t, en, loc, del, visible);
+    change_entry(e, t, en, loc, del, visible, repl);
   }
   if( !t->autocommit ) t->nrec++;
   e->writer_thread = pthread_self();
-  if( pid ) *pid = kd_entry_id(en);
+  if( pid ) *pid = txn_id(db, en);
   pthread_mutex_unlock(&e->mu);
   return TKV_OK;
 }
@@ -392,10 +452,15 @@ int txn_write(tkv_db *db, int del, const void *key, size_t klen,
 static void undo_to(tkv_engine *e, tkv_txn *t, size_t keep){
   while( t->undo_len>keep ){
     undo_rec *u = &t->undo[--t->undo_len];
+    if( u->made_repl ){
+      over_slot *s = over_find(t, u->en);
+      assert( s && s->repl && s->repl!=u->prev_repl );
+      free_repl(e, s->repl);
+    }
     if( u->created ){
       drop_entry(e, u->en);
     }else if( u->had_over ){
-      over_put(t, u->en, u->prev_loc, u->prev_deleted);
+      over_put(t, u->en, u->prev_loc, u->prev_deleted, u->prev_repl);
     }else{
       over_del(t, u->en);
       set_flags(e, u->en, kd_entry_flags(u->en) & ~ENTRY_CHANGED);
@@ -538,7 +603,14 @@ static void publish_changed(tkv_engine *e, over_slot *s){
   if( s->deleted ){
     kd_index_remove(e->index, en);
     kd_entry_free(e->arena, en);
+    if( s->repl ) kd_entry_free(e->arena, s->repl);
     return;
+  }
+  if( s->repl ){
+    /* The key's new row takes the old entry's place; the old id dies. */
+    kd_index_replace(e->index, en, s->repl);
+    kd_entry_free(e->arena, en);
+    en = s->repl;
   }
   kd_entry_set_loc(en, s->loc);
   kd_entry_set_flags(en, 0);
@@ -559,6 +631,10 @@ void txn_finish(tkv_db *db){
   engine_wrlock(e);
   for(i=0; i<t->undo_len; i++){
     if( t->undo[i].created ) publish_created(e, t->undo[i].en);
+    /* A replacement superseded by a later one is referenced nowhere. */
+    if( t->undo[i].made_repl && t->undo[i].prev_repl ){
+      kd_entry_free(e->arena, t->undo[i].prev_repl);
+    }
   }
   for(i=0; i<t->over_cap; i++){
     if( t->over[i].en ) publish_changed(e, &t->over[i]);
