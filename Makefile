@@ -5,6 +5,12 @@
 #   make test         every test (unit, extension, SQL, server, sanitizers)
 #   make bench        benchmarks against LevelDB, RocksDB, LMDB, SQLite, Redis
 #   make deps         install the Debian packages the build and tests need
+#   make install      install under PREFIX (default /usr/local), DESTDIR
+#   make uninstall    remove what `make install` installed
+#   make static-ext   build/libtinkv-sqlite.a: the extension built with
+#                     SQLITE_CORE, for sqlite3_auto_extension (README)
+#
+# CPPFLAGS, CFLAGS and LDFLAGS are honoured as usual.
 #
 # Missing Debian packages are installed by `make deps` (as root), which
 # `make demo`, `make test` and `make bench` run first.
@@ -15,15 +21,29 @@ OPT     ?= -O2
 SAN     ?=
 CFLAGS  ?= $(OPT) -g
 WARN     = -Wall -Wextra -Werror
-ALLCFLAGS = -std=c11 -D_GNU_SOURCE -fPIC -pthread $(WARN) $(SAN) $(CFLAGS) -Icore
+ALLCFLAGS = -std=c11 -D_GNU_SOURCE -fPIC -pthread $(WARN) $(SAN) $(CPPFLAGS) $(CFLAGS) -Icore
 LDLIBS_CORE = -pthread
+LDFLAGS ?=
+
+# Installation directories (GNU names; DESTDIR is prepended to each).
+PREFIX     ?= /usr/local
+BINDIR     ?= $(PREFIX)/bin
+LIBDIR     ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+INSTALL    ?= install
+VERSION    := $(shell sed -n 's/^\#define TINKV_VERSION "\(.*\)"/\1/p' core/tinkv.h)
 
 CORE_SRC   := $(wildcard core/*.c)
 EXT_SRC    := $(wildcard ext/*.c)
 SERVER_SRC := $(wildcard server/*.c)
+TOOL_SRC   := $(wildcard tools/*.c)
 CORE_OBJ   := $(CORE_SRC:%.c=$(BUILD)/%.o)
 EXT_OBJ    := $(EXT_SRC:%.c=$(BUILD)/%.o)
 SERVER_OBJ := $(SERVER_SRC:%.c=$(BUILD)/%.o)
+TOOL_OBJ   := $(TOOL_SRC:%.c=$(BUILD)/%.o)
+# The extension compiled into a program (SQLITE_CORE): its own objects.
+STATIC_EXT_OBJ := $(EXT_SRC:%.c=$(BUILD)/static/%.o)
 
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 EXTT_SRC   := $(wildcard tests/ext/test_*.c)
@@ -34,6 +54,8 @@ TESTLIB    := $(wildcard tests/testutil.c)
 LIB  := $(BUILD)/libtinkv.a
 SO   := $(BUILD)/tinkv.so
 SRV  := $(BUILD)/tinkv-server
+CTL  := $(BUILD)/tinkvctl
+STATIC_EXT := $(BUILD)/libtinkv-sqlite.a
 
 ALL_TARGETS := $(LIB)
 ifneq ($(EXT_SRC),)
@@ -42,9 +64,13 @@ endif
 ifneq ($(SERVER_SRC),)
 ALL_TARGETS += $(SRV)
 endif
+ifneq ($(TOOL_SRC),)
+ALL_TARGETS += $(CTL)
+endif
 
 .PHONY: all deps demo test test-unit test-ext test-sql test-server test-asan \
-        test-build bench clean check-clang test-diff-long
+        test-build bench clean check-clang test-diff-long install uninstall \
+        static-ext
 
 all: $(ALL_TARGETS)
 
@@ -57,21 +83,84 @@ $(LIB): $(CORE_OBJ)
 	rm -f $@
 	ar rcs $@ $^
 
-$(SO): $(EXT_OBJ) $(CORE_OBJ)
-	$(CC) $(SAN) -shared -o $@ $^ $(LDLIBS_CORE)
+# Only the public API (every function core/tinkv.h declares) and the entry
+# point are exported; the engine's internals and SQLite's API pointer stay
+# local, so the library neither clashes with nor is interposed by the
+# symbols of the program that loads it.  tests/install.sh checks the list.
+$(BUILD)/tinkv.map: core/tinkv.h
+	@mkdir -p $(dir $@)
+	{ echo '{ global: sqlite3_tinkv_init;'; \
+	  grep -o '\btkv_[a-z0-9_]*(' core/tinkv.h | tr -d '(' | sort -u \
+	    | sed 's/$$/;/'; \
+	  echo 'local: *; };'; } > $@
+
+$(SO): $(EXT_OBJ) $(CORE_OBJ) $(BUILD)/tinkv.map
+	$(CC) $(SAN) $(LDFLAGS) -shared -Wl,--version-script=$(BUILD)/tinkv.map \
+	  -o $@ $(EXT_OBJ) $(CORE_OBJ) $(LDLIBS_CORE)
 
 $(SRV): $(SERVER_OBJ) $(LIB)
-	$(CC) $(SAN) -o $@ $(SERVER_OBJ) $(LIB) -levent -lmicrohttpd $(LDLIBS_CORE)
+	$(CC) $(SAN) $(LDFLAGS) -o $@ $(SERVER_OBJ) $(LIB) -levent -lmicrohttpd $(LDLIBS_CORE)
+
+$(CTL): $(TOOL_OBJ) $(LIB)
+	$(CC) $(SAN) $(LDFLAGS) -o $@ $(TOOL_OBJ) $(LIB) $(LDLIBS_CORE)
+
+# The extension for linking into a program that calls
+# sqlite3_auto_extension(sqlite3_tinkv_init): compiled with SQLITE_CORE, so
+# it calls SQLite directly; the archive holds the engine too.
+$(BUILD)/static/%.o: %.c $(wildcard core/*.h ext/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALLCFLAGS) -DSQLITE_CORE -c $< -o $@
+
+$(STATIC_EXT): $(STATIC_EXT_OBJ) $(CORE_OBJ)
+	rm -f $@
+	ar rcs $@ $^
+
+static-ext: $(STATIC_EXT)
+
+FORCE:
+
+# Made on every install: its directories come from this PREFIX.
+$(BUILD)/tinkv.pc: pkg/tinkv.pc.in core/tinkv.h FORCE
+	@mkdir -p $(dir $@)
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
+	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' \
+	    pkg/tinkv.pc.in > $@
+
+# The extension goes to LIBDIR as tinkv.so, beside libtinkv.a, the way
+# Debian's extension packages install theirs (mod_spatialite.so): the
+# sqlite3 shell's `.load tinkv` then finds it by name when LIBDIR is on the
+# dynamic loader's search path (PREFIX=/usr, or LD_LIBRARY_PATH).  Note
+# that ldconfig only caches lib*.so names, so /usr/local/lib is not enough.
+install: all $(BUILD)/tinkv.pc
+	$(INSTALL) -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) \
+	  $(DESTDIR)$(PKGCONFIGDIR) $(DESTDIR)$(BINDIR)
+	$(INSTALL) -m 644 $(LIB) $(DESTDIR)$(LIBDIR)/libtinkv.a
+	$(INSTALL) -m 644 core/tinkv.h $(DESTDIR)$(INCLUDEDIR)/tinkv.h
+	$(INSTALL) -m 644 $(BUILD)/tinkv.pc $(DESTDIR)$(PKGCONFIGDIR)/tinkv.pc
+	if [ -f $(SO) ]; then $(INSTALL) -m 755 $(SO) $(DESTDIR)$(LIBDIR)/tinkv.so; fi
+	if [ -f $(CTL) ]; then $(INSTALL) -m 755 $(CTL) $(DESTDIR)$(BINDIR)/tinkvctl; fi
+	if [ -f $(SRV) ]; then $(INSTALL) -m 755 $(SRV) $(DESTDIR)$(BINDIR)/tinkv-server; fi
+
+uninstall:
+	rm -f $(DESTDIR)$(LIBDIR)/libtinkv.a $(DESTDIR)$(LIBDIR)/tinkv.so \
+	  $(DESTDIR)$(INCLUDEDIR)/tinkv.h $(DESTDIR)$(PKGCONFIGDIR)/tinkv.pc \
+	  $(DESTDIR)$(BINDIR)/tinkvctl $(DESTDIR)$(BINDIR)/tinkv-server
 
 # Unit tests of core/: cmocka, no SQLite.
 $(BUILD)/tests/test_%: tests/unit/test_%.c $(LIB) $(TESTLIB) $(wildcard tests/*.h tests/unit/*.h tests/ext/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALLCFLAGS) -Itests -o $@ $< $(TESTLIB) $(LIB) -lcmocka $(LDLIBS_CORE)
+	$(CC) $(ALLCFLAGS) $(LDFLAGS) -Itests -o $@ $< $(TESTLIB) $(LIB) -lcmocka $(LDLIBS_CORE)
+
+# The extension with every symbol exported, for tests that reach the
+# engine's fault hooks with dlsym (tests/ext/test_faults.c).
+$(BUILD)/tests/hooks/tinkv.so: $(EXT_OBJ) $(CORE_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(SAN) $(LDFLAGS) -shared -o $@ $^ $(LDLIBS_CORE)
 
 # Tests of the extension: cmocka, the extension loaded into a connection.
-$(BUILD)/tests/test_%: tests/ext/test_%.c $(SO) $(LIB) $(TESTLIB) $(wildcard tests/*.h tests/unit/*.h tests/ext/*.h)
+$(BUILD)/tests/test_%: tests/ext/test_%.c $(SO) $(BUILD)/tests/hooks/tinkv.so $(LIB) $(TESTLIB) $(wildcard tests/*.h tests/unit/*.h tests/ext/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALLCFLAGS) -Itests -o $@ $< $(TESTLIB) $(LIB) -lsqlite3 -lcmocka $(LDLIBS_CORE)
+	$(CC) $(ALLCFLAGS) $(LDFLAGS) -Itests -o $@ $< $(TESTLIB) $(LIB) -lsqlite3 -lcmocka $(LDLIBS_CORE)
 
 test-build: $(ALL_TARGETS) $(UNIT_BIN) $(EXTT_BIN)
 

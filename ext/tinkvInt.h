@@ -24,6 +24,11 @@
 #ifndef TINKV_INT_H
 #define TINKV_INT_H
 
+/* The API pointer gets a name of its own: every loadable extension defines
+** a global "sqlite3_api", so two of them linked into one program would
+** clash ("multiple definition of `sqlite3_api'").  Under SQLITE_CORE (the
+** static build for sqlite3_auto_extension) there is no pointer at all. */
+#define sqlite3_api sqlite3_tinkv_api
 #include <sqlite3ext.h>
 #ifndef TINKV_EXTENSION_MAIN
 SQLITE_EXTENSION_INIT3

@@ -35,6 +35,15 @@ if [ -z "$mode" ] && [ -x tests/server.sh ] && [ -x "$build/tinkv-server" ]; the
   passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0}))
   [ $rc -ne 0 ] && { [ "${f:-0}" = 0 ] && failed=$((failed + 1)); failures="$failures server"; }
 fi
+# Install, pkg-config, `.load tinkv` by name, exported symbols, static link.
+if [ -z "$mode" ] && [ -f tests/install.sh ]; then
+  sh tests/install.sh "$build" >"$tmp/inst" 2>&1; rc=$?
+  cat "$tmp/inst"
+  p=$(sed -n 's/^install: \([0-9]*\) passed, \([0-9]*\) failed$/\1/p' "$tmp/inst")
+  f=$(sed -n 's/^install: \([0-9]*\) passed, \([0-9]*\) failed$/\2/p' "$tmp/inst")
+  passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0}))
+  [ $rc -ne 0 ] && { [ "${f:-0}" = 0 ] && failed=$((failed + 1)); failures="$failures install"; }
+fi
 [ -n "$failures" ] && echo "failing:$failures"
 echo "${mode:-tests}: $passed passed, $failed failed"
 [ "$failed" = 0 ] && [ -z "$failures" ]

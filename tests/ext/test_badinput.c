@@ -643,8 +643,10 @@ static int copyExtension(void){
   if( fclose(pOut) ) rc = -1;
   if( rc==0 && chmod(zTo, 0644) ) rc = -1;
   if( rc==0 ){
-    zTo[strlen(zTo)-3] = 0;         /* sqlite3_load_extension adds ".so" */
-    snprintf(gzSo, sizeof gzSo, "%s", zTo);
+    size_t nSo = strlen(zTo)-3;     /* sqlite3_load_extension adds ".so" */
+    if( nSo>=sizeof gzSo ) return -1;
+    memcpy(gzSo, zTo, nSo);
+    gzSo[nSo] = 0;
   }
   return rc;
 }

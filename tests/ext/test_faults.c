@@ -117,6 +117,17 @@ static void test_engine_alloc_failures_sticky(void **state){
 }
 
 int main(void){
+  /* The installed extension exports only the public API; the build keeps
+  ** a copy that also exports the fault hooks, beside the tests. */
+  const char *zSo = getenv("TINKV_SO");
+  char zHooks[4096];
+  snprintf(zHooks, sizeof zHooks, "%s", zSo ? zSo : "build/tinkv");
+  if( strrchr(zHooks, '/') ) *strrchr(zHooks, '/') = 0;
+  else snprintf(zHooks, sizeof zHooks, ".");
+  if( strlen(zHooks)+sizeof("/tests/hooks/tinkv")<sizeof zHooks ){
+    strcat(zHooks, "/tests/hooks/tinkv");
+    setenv("TINKV_SO", zHooks, 1);
+  }
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_engine_alloc_failures),
     cmocka_unit_test(test_engine_alloc_failures_sticky),
