@@ -6,6 +6,7 @@
 */
 #include "cmd.h"
 
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,31 @@
 
 #include "glob.h"
 #include "net.h"
+
+/*
+** Redis's reply to a bad subcommand of cmd: for a known subcommand (one of
+** the NULL-terminated `known`) with the wrong number of arguments, "wrong
+** number of arguments for 'cmd|sub' command"; for any other, "unknown
+** subcommand 'sub'. Try CMD HELP.".
+*/
+static void reply_bad_subcommand(session *s, const char *cmd,
+                                 const resp_arg *sub,
+                                 const char *const *known) {
+  for (size_t i = 0; known[i]; i++) {
+    if (arg_is(sub, known[i])) {
+      resp_error(s->out, "ERR wrong number of arguments for '%s|%s' command",
+                 cmd, known[i]);
+      return;
+    }
+  }
+  char up[32];
+  size_t n = 0;
+  for (; cmd[n] && n < sizeof up - 1; n++)
+    up[n] = (char)(cmd[n] >= 'a' && cmd[n] <= 'z' ? cmd[n] - 32 : cmd[n]);
+  up[n] = '\0';
+  resp_error(s->out, "ERR unknown subcommand '%.*s'. Try %s HELP.",
+             (int)(sub->len < 128 ? sub->len : 128), sub->ptr, up);
+}
 
 /* PING [message]: +PONG, or the message as a bulk string. */
 void ping_command(session *s, size_t argc, const resp_arg *argv) {
@@ -97,14 +123,15 @@ void client_command(session *s, size_t argc, const resp_arg *argv) {
     resp_status(s->out, "OK");          /* library name/version: ignored */
   } else if (arg_is(sub, "list") && argc == 2) {
     buf list = {0};
+    list.limit = srv.cfg.max_output;
     net_client_list(&list);
     if (list.failed) resp_error(s->out, "ERR out of memory");
     else resp_bulk(s->out, list.data ? list.data : "", list.len);
     buf_free(&list);
   } else {
-    resp_error(s->out, "ERR unknown subcommand or wrong number of arguments "
-               "for '%.*s'. Try CLIENT HELP.",
-               (int)(sub->len < 64 ? sub->len : 64), sub->ptr);
+    static const char *const known[] = {"setname", "getname", "id", "setinfo",
+                                        "list", NULL};
+    reply_bad_subcommand(s, "client", sub, known);
   }
 }
 
@@ -151,10 +178,13 @@ void info_command(session *s, size_t argc, const resp_arg *argv) {
                (long long)(now - srv.start_time) / 86400);
   if (want_section(argc, argv, "clients"))
     buf_printf(&b, "# Clients\r\nconnected_clients:%ld\r\nmaxclients:%ld\r\n"
-               "\r\n", srv.clients, srv.cfg.max_clients);
-  if (want_section(argc, argv, "memory"))
-    buf_printf(&b, "# Memory\r\nused_memory_rss:%zu\r\nkeydir_bytes:%llu\r\n"
-               "\r\n", rss_bytes(), (unsigned long long)st.keydir_bytes);
+               "blocked_clients:0\r\n\r\n", srv.clients, srv.cfg.max_clients);
+  if (want_section(argc, argv, "memory")) {
+    struct mallinfo2 mi = mallinfo2();
+    buf_printf(&b, "# Memory\r\nused_memory:%zu\r\nused_memory_rss:%zu\r\n"
+               "keydir_bytes:%llu\r\n\r\n", mi.uordblks + mi.hblkhd,
+               rss_bytes(), (unsigned long long)st.keydir_bytes);
+  }
   if (want_section(argc, argv, "persistence"))
     buf_printf(&b, "# Persistence\r\nsync:%s\r\ngroup_commit:%s\r\n"
                "fsync_interval:%u\r\ncompact_min:%llu\r\ndir:%s\r\n\r\n",
@@ -185,7 +215,8 @@ void info_command(session *s, size_t argc, const resp_arg *argv) {
                (unsigned long long)st.compactions,
                (unsigned long long)st.last_reclaimed,
                (unsigned long long)st.keydir_bytes,
-               (unsigned long long)st.compact_threshold, st.last_compact_rc);
+               (unsigned long long)st.compact_threshold,
+               srv.last_compact_rc ? srv.last_compact_rc : st.last_compact_rc);
   if (want_section(argc, argv, "keyspace"))
     buf_printf(&b, "# Keyspace\r\ndb0:keys=%llu,expires=0,avg_ttl=0\r\n",
                (unsigned long long)tkv_count(store_db()));
@@ -195,6 +226,19 @@ void info_command(session *s, size_t argc, const resp_arg *argv) {
 }
 
 /* ------------------------------------------------------------ CONFIG. */
+
+/* Redis's name for the durability of --sync: "always" (full), "everysec"
+** (normal with a periodic fdatasync: a process crash loses nothing, a
+** power loss up to the interval), "no" (normal without one).  At --sync off
+** a process crash can lose acknowledged writes, which no appendfsync
+** value allows, so the answer is "off", not a Redis value. */
+static const char *appendfsync(void) {
+  switch (srv.cfg.sync) {
+  case TKV_SYNC_FULL: return "always";
+  case TKV_SYNC_NORMAL: return srv.cfg.fsync_interval ? "everysec" : "no";
+  default: return "off";
+  }
+}
 
 /* The parameters CONFIG GET knows, as Redis names them where Redis has
 ** the same knob.  Values are formatted into `val` (64 bytes). */
@@ -209,8 +253,7 @@ static const char *config_value(int i, char *val) {
   case 5: snprintf(val, 64, "1"); return "databases";
   case 6: snprintf(val, 64, "%s", ""); return "save";
   case 7: snprintf(val, 64, "yes"); return "appendonly";
-  case 8: snprintf(val, 64, "%s", srv.cfg.sync == TKV_SYNC_FULL ? "always"
-                   : srv.cfg.fsync_interval ? "everysec" : "no");
+  case 8: snprintf(val, 64, "%s", appendfsync());
           return "appendfsync";
   case 9: snprintf(val, 64, "0"); return "maxmemory";
   case 10: snprintf(val, 64, "%s", srv_sync_name(srv.cfg.sync));
@@ -230,25 +273,20 @@ void config_command(session *s, size_t argc, const resp_arg *argv) {
   const resp_arg *sub = &argv[1];
   if (arg_is(sub, "get") && argc >= 3) {
     char val[64];
-    buf items = {0};
+    size_t mark = s->out->len;
     long long n = 0;
     const char *name;
     for (int i = 0; (name = config_value(i, val)) != NULL; i++) {
       for (size_t j = 2; j < argc; j++) {
         if (glob_match(argv[j].ptr, argv[j].len, name, strlen(name), 1)) {
-          resp_bulkstr(&items, name);
-          resp_bulkstr(&items, i == 1 ? srv.cfg.bind : val);
+          resp_bulkstr(s->out, name);
+          resp_bulkstr(s->out, i == 1 ? srv.cfg.bind : val);
           n += 2;
           break;
         }
       }
     }
-    if (items.failed) resp_error(s->out, "ERR out of memory");
-    else {
-      resp_array(s->out, n);
-      buf_append(s->out, items.data, items.len);
-    }
-    buf_free(&items);
+    resp_array_at(s->out, mark, n);
   } else if (arg_is(sub, "set") && argc >= 4) {
     resp_error(s->out, "ERR CONFIG SET is not supported: restart "
                "tinkv-server with the option changed");
@@ -258,9 +296,8 @@ void config_command(session *s, size_t argc, const resp_arg *argv) {
     srv.group_commits = srv.group_commit_writes = srv.http_requests = 0;
     resp_status(s->out, "OK");
   } else {
-    resp_error(s->out, "ERR unknown subcommand or wrong number of arguments "
-               "for '%.*s'. Try CONFIG HELP.",
-               (int)(sub->len < 64 ? sub->len : 64), sub->ptr);
+    static const char *const known[] = {"get", "set", "resetstat", NULL};
+    reply_bad_subcommand(s, "config", sub, known);
   }
 }
 
@@ -304,8 +341,7 @@ void command_command(session *s, size_t argc, const resp_arg *argv) {
       else resp_array(s->out, -1);
     }
   } else {                    /* DOCS too: redis-cli then uses its own */
-    resp_error(s->out, "ERR unknown subcommand or wrong number of arguments "
-               "for '%.*s'. Try COMMAND HELP.",
-               (int)(argv[1].len < 64 ? argv[1].len : 64), argv[1].ptr);
+    static const char *const known[] = {"count", "list", "info", NULL};
+    reply_bad_subcommand(s, "command", &argv[1], known);
   }
 }

@@ -12,8 +12,12 @@
 ** exactly what is needed when doubling would not be enough. */
 int buf_reserve(buf *b, size_t extra) {
   if (b->failed) return -1;
+  if (extra > SIZE_MAX / 2 - b->len ||
+      (b->limit && b->len + extra > b->limit)) {
+    b->failed = 1;
+    return -1;
+  }
   if (b->cap - b->len >= extra) return 0;
-  if (extra > SIZE_MAX / 2 - b->len) { b->failed = 1; return -1; }
   size_t need = b->len + extra;
   size_t cap = b->cap ? b->cap : 64;
   while (cap < need) cap *= 2;
@@ -53,6 +57,14 @@ void buf_printf(buf *b, const char *fmt, ...) {
   va_start(ap, fmt);
   buf_vprintf(b, fmt, ap);
   va_end(ap);
+}
+
+/* Insert n bytes at `at`: one move of the bytes after it. */
+void buf_insert(buf *b, size_t at, const void *p, size_t n) {
+  if (n == 0 || buf_reserve(b, n) != 0) return;
+  memmove(b->data + at + n, b->data + at, b->len - at);
+  memcpy(b->data + at, p, n);
+  b->len += n;
 }
 
 /* Drop the first n bytes, moving the rest to the front. */

@@ -7,6 +7,11 @@
 ** append freely, and the owner checks the flag once per command (a failed
 ** output buffer closes its connection).  This keeps every error path
 ** handled without a check after each of the many appends of a reply.
+**
+** A buffer may also have a `limit`: an append that would make it longer
+** fails the same way.  The output buffer of a connection uses it so that
+** one command cannot build a reply larger than --max-output: the reply
+** stops growing at the limit instead of after it was built whole.
 */
 #ifndef TKS_BUF_H
 #define TKS_BUF_H
@@ -18,6 +23,7 @@ typedef struct buf {
   char *data;      /* NULL until the first append */
   size_t len;      /* bytes in use */
   size_t cap;      /* bytes allocated */
+  size_t limit;    /* largest len allowed (0: no limit) */
   int failed;      /* sticky: an append was dropped */
 } buf;
 
@@ -28,6 +34,8 @@ void buf_appendstr(buf *b, const char *s);
 void buf_printf(buf *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void buf_vprintf(buf *b, const char *fmt, va_list ap);
+/* Insert n bytes at offset at (at <= len), moving what follows. */
+void buf_insert(buf *b, size_t at, const void *p, size_t n);
 /* Drop the first n bytes (n <= len). */
 void buf_consume(buf *b, size_t n);
 /* Keep only the first n bytes (n <= len). */

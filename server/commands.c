@@ -267,8 +267,12 @@ void exec_command(session *s, size_t argc, const resp_arg *argv) {
   int writes = s->multi_writes;
   size_t mark = s->out->len;
   resp_array(s->out, (long long)s->nqueued);
-  for (size_t i = 0; i < s->nqueued; i++)
+  for (size_t i = 0; i < s->nqueued; i++) {
+    /* Past --max-output the client will be closed: its writes still run
+    ** (a transaction is all or nothing), its reads are skipped. */
+    if (s->out->failed && !(s->queue[i].cmd->flags & CMD_WRITE)) continue;
     s->queue[i].cmd->proc(s, s->queue[i].argc, s->queue[i].argv);
+  }
   queue_clear(s);
   if (writes) {
     rc = store_atomic_end(&a, 1);

@@ -8,8 +8,9 @@
 
 #include <stddef.h>
 
-/* Nonzero if s matches the whole pattern.  Runs in O(plen * slen) at worst
-** (no recursion), so a hostile pattern cannot stall the server. */
+/* Nonzero if s matches the whole pattern, exactly as Redis's
+** stringmatchlen().  Linear in plen + slen for patterns whose parts between
+** stars are literal; O(plen * slen) at worst otherwise (no recursion). */
 int glob_match(const char *pat, size_t plen, const char *s, size_t slen,
                int nocase);
 

@@ -20,6 +20,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
 
 #include "buf.h"
 #include "server.h"
@@ -27,13 +30,28 @@
 
 #define LIST_DEFAULT 100
 #define LIST_MAX     10000
-#define HTTP_TIMEOUT 30          /* seconds an idle connection stays */
-#define HTTP_MAX_CONNECTIONS 1024 /* at most; --max-clients if lower */
+/*
+** One HTTP connection, for the header deadline: libmicrohttpd's own
+** timeout restarts with every byte, so a client that sends a header a byte
+** at a time (slowloris) would hold its connection for ever.  A request's
+** headers must instead be complete within --http-timeout of the connection
+** opening or of the previous response; past it the socket is shut down
+** (libmicrohttpd then closes the connection).
+*/
+typedef struct hconn {
+  int fd;
+  int in_request;                /* headers received, response pending */
+  time_t since;                  /* start of the wait for headers */
+  struct hconn *prev, *next;
+} hconn;
 
 static struct {
   struct MHD_Daemon *d;
   struct event *io;              /* the daemon's epoll fd is readable */
   struct event *timer;           /* the daemon's next timeout */
+  struct event *sweep;           /* once a second: header deadlines */
+  hconn *conns;
+  char *dir_abs;                 /* the store's absolute path */
 } http;
 
 /* State of one request while its body arrives. */
@@ -84,11 +102,26 @@ static enum MHD_Result send_error(struct MHD_Connection *conn, unsigned status,
   return ret;
 }
 
-/* An engine failure as an HTTP status and message. */
+/* Remove every occurrence of `what` followed by a '/' from msg: error
+** bodies name files relative to the store, never where it lives. */
+static void strip_dir(char *msg, const char *what) {
+  size_t n = what ? strlen(what) : 0;
+  if (n == 0) return;
+  char *p;
+  while ((p = strstr(msg, what)) != NULL && p[n] == '/')
+    memmove(p, p + n + 1, strlen(p + n + 1) + 1);
+}
+
+/* An engine failure as an HTTP status and message.  The log has the whole
+** message; the body names store files by their name only. */
 static enum MHD_Result send_engine_error(struct MHD_Connection *conn, int rc) {
   char msg[512];
   store_note(rc);
   snprintf(msg, sizeof msg, "%s: %s", tkv_strerror(rc), tkv_errmsg());
+  if (rc != TKV_NOTFOUND && rc != TKV_TOOBIG && rc != TKV_INVALID)
+    srv_log("http: %s", msg);
+  strip_dir(msg, http.dir_abs);
+  strip_dir(msg, srv.cfg.dir);
   unsigned status = rc == TKV_TOOBIG    ? MHD_HTTP_CONTENT_TOO_LARGE
                     : rc == TKV_INVALID ? MHD_HTTP_BAD_REQUEST
                     : rc == TKV_BUSY    ? MHD_HTTP_CONFLICT
@@ -423,6 +456,56 @@ static enum MHD_Result route(struct MHD_Connection *conn, const char *url,
   return send_error(conn, MHD_HTTP_NOT_FOUND, "no such endpoint");
 }
 
+/* Counts the Content-Length headers of a request and whether they
+** differ. */
+typedef struct cl_check {
+  const char *first;
+  size_t first_len;
+  int differ;
+} cl_check;
+
+static enum MHD_Result on_header(void *cls, enum MHD_ValueKind kind,
+                                 const char *key, size_t key_size,
+                                 const char *value, size_t value_size) {
+  (void)kind;
+  cl_check *c = cls;
+  if (key_size != 14 || strncasecmp(key, "Content-Length", 14) != 0)
+    return MHD_YES;
+  if (!c->first) {
+    c->first = value ? value : "";
+    c->first_len = value ? value_size : 0;
+  } else if (c->first_len != value_size ||
+             (value_size && memcmp(c->first, value, value_size) != 0)) {
+    c->differ = 1;
+  }
+  return MHD_YES;
+}
+
+/* The hconn of a libmicrohttpd connection (NULL if none). */
+static hconn *hconn_of(struct MHD_Connection *conn) {
+  const union MHD_ConnectionInfo *ci =
+      MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+  return ci ? ci->socket_context : NULL;
+}
+
+/* A 400 that also closes the connection (its framing cannot be trusted). */
+static enum MHD_Result send_bad_framing(struct MHD_Connection *conn,
+                                        const char *msg) {
+  buf b = {0};
+  buf_appendstr(&b, "{\"error\":");
+  json_str(&b, msg, strlen(msg));
+  buf_appendstr(&b, "}\n");
+  struct MHD_Response *r = b.failed ? NULL : MHD_create_response_from_buffer(
+      b.len, b.data, MHD_RESPMEM_MUST_COPY);
+  buf_free(&b);
+  if (!r) return MHD_NO;
+  MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+  MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
+  enum MHD_Result ret = MHD_queue_response(conn, MHD_HTTP_BAD_REQUEST, r);
+  MHD_destroy_response(r);
+  return ret;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
                                   const char *url, const char *method,
                                   const char *version, const char *upload,
@@ -434,11 +517,25 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
     if (!req) return MHD_NO;
     *req_cls = req;
     srv.http_requests++;
+    hconn *h = hconn_of(conn);
+    if (h) h->in_request = 1;
+    /* Two different lengths: the body's end is ambiguous (RFC 9112 6.3),
+    ** a request-smuggling vector behind a proxy that reads the other. */
+    cl_check cc = {NULL, 0, 0};
+    MHD_get_connection_values_n(conn, MHD_HEADER_KIND, on_header, &cc);
+    if (cc.differ) {
+      req->too_big = 2;
+      return send_bad_framing(conn, "conflicting Content-Length headers");
+    }
     const char *cl = MHD_lookup_connection_value(
         conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
     if (cl && strtoull(cl, NULL, 10) > srv.cfg.max_value)
       return send_error(conn, MHD_HTTP_CONTENT_TOO_LARGE,
                         "value larger than --max-value");
+    return MHD_YES;
+  }
+  if (req->too_big == 2) {                /* answered already */
+    *upload_size = 0;
     return MHD_YES;
   }
   if (*upload_size) {                     /* a piece of the body */
@@ -452,17 +549,64 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
     *upload_size = 0;
     return MHD_YES;
   }
+  if (req->too_big == 2) return MHD_YES;
   return route(conn, url, method, req);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn,
                          void **req_cls, enum MHD_RequestTerminationCode why) {
-  (void)cls; (void)conn; (void)why;
+  (void)cls; (void)why;
+  hconn *h = hconn_of(conn);
+  if (h) {                       /* the next request's headers: from now */
+    h->in_request = 0;
+    h->since = time(NULL);
+  }
   request *req = *req_cls;
   if (!req) return;
   buf_free(&req->body);
   free(req);
   *req_cls = NULL;
+}
+
+/* A connection opened or closed: keep the list of hconns. */
+static void on_connection(void *cls, struct MHD_Connection *conn,
+                          void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe) {
+  (void)cls;
+  if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    hconn *h = calloc(1, sizeof *h);
+    if (!h || !ci) {
+      free(h);
+      return;
+    }
+    h->fd = ci->connect_fd;
+    h->since = time(NULL);
+    h->next = http.conns;
+    if (http.conns) http.conns->prev = h;
+    http.conns = h;
+    *socket_context = h;
+  } else if (*socket_context) {
+    hconn *h = *socket_context;
+    if (h->prev) h->prev->next = h->next;
+    else http.conns = h->next;
+    if (h->next) h->next->prev = h->prev;
+    free(h);
+    *socket_context = NULL;
+  }
+}
+
+/* Once a second: shut down the connections whose request headers are
+** overdue (see hconn). */
+static void on_sweep(evutil_socket_t fd, short what, void *arg) {
+  (void)fd; (void)what; (void)arg;
+  time_t now = time(NULL);
+  for (hconn *h = http.conns; h; h = h->next)
+    if (!h->in_request && now - h->since >= (time_t)srv.cfg.http_timeout) {
+      shutdown(h->fd, SHUT_RDWR);
+      h->since = now;            /* once is enough */
+    }
 }
 
 /* Leave URLs and arguments escaped: this file decodes them itself. */
@@ -508,17 +652,19 @@ int http_start(struct event_base *base) {
   if (!ai) return -1;
   unsigned flags = MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
   if (ai->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
+  /* No MHD_OPTION_LISTENING_ADDRESS_REUSE: on Linux it means SO_REUSEPORT,
+  ** which lets a second server share the port and split the requests
+  ** between two stores.  A port in use must be an error, as for RESP. */
   http.d = MHD_start_daemon(
       flags, (uint16_t)srv.cfg.http_port, NULL, NULL, on_request, NULL,
+      MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
       MHD_OPTION_SOCK_ADDR, ai->ai_addr,
       MHD_OPTION_CONNECTION_LIMIT,
-      (unsigned)(srv.cfg.max_clients < HTTP_MAX_CONNECTIONS
-                     ? srv.cfg.max_clients : HTTP_MAX_CONNECTIONS),
-      MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_TIMEOUT,
+      (unsigned)(srv.http_max_clients > 0 ? srv.http_max_clients : 1),
+      MHD_OPTION_CONNECTION_TIMEOUT, srv.cfg.http_timeout,
       MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+      MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL,
       MHD_OPTION_UNESCAPE_CALLBACK, no_unescape, NULL,
-      MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u,
-      MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
       MHD_OPTION_END);
   freeaddrinfo(ai);
   if (!http.d) {
@@ -538,7 +684,11 @@ int http_start(struct event_base *base) {
   http.io = event_new(base, fdi->epoll_fd, EV_READ | EV_PERSIST,
                       on_http_event, NULL);
   http.timer = evtimer_new(base, on_http_event, NULL);
-  if (!http.io || !http.timer || event_add(http.io, NULL) != 0) {
+  http.sweep = event_new(base, -1, EV_PERSIST, on_sweep, NULL);
+  http.dir_abs = realpath(srv.cfg.dir, NULL);
+  struct timeval second = {1, 0};
+  if (!http.io || !http.timer || !http.sweep ||
+      event_add(http.io, NULL) != 0 || event_add(http.sweep, &second) != 0) {
     srv_log("cannot watch the HTTP descriptor");
     http_stop();
     return -1;
@@ -551,7 +701,10 @@ int http_start(struct event_base *base) {
 void http_stop(void) {
   if (http.io) event_free(http.io);
   if (http.timer) event_free(http.timer);
-  http.io = http.timer = NULL;
-  if (http.d) MHD_stop_daemon(http.d);
+  if (http.sweep) event_free(http.sweep);
+  http.io = http.timer = http.sweep = NULL;
+  if (http.d) MHD_stop_daemon(http.d);    /* closes (and unlists) all */
   http.d = NULL;
+  free(http.dir_abs);
+  http.dir_abs = NULL;
 }

@@ -7,15 +7,14 @@
 ** after the last key that has them, so it costs what it returns, not the
 ** size of the store.
 **
-** SCAN's cursor is a key: the id of the next key to return (tkv ids are
-** positive, stable while the key exists and never reused while the store
-** is open), printed in decimal so that clients which read the cursor as an
-** integer (redis-cli --scan does) work.  If that key is deleted before the
-** next call, a small table of recently issued cursors still knows its bytes
-** and the scan resumes at the first key after them.
+** SCAN's cursor names the next key to return (see cursor_make()), printed
+** in decimal so that clients which read the cursor as an integer
+** (redis-cli --scan does) work.
 */
 #include "cmd.h"
 
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -95,37 +94,38 @@ void keys_command(session *s, size_t argc, const resp_arg *argv) {
   (void)argc;
   const resp_arg *pat = &argv[1];
   size_t plen = glob_literal_prefix(pat->ptr, pat->len);
+  int every = pat->len == 1 && pat->ptr[0] == '*';  /* as Redis: no match */
   tkv_cursor *cur;
   int rc = tkv_cursor_open(store_db(), &cur);
   if (rc != TKV_OK) {
     reply_engine_error(s, rc);
     return;
   }
-  buf items = {0};
+  size_t mark = s->out->len;
   long long n = 0;
   rc = tkv_cursor_seek(cur, pat->ptr, plen);
-  while (rc == TKV_OK && tkv_cursor_valid(cur)) {
+  while (rc == TKV_OK && tkv_cursor_valid(cur) && !s->out->failed) {
     const void *k;
     size_t kl;
     tkv_cursor_key(cur, &k, &kl);
     if (prefix_cmp(k, kl, pat->ptr, plen) != 0) break;
-    if (glob_match(pat->ptr, pat->len, k, kl, 0)) {
-      resp_bulk(&items, k, kl);
+    if (every || glob_match(pat->ptr, pat->len, k, kl, 0)) {
+      resp_bulk(s->out, k, kl);
       n++;
     }
     rc = tkv_cursor_next(cur);
   }
   tkv_cursor_close(cur);
-  if (rc != TKV_OK) reply_engine_error(s, rc);
-  else if (items.failed) resp_error(s->out, "ERR out of memory");
-  else {
-    resp_array(s->out, n);
-    buf_append(s->out, items.data, items.len);
+  if (rc != TKV_OK) {
+    buf_truncate(s->out, mark);
+    reply_engine_error(s, rc);
+  } else {
+    resp_array_at(s->out, mark, n);
   }
-  buf_free(&items);
 }
 
-/* Recently issued SCAN cursors: id -> key bytes, oldest overwritten. */
+/* Recently issued SCAN cursors: cursor -> key bytes, oldest overwritten.
+** Only a shortcut to an exact resume; see scan_resume(). */
 #define SCAN_SLOTS 4096
 #define SCAN_BYTES (8u << 20)
 static struct {
@@ -159,15 +159,57 @@ static void scan_remember(uint64_t id, const void *key, size_t len) {
   scan_next = (scan_next + 1) % SCAN_SLOTS;
 }
 
-/* Position cur for a SCAN that resumes at cursor id.  TKV_NOTFOUND if the
-** cursor is unknown. */
-static int scan_resume(tkv_cursor *cur, uint64_t id) {
-  int rc = tkv_cursor_seek_id(cur, id);
-  if (rc != TKV_NOTFOUND) return rc;
+/*
+** A SCAN cursor names the next key to return: its id (the low CURSOR_ID_BITS
+** bits; tinkv ids fit) and the high 7 bits of its first byte (the 7 bits
+** above).  Resuming seeks to the id when that key still exists (checking
+** the first byte, so an id reused after a restart is not trusted), else to
+** the key's bytes if the recent-cursor table still has them, else to the
+** first key that starts at or after the byte range the cursor names.  So
+** a cursor the server issued is never refused: at worst a scan whose next
+** key was deleted returns some keys again, which SCAN allows, and never
+** misses a key that existed throughout.
+*/
+#define CURSOR_ID_BITS 55
+#define CURSOR_ID_MASK ((UINT64_C(1) << CURSOR_ID_BITS) - 1)
+
+/* The cursor for the key k of id `id`. */
+static uint64_t cursor_make(uint64_t id, const void *k, size_t kl) {
+  uint64_t hi = kl ? (uint64_t)(((const unsigned char *)k)[0] >> 1) : 0;
+  return (id & CURSOR_ID_MASK) | hi << CURSOR_ID_BITS;
+}
+
+/* Position cur for a SCAN that resumes at `cursor` (never 0). */
+static int scan_resume(tkv_cursor *cur, uint64_t cursor) {
+  uint64_t id = cursor & CURSOR_ID_MASK;
+  unsigned char lo = (unsigned char)(((cursor >> CURSOR_ID_BITS) & 0x7f) << 1);
+  int rc = id ? tkv_cursor_seek_id(cur, id) : TKV_NOTFOUND;
+  if (rc == TKV_OK && tkv_cursor_valid(cur)) {
+    const void *k;
+    size_t kl;
+    tkv_cursor_key(cur, &k, &kl);
+    if (cursor_make(id, k, kl) == cursor) return TKV_OK;
+  } else if (rc != TKV_NOTFOUND && rc != TKV_OK) {
+    return rc;
+  }
   for (size_t i = 0; i < SCAN_SLOTS; i++)
-    if (scan_slot[i].id == id && scan_slot[i].key)
+    if (scan_slot[i].id == cursor && scan_slot[i].key)
       return tkv_cursor_seek(cur, scan_slot[i].key, scan_slot[i].len);
-  return TKV_NOTFOUND;
+  return lo ? tkv_cursor_seek(cur, &lo, 1) : tkv_cursor_seek(cur, NULL, 0);
+}
+
+/* A cursor argument: a whole unsigned 64-bit decimal, as Redis reads it.
+** 0, or -1. */
+static int parse_cursor(const resp_arg *a, uint64_t *pv) {
+  uint64_t v = 0;
+  if (a->len == 0 || a->len > 20) return -1;
+  for (size_t i = 0; i < a->len; i++) {
+    unsigned d = (unsigned)(a->ptr[i] - '0');
+    if (d > 9 || v > (UINT64_MAX - d) / 10) return -1;
+    v = v * 10 + d;
+  }
+  *pv = v;
+  return 0;
 }
 
 /* SCAN's options.  0, or -1 with the error replied. */
@@ -200,8 +242,8 @@ syntax:
 ** from the cursor on; reply with the next cursor ("0" at the end) and the
 ** keys that matched. */
 void scan_command(session *s, size_t argc, const resp_arg *argv) {
-  long long id;
-  if (resp_str2ll(argv[1].ptr, argv[1].len, &id) != 0 || id < 0) {
+  uint64_t cursor;
+  if (parse_cursor(&argv[1], &cursor) != 0) {
     resp_error(s->out, "ERR invalid cursor");
     return;
   }
@@ -211,6 +253,7 @@ void scan_command(session *s, size_t argc, const resp_arg *argv) {
   int strings = 1;
   if (scan_options(s, argc, argv, &pat, &count, &strings) != 0) return;
   size_t plen = glob_literal_prefix(pat->ptr, pat->len);
+  int every = pat->len == 1 && pat->ptr[0] == '*';  /* as Redis: no match */
 
   tkv_cursor *cur;
   int rc = tkv_cursor_open(store_db(), &cur);
@@ -218,26 +261,21 @@ void scan_command(session *s, size_t argc, const resp_arg *argv) {
     reply_engine_error(s, rc);
     return;
   }
-  rc = id == 0 ? tkv_cursor_seek(cur, pat->ptr, plen)
-               : scan_resume(cur, (uint64_t)id);
-  if (rc == TKV_NOTFOUND) {
-    tkv_cursor_close(cur);
-    resp_error(s->out, "ERR invalid cursor");
-    return;
-  }
-  buf items = {0};
+  rc = cursor == 0 ? tkv_cursor_seek(cur, pat->ptr, plen)
+                   : scan_resume(cur, cursor);
+  size_t mark = s->out->len;
   long long n = 0;
   int ended = 0;
   for (long long seen = 0; rc == TKV_OK && seen < count; seen++) {
-    if (!tkv_cursor_valid(cur)) break;
+    if (!tkv_cursor_valid(cur) || s->out->failed) break;
     const void *k;
     size_t kl;
     tkv_cursor_key(cur, &k, &kl);
     int pc = prefix_cmp(k, kl, pat->ptr, plen);
     if (pc > 0) { ended = 1; break; }   /* past every matching key */
     if (pc < 0) { rc = tkv_cursor_seek(cur, pat->ptr, plen); continue; }
-    if (strings && glob_match(pat->ptr, pat->len, k, kl, 0)) {
-      resp_bulk(&items, k, kl);
+    if (strings && (every || glob_match(pat->ptr, pat->len, k, kl, 0))) {
+      resp_bulk(s->out, k, kl);
       n++;
     }
     rc = tkv_cursor_next(cur);
@@ -247,22 +285,24 @@ void scan_command(session *s, size_t argc, const resp_arg *argv) {
     const void *k;
     size_t kl;
     tkv_cursor_key(cur, &k, &kl);
-    uint64_t nid = tkv_cursor_id(cur);
-    scan_remember(nid, k, kl);
-    resp_ll2str(next, (long long)nid);
+    uint64_t c = cursor_make(tkv_cursor_id(cur), k, kl);
+    scan_remember(c, k, kl);
+    snprintf(next, sizeof next, "%llu", (unsigned long long)c);
   }
   tkv_cursor_close(cur);
-  if (rc != TKV_OK) reply_engine_error(s, rc);
-  else if (items.failed) resp_error(s->out, "ERR out of memory");
-  else {
-    resp_array(s->out, 2);
-    resp_bulkstr(s->out, next);
-    resp_array(s->out, n);
-    buf_append(s->out, items.data, items.len);
+  if (rc != TKV_OK) {
+    buf_truncate(s->out, mark);
+    reply_engine_error(s, rc);
+    return;
   }
-  buf_free(&items);
+  buf head = {0};
+  resp_array(&head, 2);
+  resp_bulkstr(&head, next);
+  resp_array(&head, n);
+  if (head.failed) s->out->failed = 1;
+  else buf_insert(s->out, mark, head.data, head.len);
+  buf_free(&head);
 }
-
 /* -------------------------------------------------------- FLUSHDB. */
 
 /* FLUSHDB [ASYNC|SYNC] (and FLUSHALL): delete every key in one atomic

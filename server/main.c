@@ -99,6 +99,8 @@ static void usage(FILE *f) {
 "                       (default: 256m)\n"
 "  --timeout S          close clients idle this many seconds (default: 0,\n"
 "                       never)\n"
+"  --http-timeout S     close HTTP connections idle this many seconds, or\n"
+"                       whose request headers take longer (default: 30)\n"
 "  --compact-min BYTES|off  compact automatically once stale bytes exceed\n"
 "                       both this and the live bytes (default: 64m)\n"
 "  --version            print the version\n"
@@ -148,8 +150,8 @@ static int parse_size(const char *s, unsigned long long *pv) {
 ** --help and --version print and exit. */
 static int parse_options(int argc, char **argv, server_config *c) {
   enum { O_DIR = 1, O_BIND, O_PORT, O_HTTP, O_SYNC, O_FSYNC, O_GROUP,
-         O_CLIENTS, O_VALUE, O_OUTPUT, O_TIMEOUT, O_COMPACT, O_VERSION,
-         O_HELP };
+         O_CLIENTS, O_VALUE, O_OUTPUT, O_TIMEOUT, O_COMPACT, O_HTTP_TIMEOUT,
+         O_VERSION, O_HELP };
   static const struct option opts[] = {
     {"dir", required_argument, 0, O_DIR},
     {"bind", required_argument, 0, O_BIND},
@@ -163,6 +165,7 @@ static int parse_options(int argc, char **argv, server_config *c) {
     {"max-output", required_argument, 0, O_OUTPUT},
     {"timeout", required_argument, 0, O_TIMEOUT},
     {"compact-min", required_argument, 0, O_COMPACT},
+    {"http-timeout", required_argument, 0, O_HTTP_TIMEOUT},
     {"version", no_argument, 0, O_VERSION},
     {"help", no_argument, 0, O_HELP},
     {0, 0, 0, 0}};
@@ -221,6 +224,10 @@ static int parse_options(int argc, char **argv, server_config *c) {
       else if (parse_size(a, &v) || v == 0) return bad_option(name, a);
       else c->compact_min = v;
       break;
+    case O_HTTP_TIMEOUT:
+      if (parse_num(a, 86400, &v) || v == 0) return bad_option(name, a);
+      c->http_timeout = (unsigned)v;
+      break;
     case O_VERSION:
       printf("tinkv-server %s\n", tkv_version());
       exit(0);
@@ -245,25 +252,47 @@ static int parse_options(int argc, char **argv, server_config *c) {
   return 0;
 }
 
-/* Raise the open-file limit to what --max-clients needs (a descriptor per
-** RESP client, up to 1024 HTTP ones, a few for the store), or lower
-** --max-clients to what it allows. */
+/*
+** Fit the clients into the open-file limit.  Descriptors go to: the store
+** (one per segment file, plus its lock, directory and hint files; new
+** segments appear as it grows, hence the headroom), the loop and the
+** listeners (RESERVED_FDS, as Redis's 32), one per RESP client and one per
+** HTTP connection (at most HTTP_MAX, and no more than --max-clients).
+** Raise the limit to what that needs; if the system refuses, share what
+** there is between RESP and HTTP (half each, as far as HTTP wants it) and
+** lower --max-clients, as Redis lowers maxclients.
+*/
+#define RESERVED_FDS 32
+#define STORE_HEADROOM 64
+#define HTTP_MAX 1024
+
 static void fit_max_clients(void) {
+  tkv_stats st;
+  rlim_t store = STORE_HEADROOM;
+  if (tkv_stats_get(store_db(), &st) == TKV_OK) store += (rlim_t)st.files * 2;
+  rlim_t http = srv.cfg.http_port < 0 ? 0
+                : (rlim_t)(srv.cfg.max_clients < HTTP_MAX ? srv.cfg.max_clients
+                                                          : HTTP_MAX);
+  rlim_t fixed = RESERVED_FDS + store;
+  rlim_t need = fixed + (rlim_t)srv.cfg.max_clients + http;
   struct rlimit rl;
-  rlim_t need = (rlim_t)srv.cfg.max_clients + 1024 + 64;
+  srv.http_max_clients = (long)http;
   if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= need) return;
-  rlim_t want = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= need
+  rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= need
                     ? need : rl.rlim_max;
-  rl.rlim_cur = want;
   if (setrlimit(RLIMIT_NOFILE, &rl) != 0 && getrlimit(RLIMIT_NOFILE, &rl) != 0)
     return;
-  if (rl.rlim_cur < need) {
-    long fit = rl.rlim_cur > 1024 + 96 ? (long)(rl.rlim_cur - 1024 - 64)
-                                       : 16;
-    srv_log("open-file limit %llu: --max-clients lowered from %ld to %ld",
-            (unsigned long long)rl.rlim_cur, srv.cfg.max_clients, fit);
-    srv.cfg.max_clients = fit;
-  }
+  if (rl.rlim_cur >= need) return;
+  rlim_t avail = rl.rlim_cur > fixed + 2 ? rl.rlim_cur - fixed : 2;
+  rlim_t h = http ? (avail / 2 < http ? avail / 2 : http) : 0;
+  long fit = (long)(avail - h);
+  if (fit > srv.cfg.max_clients) fit = srv.cfg.max_clients;
+  srv_log("open-file limit %llu (%llu kept for the store's files): "
+          "--max-clients lowered from %ld to %ld, HTTP connections %llu",
+          (unsigned long long)rl.rlim_cur, (unsigned long long)store,
+          srv.cfg.max_clients, fit, (unsigned long long)h);
+  srv.cfg.max_clients = fit;
+  srv.http_max_clients = (long)h;
 }
 
 /* -------------------------------------------------------------- Loop. */
@@ -273,6 +302,52 @@ static void on_signal(evutil_socket_t sig, short what, void *arg) {
   srv_log("received %s, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
   stopping = 1;
   event_base_loopbreak(arg);
+}
+
+/*
+** Automatic compaction.  A failure (a corrupt record in an old segment,
+** say) is logged once, and retried with a doubling delay (up to an hour)
+** rather than every second; a different failure, or a success after
+** failures, is logged again.  The server keeps serving meanwhile: reads
+** of undamaged keys and writes do not need compaction.
+*/
+static struct {
+  time_t next_try;               /* no automatic attempt before */
+  unsigned delay;                /* seconds, doubled per failure */
+  char last_error[256];          /* the failure logged last */
+} autocompact;
+
+static void auto_compact(void) {
+  time_t now = time(NULL);
+  if (now < autocompact.next_try || !store_compact_due(srv.cfg.compact_min))
+    return;
+  struct timeval t0, t1;
+  uint64_t reclaimed = 0;
+  gettimeofday(&t0, NULL);
+  int rc = store_compact(&reclaimed);
+  gettimeofday(&t1, NULL);
+  long ms = (long)(t1.tv_sec - t0.tv_sec) * 1000 +
+            (long)(t1.tv_usec - t0.tv_usec) / 1000;
+  srv.last_compact_rc = rc;
+  if (rc == TKV_OK) {
+    if (autocompact.last_error[0])
+      srv_log("automatic compaction works again");
+    autocompact.last_error[0] = '\0';
+    autocompact.delay = 0;
+    autocompact.next_try = 0;
+    srv_log("compacted the store: %llu bytes reclaimed in %ld ms",
+            (unsigned long long)reclaimed, ms);
+    return;
+  }
+  autocompact.delay = autocompact.delay ? autocompact.delay * 2 : 2;
+  if (autocompact.delay > 3600) autocompact.delay = 3600;
+  autocompact.next_try = now + (time_t)autocompact.delay;
+  if (strcmp(autocompact.last_error, tkv_errmsg()) != 0) {
+    snprintf(autocompact.last_error, sizeof autocompact.last_error, "%s",
+             tkv_errmsg());
+    srv_log("automatic compaction failed: %s (retried with growing delays; "
+            "logged again only if the failure changes)", tkv_errmsg());
+  }
 }
 
 /* Once a second: at sync normal/off, make the last interval's writes
@@ -285,20 +360,7 @@ static void on_second(evutil_socket_t fd, short what, void *arg) {
     int rc = store_sync();
     if (rc != TKV_OK) srv_log("periodic sync failed: %s", tkv_errmsg());
   }
-  if (store_compact_due(srv.cfg.compact_min)) {
-    struct timeval t0, t1;
-    uint64_t reclaimed = 0;
-    gettimeofday(&t0, NULL);
-    int rc = store_compact(&reclaimed);
-    gettimeofday(&t1, NULL);
-    long ms = (long)(t1.tv_sec - t0.tv_sec) * 1000 +
-              (long)(t1.tv_usec - t0.tv_usec) / 1000;
-    if (rc == TKV_OK)
-      srv_log("compacted the store: %llu bytes reclaimed in %ld ms",
-              (unsigned long long)reclaimed, ms);
-    else
-      srv_log("automatic compaction failed: %s", tkv_errmsg());
-  }
+  auto_compact();
 }
 
 /* Open the store, logging why not.  0 or -1. */
@@ -341,13 +403,14 @@ int main(int argc, char **argv) {
   c->max_value = 64u << 20;
   c->max_output = 256u << 20;
   c->compact_min = 64u << 20;
+  c->http_timeout = 30;
   if (parse_options(argc, argv, c) != 0) return 2;
   signal(SIGPIPE, SIG_IGN);
   srv.start_time = time(NULL);
   srv.http_port = -1;
-  fit_max_clients();
 
   if (open_store() != 0) return 1;
+  fit_max_clients();
   struct event_base *base = event_base_new();
   if (!base) {
     srv_log("cannot create the event loop");

@@ -14,14 +14,28 @@
 ** are replaced by one error and the connection is closed: no reply ever
 ** acknowledges a write that was rolled back.
 **
-** Limits: a request is bounded by the parser (--max-value, the request
-** size); a client whose unsent replies pass OUT_PAUSE bytes is not read
-** from until they drain (pipelined floods and slow readers back up into
-** TCP instead of memory); one whose replies pass --max-output is closed.
+** Flow control, as Redis does it: a connection is always read, so a
+** client that writes its whole pipeline before reading any reply (most
+** client libraries' pipelines do) never deadlocks against the server.
+** What bounds memory instead:
+**   - the input buffer holds at most QBUF_BACKLOG bytes of requests not
+**     yet run, plus the request being received (bounded by the parser);
+**     input is consumed through an offset, never a memmove per request;
+**   - requests are run only while the client's unsent replies are under
+**     OUT_PAUSE, unless the backlog is full: then they run anyway, so a
+**     client that reads its replies slowly holds a small backlog, not an
+**     ever-growing one;
+**   - the output buffer refuses to grow past --max-output unsent bytes
+**     (buf's limit), so one command (MGET, EXEC, KEYS) stops building its
+**     reply there; the client is then closed, as Redis closes a client
+**     past its client-output-buffer-limit.
+** After the client half-closes (EOF), every request it sent is still run
+** and answered; the connection closes once the replies are sent.
 */
 #include "net.h"
 
 #include <arpa/inet.h>
+#include <assert.h>
 #include <errno.h>
 #include <event2/listener.h>
 #include <netdb.h>
@@ -38,22 +52,28 @@
 #include "server.h"
 #include "store.h"
 
-#define READ_CHUNK (16u * 1024)      /* bytes asked of each read() */
-#define OUT_PAUSE  (1u << 20)        /* unsent reply bytes that pause a
-                                     ** client's requests */
-#define KEEP_BUF   (64u * 1024)      /* capacity an empty buffer keeps */
+#define READ_CHUNK   (16u * 1024)    /* bytes asked of each read() */
+#define OUT_PAUSE    (1u << 20)      /* unsent reply bytes that pause
+                                     ** running a client's requests */
+#define QBUF_BACKLOG (1u << 20)      /* unrun request bytes kept while
+                                     ** paused; past it requests run */
+#define KEEP_BUF     (64u * 1024)    /* capacity an empty buffer keeps */
 
 /* Connection flags. */
 #define C_CLOSE_AFTER_REPLY 0x1      /* close once the output is sent */
-#define C_PAUSED            0x2      /* not reading: too much unsent output */
+#define C_PAUSED            0x2      /* requests wait: too much unsent
+                                     ** output */
 #define C_WANT_WRITE        0x4      /* write event armed */
 #define C_PENDING           0x8      /* on the pending-write list */
+#define C_EOF               0x10     /* the client sent everything */
 
 typedef struct conn {
   int fd;
   unsigned flags;
   struct event *rev, *wev;
-  buf in;                      /* unparsed input; starts at a request */
+  struct event *proc;          /* runs buffered requests after a pause */
+  buf in;                      /* input; requests start at in_pos */
+  size_t in_pos;               /* bytes of `in` already run */
   buf out;                     /* replies; out_sent bytes already sent */
   size_t out_sent;
   uint64_t batch_id;           /* batch this client last ran a command in */
@@ -98,6 +118,9 @@ static void pending_remove(conn *c) {
 
 static size_t unsent(const conn *c) { return c->out.len - c->out_sent; }
 
+/* Bytes received and not yet run (the request being received included). */
+static size_t backlog(const conn *c) { return c->in.len - c->in_pos; }
+
 /* ------------------------------------------------------ Closing. */
 
 static void conn_close(conn *c) {
@@ -107,6 +130,7 @@ static void conn_close(conn *c) {
   if (c->next) c->next->prev = c->prev;
   event_free(c->rev);
   event_free(c->wev);
+  event_free(c->proc);
   close(c->fd);
   resp_parser_free(&c->parser);
   buf_free(&c->in);
@@ -123,30 +147,13 @@ static void close_after_reply(conn *c) {
   pending_add(c);
 }
 
-/* Stop reading c while its unsent replies drain. */
-static void pause_reading(conn *c) {
-  if (c->flags & C_PAUSED) return;
-  c->flags |= C_PAUSED;
-  event_del(c->rev);
-}
-
-/* Read again, and run the requests already buffered at once: the read
-** event is made active by hand since the socket may have nothing new.
-** -1 if the event cannot be armed (the connection must then be closed). */
-static int resume_reading(conn *c) {
-  if (!(c->flags & C_PAUSED) || (c->flags & C_CLOSE_AFTER_REPLY)) return 0;
-  c->flags &= ~(unsigned)C_PAUSED;
-  struct timeval tv = {(time_t)srv.cfg.timeout, 0};
-  if (event_add(c->rev, srv.cfg.timeout ? &tv : NULL) != 0) return -1;
-  event_active(c->rev, EV_READ, 0);
-  return 0;
-}
-
 /* ------------------------------------------------------- Requests. */
 
-/* Run one request; note the batch it saw, so its reply waits for it. */
+/* Run one request; note the batch it saw, so its reply waits for it.  The
+** output may grow to --max-output unsent bytes and no further. */
 static void run_request(conn *c, size_t argc, const resp_arg *argv) {
   size_t before = c->out.len;
+  c->out.limit = c->out_sent + srv.cfg.max_output;
   cmd_execute(&c->sess, argc, argv);
   uint64_t id = store_batch_id();
   if (id && c->batch_id != id) {
@@ -155,46 +162,72 @@ static void run_request(conn *c, size_t argc, const resp_arg *argv) {
   }
 }
 
+/* Drop the input already run: free the buffer when all of it was, else
+** move the rest to the front once it is no longer than what was run (so
+** the moves cost at most the bytes consumed: linear, not quadratic). */
+static void input_compact(conn *c) {
+  if (c->in_pos == 0) return;
+  if (c->in_pos == c->in.len) {
+    c->in_pos = 0;
+    buf_reset(&c->in, KEEP_BUF);
+  } else if (backlog(c) <= c->in_pos) {
+    buf_consume(&c->in, c->in_pos);
+    c->in_pos = 0;
+  }
+}
+
 /*
-** Run the complete requests in the input buffer, until it has none left,
-** the client must be closed, or its unsent replies pass OUT_PAUSE.
-** Returns -1 when the connection must be closed at once.
+** Run the complete requests in the input buffer, until none is left, the
+** client must be closed, or its unsent replies pass OUT_PAUSE while the
+** backlog still has room (C_PAUSED: flushing resumes it).  After EOF
+** nothing more can arrive, so the pause no longer applies.  Returns -1
+** when the connection must be closed at once.
 */
 static int process_input(conn *c) {
-  size_t pos = 0;
   int rc = 0;
-  while (!(c->flags & C_CLOSE_AFTER_REPLY) && pos < c->in.len) {
-    if (unsent(c) >= OUT_PAUSE) {
-      pause_reading(c);
+  assert(c->in_pos <= c->in.len);
+  c->flags &= ~(unsigned)C_PAUSED;
+  while (!(c->flags & C_CLOSE_AFTER_REPLY) && backlog(c) > 0) {
+    if (unsent(c) >= OUT_PAUSE && backlog(c) < QBUF_BACKLOG &&
+        !(c->flags & C_EOF)) {
+      c->flags |= C_PAUSED;
       break;
     }
     size_t used = 0;
-    int r = resp_parse(&c->parser, c->in.data + pos, c->in.len - pos,
+    int r = resp_parse(&c->parser, c->in.data + c->in_pos, backlog(c),
                        &net.limits, &used);
     if (r == RESP_MORE) break;
     if (r == RESP_NOMEM) { rc = -1; break; }
     if (r == RESP_ERROR) {
       srv.protocol_errors++;
+      c->out.limit = 0;
       resp_error(&c->out, "ERR %s", c->parser.err);
       close_after_reply(c);
       break;
     }
     run_request(c, c->parser.argc, c->parser.argv);
-    pos += used;
-    if (c->out.failed) { rc = -1; break; }
-    if (unsent(c) > srv.cfg.max_output) {
-      srv_log("client %llu closed: %zu reply bytes unsent (--max-output %zu)",
-              (unsigned long long)c->sess.id, unsent(c), srv.cfg.max_output);
+    c->in_pos += used;
+    if (c->out.failed) {
+      srv_log("client %llu closed: its replies would pass --max-output "
+              "(%zu bytes unsent)", (unsigned long long)c->sess.id,
+              srv.cfg.max_output);
       rc = -1;
       break;
     }
     if (c->sess.close_after_reply) close_after_reply(c);
     if (store_batch_due()) store_batch_commit();   /* between requests */
   }
-  buf_consume(&c->in, pos);
-  if (c->in.len == 0) buf_reset(&c->in, KEEP_BUF);
-  if (unsent(c)) pending_add(c);
+  input_compact(c);
+  if (unsent(c) || (c->flags & C_CLOSE_AFTER_REPLY)) pending_add(c);
   return rc;
+}
+
+/* Run the buffered requests of a paused client from the loop (its output
+** drained), as if it had sent them just now. */
+static void on_process(evutil_socket_t fd, short what, void *arg) {
+  (void)fd; (void)what;
+  conn *c = arg;
+  if (process_input(c) != 0) conn_close(c);
 }
 
 /* --------------------------------------------------------- Output. */
@@ -202,7 +235,8 @@ static int process_input(conn *c) {
 /*
 ** Send what may be sent: everything, or only up to the batch mark while the
 ** batch this client ran commands in is still open.  Returns -1 when the
-** connection must be closed (write error, or done after QUIT / an error).
+** connection must be closed (write error, or done after QUIT / an error /
+** EOF).
 */
 static int conn_flush(conn *c) {
   size_t end = c->out.len;
@@ -223,18 +257,21 @@ static int conn_flush(conn *c) {
       c->flags &= ~(unsigned)C_WANT_WRITE;
     }
     if (c->flags & C_CLOSE_AFTER_REPLY) return -1;
-    return resume_reading(c);
+  } else {
+    if (c->out_sent < end && !(c->flags & C_WANT_WRITE)) {
+      if (event_add(c->wev, NULL) != 0) return -1;  /* the socket is full */
+      c->flags |= C_WANT_WRITE;
+    }
+    if (c->out_sent >= OUT_PAUSE && c->out_sent * 2 >= c->out.len) {
+      buf_consume(&c->out, c->out_sent);     /* keep the buffer compact */
+      if (c->batch_mark >= c->out_sent) c->batch_mark -= c->out_sent;
+      else c->batch_mark = 0;
+      c->out_sent = 0;
+    }
   }
-  if (c->out_sent < end && !(c->flags & C_WANT_WRITE)) {
-    if (event_add(c->wev, NULL) != 0) return -1;   /* the socket is full */
-    c->flags |= C_WANT_WRITE;
-  }
-  if (c->out_sent >= OUT_PAUSE && c->out_sent * 2 >= c->out.len) {
-    buf_consume(&c->out, c->out_sent);     /* keep the buffer compact */
-    if (c->batch_mark >= c->out_sent) c->batch_mark -= c->out_sent;
-    c->out_sent = 0;
-  }
-  return unsent(c) < OUT_PAUSE / 2 ? resume_reading(c) : 0;
+  if ((c->flags & C_PAUSED) && unsent(c) < OUT_PAUSE / 2)
+    event_active(c->proc, EV_TIMEOUT, 0);   /* run what waits */
+  return 0;
 }
 
 /* The batch ended.  On failure, replace every held reply with an error. */
@@ -243,6 +280,8 @@ static void on_batch_end(int rc, uint64_t id) {
   for (conn *c = net.all; c; c = c->next) {
     if (c->batch_id != id) continue;
     buf_truncate(&c->out, c->batch_mark);
+    c->out.limit = 0;
+    c->out.failed = 0;
     resp_error(&c->out, "ERR write failed and was rolled back, the server "
                "closes this connection: %s", tkv_errmsg());
     close_after_reply(c);
@@ -271,24 +310,34 @@ static void on_read(evutil_socket_t fd, short what, void *arg) {
     conn_close(c);                         /* idle past --timeout */
     return;
   }
-  size_t want = resp_missing(&c->parser, c->in.len);
+  /* One chunk, or what the bulk string being received still lacks: the
+  ** request being received is bounded by the parser's limits. */
+  size_t want = resp_missing(&c->parser, backlog(c));
   if (want < READ_CHUNK) want = READ_CHUNK;
+  if (c->in_pos && c->in.cap - c->in.len < want) {
+    buf_consume(&c->in, c->in_pos);        /* make room at the front */
+    c->in_pos = 0;
+  }
   if (buf_reserve(&c->in, want) != 0) {
     conn_close(c);
     return;
   }
-  ssize_t n = read(fd, c->in.data + c->in.len, c->in.cap - c->in.len);
+  ssize_t n = read(fd, c->in.data + c->in.len, want);
   if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
     conn_close(c);
     return;
   }
   if (n > 0) c->in.len += (size_t)n;
+  if (n == 0) {              /* the client sent everything: stop reading */
+    c->flags |= C_EOF;
+    event_del(c->rev);
+  }
   if (process_input(c) != 0) {
     conn_close(c);
     return;
   }
-  if (n == 0) {          /* the client has gone, or only stopped sending: */
-    close_after_reply(c);  /* answer what it sent, then close */
+  if (c->flags & C_EOF) {    /* every request ran: answer, then close */
+    close_after_reply(c);
     if (!unsent(c)) conn_close(c);
   }
 }
@@ -337,11 +386,13 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd,
   c->fd = fd;
   c->rev = event_new(net.base, fd, EV_READ | EV_PERSIST, on_read, c);
   c->wev = event_new(net.base, fd, EV_WRITE | EV_PERSIST, on_write, c);
+  c->proc = event_new(net.base, -1, 0, on_process, c);
   struct timeval tv = {(time_t)srv.cfg.timeout, 0};
-  if (!c->rev || !c->wev ||
+  if (!c->rev || !c->wev || !c->proc ||
       event_add(c->rev, srv.cfg.timeout ? &tv : NULL) != 0) {
     if (c->rev) event_free(c->rev);
     if (c->wev) event_free(c->wev);
+    if (c->proc) event_free(c->proc);
     close(fd);
     free(c);
     return;
@@ -425,6 +476,6 @@ void net_client_list(buf *out) {
     buf_printf(out, "id=%llu addr=%s name=%s age=%lld qbuf=%zu obl=%zu "
                "multi=%zd\n", (unsigned long long)c->sess.id, c->sess.addr,
                c->sess.name ? c->sess.name : "", (long long)(now - c->since),
-               c->in.len, unsent(c),
+               backlog(c), unsent(c),
                c->sess.multi ? (ssize_t)c->sess.nqueued : (ssize_t)-1);
 }

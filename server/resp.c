@@ -101,7 +101,94 @@ static int proto_error(resp_parser *p, const char *fmt, ...) {
   return RESP_ERROR;
 }
 
-/* An inline request: one line of words separated by spaces or tabs. */
+static int is_hex(char c) {
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') ||
+         (c >= 'A' && c <= 'F');
+}
+
+static int hex_val(char c) {
+  return c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10;
+}
+
+/* Whitespace between inline words, as C's isspace() in the C locale. */
+static int is_space(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' ||
+         c == '\f';
+}
+
+/*
+** Split line[0..n) into p->inl as sdssplitargs() does, recording each
+** word's offset in p->off.  As in Redis, whose inline line is a C string,
+** a NUL byte ends the line.  0, RESP_NOMEM, or RESP_ERROR (unbalanced
+** quotes).
+*/
+static int split_inline(resp_parser *p, const char *line, size_t n) {
+  const char *nul = memchr(line, '\0', n);
+  if (nul) n = (size_t)(nul - line);
+  size_t i = 0;
+  p->inl.len = 0;
+  p->inl.limit = 0;
+  p->inl.failed = 0;
+  for (;;) {
+    while (i < n && is_space(line[i])) i++;
+    if (i >= n) break;
+    size_t start = p->inl.len;
+    int inq = 0, insq = 0, done = 0;
+    while (!done) {
+      char c = i < n ? line[i] : '\0';
+      char nx = i + 1 < n ? line[i + 1] : '\0';
+      if (inq) {
+        if (c == '\\' && nx == 'x' && i + 3 < n && is_hex(line[i + 2]) &&
+            is_hex(line[i + 3])) {
+          char b = (char)(hex_val(line[i + 2]) * 16 + hex_val(line[i + 3]));
+          buf_append(&p->inl, &b, 1);
+          i += 3;
+        } else if (c == '\\' && nx) {
+          i++;
+          char e = nx == 'n' ? '\n' : nx == 'r' ? '\r' : nx == 't' ? '\t'
+                   : nx == 'b' ? '\b' : nx == 'a' ? '\a' : nx;
+          buf_append(&p->inl, &e, 1);
+        } else if (c == '"') {
+          if (nx && !is_space(nx)) goto unbalanced;  /* "a"b */
+          done = 1;
+        } else if (!c) {
+          goto unbalanced;                           /* no closing " */
+        } else {
+          buf_append(&p->inl, &c, 1);
+        }
+      } else if (insq) {
+        if (c == '\\' && nx == '\'') {
+          i++;
+          buf_append(&p->inl, "'", 1);
+        } else if (c == '\'') {
+          if (nx && !is_space(nx)) goto unbalanced;
+          done = 1;
+        } else if (!c) {
+          goto unbalanced;
+        } else {
+          buf_append(&p->inl, &c, 1);
+        }
+      } else if (c == ' ' || c == '\n' || c == '\r' || c == '\t' || !c) {
+        done = 1;
+      } else if (c == '"') {
+        inq = 1;
+      } else if (c == '\'') {
+        insq = 1;
+      } else {
+        buf_append(&p->inl, &c, 1);
+      }
+      if (i < n) i++;
+    }
+    if (p->inl.failed || add_arg(p, start, p->inl.len - start) != 0)
+      return RESP_NOMEM;
+  }
+  return 0;
+unbalanced:
+  return proto_error(p, "Protocol error: unbalanced quotes in request");
+}
+
+/* An inline request: one line (a CR before the LF is dropped), split into
+** words.  An empty line is a request of no arguments (no reply). */
 static int parse_inline(resp_parser *p, const char *data, size_t len,
                         size_t *pconsumed) {
   size_t scan = len < RESP_MAX_INLINE ? len : RESP_MAX_INLINE;
@@ -113,16 +200,13 @@ static int parse_inline(resp_parser *p, const char *data, size_t len,
   }
   size_t end = (size_t)(nl - data);
   if (end > 0 && data[end - 1] == '\r') end--;
-  size_t i = 0;
-  while (i < end) {
-    while (i < end && (data[i] == ' ' || data[i] == '\t')) i++;
-    if (i == end) break;
-    size_t start = i;
-    while (i < end && data[i] != ' ' && data[i] != '\t') i++;
-    if (add_arg(p, start, i - start) != 0) return RESP_NOMEM;
-  }
-  p->pos = (size_t)(nl - data) + 1;
-  return finish(p, data, pconsumed);
+  int rc = split_inline(p, data, end);
+  if (rc != 0) return rc;
+  for (size_t i = 0; i < p->argc; i++)
+    p->argv[i].ptr = p->inl.data ? p->inl.data + p->off[i] : "";
+  *pconsumed = (size_t)(nl - data) + 1;
+  p->done = 1;
+  return RESP_DONE;
 }
 
 /*
@@ -206,6 +290,7 @@ size_t resp_missing(const resp_parser *p, size_t len) {
 void resp_parser_free(resp_parser *p) {
   free(p->off);
   free(p->argv);
+  buf_free(&p->inl);
   memset(p, 0, sizeof *p);
 }
 
@@ -266,4 +351,14 @@ void resp_nil(buf *b) { buf_append(b, "$-1\r\n", 5); }
 void resp_array(buf *b, long long n) {
   if (n < 0) buf_append(b, "*-1\r\n", 5);
   else prefixed_int(b, '*', n);
+}
+
+/* *n inserted before the items that start at mark. */
+void resp_array_at(buf *b, size_t mark, long long n) {
+  char s[32];
+  s[0] = '*';
+  size_t len = 1 + resp_ll2str(s + 1, n);
+  s[len++] = '\r';
+  s[len++] = '\n';
+  buf_insert(b, mark, s, len);
 }

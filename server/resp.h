@@ -4,9 +4,12 @@
 **
 ** Requests come either as a multibulk array of bulk strings
 ** ("*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"), as every Redis client sends them, or
-** as an inline line of space-separated words ("GET k\r\n"), as typed into
-** telnet.  The parser never copies an argument: when a request is complete
-** its arguments point into the caller's input buffer.
+** as an inline line of words ("GET k\r\n"), as typed into telnet, split
+** and unquoted as Redis's sdssplitargs() does ("..." with \n \r \t \b \a
+** \\ \" \xHH escapes, '...' with \' only; unbalanced quotes are a
+** protocol error).  The parser never copies a multibulk argument: when a
+** request is complete its arguments point into the caller's input buffer
+** (an inline request's point into the parser's own buffer).
 */
 #ifndef TKS_RESP_H
 #define TKS_RESP_H
@@ -43,6 +46,7 @@ typedef struct resp_parser {
   size_t cap;           /* entries allocated in off[] and argv[] */
   size_t *off;          /* offset of each argument from the request start */
   resp_arg *argv;       /* the arguments, filled in when a request is done */
+  buf inl;              /* an inline request's arguments, unquoted */
   char err[160];        /* message of the last protocol error */
 } resp_parser;
 
@@ -83,6 +87,10 @@ void resp_bulk(buf *b, const void *p, size_t n);     /* $n payload */
 void resp_bulkstr(buf *b, const char *s);
 void resp_nil(buf *b);                               /* $-1 */
 void resp_array(buf *b, long long n);                /* *n (n<0: *-1) */
+/* Insert an *n header at offset `mark`, where the n items already
+** appended begin: for replies whose length is known only at the end
+** (KEYS, SCAN), built in place so the output limit applies to them. */
+void resp_array_at(buf *b, size_t mark, long long n);
 
 /* Format v in decimal into s (at least 21 bytes); returns the length. */
 size_t resp_ll2str(char *s, long long v);

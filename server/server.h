@@ -29,6 +29,8 @@ typedef struct server_config {
                               ** it is disconnected */
   unsigned timeout;           /* idle seconds before a client is closed
                               ** (0: never) */
+  unsigned http_timeout;      /* HTTP: idle seconds, and the deadline for
+                              ** a request's headers */
   uint64_t compact_min;       /* stale bytes before automatic compaction
                               ** (also needs stale >= live; 0: never) */
 } server_config;
@@ -39,6 +41,8 @@ typedef struct server_state {
   int resp_port;              /* the ports actually bound */
   int http_port;
   long clients;               /* RESP connections now */
+  long http_max_clients;      /* HTTP connections at once */
+  int last_compact_rc;        /* status of the last automatic compaction */
   uint64_t connections_total;
   uint64_t rejected_connections;
   uint64_t commands_total;

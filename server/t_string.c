@@ -244,11 +244,13 @@ void decrby_command(session *s, size_t argc, const resp_arg *argv) {
   incr_generic(s, &argv[1], -by);
 }
 
-/* MGET key...: values or nils; an engine error replaces the whole reply. */
+/* MGET key...: values or nils; an engine error replaces the whole reply.
+** Stops as soon as the output refuses more (--max-output): the client is
+** then closed, and reading the other values would be wasted. */
 void mget_command(session *s, size_t argc, const resp_arg *argv) {
   size_t mark = s->out->len;
   resp_array(s->out, (long long)(argc - 1));
-  for (size_t i = 1; i < argc; i++) {
+  for (size_t i = 1; i < argc && !s->out->failed; i++) {
     void *v;
     size_t n;
     int rc = tkv_get(store_db(), argv[i].ptr, argv[i].len, &v, &n);

@@ -5,7 +5,7 @@
 #   tests/deps.sh ci      the test packages plus the static checkers CI runs
 set -u
 want="gcc make libsqlite3-dev sqlite3 libcmocka-dev libevent-dev libmicrohttpd-dev
-      redis-tools nutcracker curl python3 clang libclang-rt-14-dev"
+      redis-tools redis-server nutcracker curl python3 clang libclang-rt-14-dev"
 if [ "${1:-test}" = ci ]; then
   want="$want cppcheck clang-tidy"
 fi

@@ -33,8 +33,12 @@ has() {
 }
 
 # pysuite ARGS...: run a suite of test_resp.py and add up its counts.
-pysuite() {
-  out=$(timeout 120 $py "$@" 2>&1)
+pysuite() { suite 120 $py "$@"; }
+
+# suite TIMEOUT COMMAND...: run a Python suite and add up its counts.
+suite() {
+  limit=$1; shift
+  out=$(timeout "$limit" "$@" 2>&1)
   echo "$out" | grep -v '^[a-z]*: [0-9]* passed, [0-9]* failed$'
   line=$(echo "$out" | grep '^[a-z]*: [0-9]* passed, [0-9]* failed$' | tail -n 1)
   p=$(echo "$line" | sed -n 's/.*: \([0-9]*\) passed.*/\1/p')
@@ -325,8 +329,12 @@ else
   fail "nutcracker is not installed"
 fi
 
+echo "== flow control, SCAN, listeners and limits (beside redis-server)"
+suite 500 python3 "$here/server/test_flow.py" "$bin" "$tmp/flow"
+
 # A sanitizer report in any server log is a failure of its own.
-for l in "$tmp"/*.log; do
+for l in "$tmp"/*.log "$tmp"/*/*.log; do
+  [ -f "$l" ] || continue
   if grep -q 'Sanitizer\|runtime error' "$l"; then
     fail "sanitizer report in $(basename "$l"):"
     grep -A20 'Sanitizer\|runtime error' "$l" | head -40
