@@ -91,10 +91,24 @@ struct tkv_engine {
   uint64_t last_reclaimed;
   int last_compact_rc;
   uint64_t compact_retry_at;  /* stale bytes before retrying a failed one */
-  int broken;                 /* a failed undo: refuse writes */
+  int broken;                 /* BROKEN_*: refuse writes until reopened */
   _Atomic uint64_t version;   /* bumped when the index gains or loses
                               ** entries; cursors then seek again */
 };
+
+/*
+** Why an engine refuses writes until it is reopened (tkv_engine.broken).
+**   BROKEN_UNDO  bytes that are not part of any commit could not be taken
+**                out of a segment (a failed rollback, or the cleanup of a
+**                failed write or compaction): only recovery can say where
+**                the log ends now.
+**   BROKEN_SYNC  an fdatasync of the active segment failed.  The kernel may
+**                have dropped the pages it could not write and report the
+**                next fdatasync as a success, so no later commit could be
+**                made durable: a retry would be acknowledged and then lost.
+*/
+#define BROKEN_UNDO 1
+#define BROKEN_SYNC 2
 
 struct tkv_db {
   tkv_engine *e;
@@ -186,6 +200,7 @@ int txn_visible(tkv_db *db, kd_entry *e, tkv_loc *ploc);
 uint64_t txn_id(tkv_db *db, kd_entry *e);
 kd_entry *txn_entry_of_id(tkv_db *db, kd_entry *e);
 int64_t txn_count_delta(tkv_db *db);
+int engine_broken_err(tkv_engine *e);
 
 /* Bytes a record of this key and value occupies. */
 static inline uint64_t entry_rec_size(const kd_entry *en, tkv_loc loc){

@@ -11,11 +11,15 @@
 
 static _Thread_local char errbuf[1024];
 
+/* Formats into a copy first, so that the arguments may include
+** tkv_errmsg() (a message that wraps the cause of a failure). */
 void tkv_err_set(const char *fmt, ...){
+  char tmp[sizeof errbuf];
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(errbuf, sizeof errbuf, fmt, ap);
+  vsnprintf(tmp, sizeof tmp, fmt, ap);
   va_end(ap);
+  memcpy(errbuf, tmp, sizeof errbuf);
 }
 
 void tkv_err_sys_set(int errnum, const char *what, const char *path){

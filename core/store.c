@@ -296,12 +296,30 @@ int tkv_open(const char *path, const tkv_options *opts, tkv_db **pdb){
   return TKV_OK;
 }
 
-/* Flush, sync and free an engine no handle uses any more. */
+/*
+** Flush, sync and free an engine no handle uses any more.  A broken engine
+** (engine.h) may have bytes past the end of its active segment that belong
+** to no commit (an undo that failed): they are cut off now if the file
+** system lets us, and the result is TKV_BROKEN all the same, since the
+** caller was told of a failure whose effects only the next open settles.
+*/
 static int engine_close(tkv_engine *e){
+  tkv_segment *s;
   int rc;
   pthread_mutex_lock(&e->mu);
+  s = e->active;
   rc = seg_flush(e);
-  if( !rc && e->active ) rc = tkv_io_sync(e->active->fd, e->active->path);
+  if( !rc && s && e->broken ){
+    rc = tkv_io_truncate(s->fd, s->path, s->end);
+    if( !rc ) s->alloc = s->end;
+  }
+  if( !rc && s ) rc = tkv_io_sync(s->fd, s->path);
+  if( e->broken ){
+    char cause[512];
+    snprintf(cause, sizeof cause, "%s", rc ? tkv_errmsg() : "");
+    rc = tkv_err(TKV_BROKEN, "%s had a failure that only a reopen can "
+                 "settle%s%s", e->dir, rc ? "; closing: " : "", cause);
+  }
   pthread_mutex_unlock(&e->mu);
   engine_free(e);
   return rc;
@@ -341,11 +359,27 @@ static int check_key(const void *key, size_t klen){
   return TKV_OK;
 }
 
-/* Write the active segment's buffer out (a reader wants bytes in it). */
-static int flush_for_reader(tkv_engine *e){
-  int rc;
+/*
+** A reader found the record of `size` bytes at loc past what was handed
+** to the OS: write the active segment's buffer out so that it can read it.
+** TKV_OK means "look again".  The record may be in no buffer at all: that
+** is an index pointing past the end of its segment (an undo that failed),
+** and retrying would spin forever, so it is an error.
+*/
+static int flush_for_reader(tkv_engine *e, tkv_loc loc, uint64_t size){
+  tkv_segment *s;
+  int rc = TKV_OK;
   pthread_mutex_lock(&e->mu);
-  rc = seg_flush(e);
+  s = seg_find(e, loc.file);
+  if( !s || loc.off + size <= atomic_load(&s->flushed) ){
+    /* Gone (a compaction moved it) or flushed meanwhile: look again. */
+  }else if( s==e->active && loc.off + size <= e->buf_off + e->buf_len ){
+    rc = seg_flush(e);
+  }else{
+    rc = tkv_err(TKV_BROKEN, "the index points past the end of %s (offset "
+                 "%u): an earlier failure was not undone; reopen the store",
+                 s->path, loc.off);
+  }
   pthread_mutex_unlock(&e->mu);
   return rc;
 }
@@ -372,7 +406,7 @@ static int read_key(tkv_db *db, const void *key, size_t klen, uint64_t *pid,
     if( pval ) rc = seg_read(e, loc, key, klen, pval);
     pthread_rwlock_unlock(&e->rw);
     if( rc!=-2 ) return rc;
-    rc = flush_for_reader(e);
+    rc = flush_for_reader(e, loc, tkv_rec_size((uint32_t)klen, loc.vlen));
     if( rc ) return rc;
   }
 }
@@ -431,8 +465,20 @@ static int write_one(tkv_db *db, int del, const void *key, size_t klen,
     if( !rc ){
       rc = txn_write(db, del, key, klen, val, vlen, flags, pid);
       if( !rc ) rc = txn_prepare(db);
-      if( rc ) txn_rollback(db);
-      else txn_finish(db);
+      if( rc ){
+        /* The record commits itself: if it cannot be taken back, the next
+        ** open finds it, and the caller must hear that. */
+        char cause[512];
+        snprintf(cause, sizeof cause, "%s", tkv_errmsg());
+        if( txn_rollback(db) && rc!=TKV_BROKEN ){
+          rc = tkv_err(TKV_BROKEN, "write failed (%s); then %s", cause,
+                       tkv_errmsg());
+        }else{
+          tkv_err_set("%s", cause);
+        }
+      }else{
+        txn_finish(db);
+      }
     }
   }
   pthread_mutex_unlock(&db->mu);
@@ -682,12 +728,25 @@ int tkv_compact(tkv_db *db, uint64_t *preclaimed){
   return rc;
 }
 
+/* A failed fdatasync breaks the engine (BROKEN_SYNC in engine.h): calling
+** tkv_sync again must not report success for writes the kernel dropped. */
 int tkv_sync(tkv_db *db){
   tkv_engine *e = db->e;
   int rc;
   pthread_mutex_lock(&e->mu);
-  rc = seg_flush(e);
-  if( !rc && e->active ) rc = tkv_io_sync(e->active->fd, e->active->path);
+  if( e->broken ){
+    rc = engine_broken_err(e);
+  }else{
+    rc = seg_flush(e);
+    if( !rc && e->active ){
+      rc = tkv_io_sync(e->active->fd, e->active->path);
+      if( rc ){
+        e->broken = BROKEN_SYNC;
+        rc = tkv_err(rc, "%s; writes are refused until %s is reopened",
+                     tkv_errmsg(), e->dir);
+      }
+    }
+  }
   pthread_mutex_unlock(&e->mu);
   return rc;
 }

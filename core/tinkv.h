@@ -45,7 +45,8 @@ extern "C" {
 #define TKV_NOTSTORE 10   /* the directory exists but holds no tinkv store */
 #define TKV_MISUSE   11   /* API used out of order (e.g. commit without begin) */
 #define TKV_BROKEN   12   /* an earlier failure left the engine unable to write
-                          ** safely; close and reopen the store */
+                          ** safely; close and reopen the store (see "Failures"
+                          ** below) */
 
 /* Limits. */
 #define TKV_KEY_MAX        (1u << 20)      /* bytes in a key (1 MiB) */
@@ -179,17 +180,53 @@ int tkv_release(tkv_db *db, int n);
 ** Phase one of commit: write the commit record, flush and sync as the sync
 ** mode says.  All fallible I/O of the commit happens here.  After it
 ** succeeds, only tkv_commit (which then cannot fail) or tkv_rollback may
-** follow.  On failure the transaction is still open and may be rolled back.
+** follow.  On failure the transaction is still open; what else may follow
+** is under "Failures" below.
 */
 int tkv_prepare(tkv_db *db);
 /* Prepare (if not yet done) and publish the transaction.  After a successful
 ** tkv_prepare this always returns TKV_OK.  May run an automatic compaction
 ** afterwards; its failure does not fail the commit (see tkv_stats). */
 int tkv_commit(tkv_db *db);
-/* Undo the transaction completely (keydir and files). */
+/* Undo the transaction completely (keydir and files).  The transaction is
+** closed even when this fails. */
 int tkv_rollback(tkv_db *db);
 /* Nonzero if this handle has an open transaction. */
 int tkv_in_transaction(tkv_db *db);
+
+/*
+** Failures.  A commit is acknowledged (TKV_OK) only when its records and
+** commit record are written, and synced as the sync mode says; nothing
+** that fails is acknowledged later by a retry.  What a failure leaves:
+**
+**   - A write (tkv_put, tkv_write, tkv_delete) that fails leaves nothing of
+**     itself; its transaction, if any, goes on.
+**   - tkv_commit / tkv_prepare failing before the commit record reached
+**     the file (a write error such as ENOSPC, TKV_NOMEM, TKV_TOOBIG): the
+**     transaction is not committed and stays open; roll it back, or commit
+**     again.
+**   - A failed fdatasync (of a commit with TKV_SYNC_FULL, or in tkv_sync):
+**     TKV_IO, and the engine becomes read-only until the store is reopened
+**     (TKV_BROKEN from every later write, begin, commit, savepoint,
+**     compaction and tkv_sync; reads go on).  The kernel may have dropped
+**     the pages it could not write and report the next fdatasync as a
+**     success, so a retry could acknowledge what is not on disk.  The
+**     failed commit's transaction can only be rolled back; like any write
+**     whose sync failed, it may or may not be there after a power loss.
+**   - TKV_BROKEN from tkv_commit / tkv_prepare: the fdatasync failed and
+**     the commit record could not be taken back either.  The record is in
+**     the file: the next open finds the transaction committed, unless
+**     tkv_rollback or the last tkv_close manages to cut it off (they try).
+**   - A rollback or rollback-to whose records cannot be taken out of the
+**     file (truncate and the overwrite with zeros both fail): TKV_BROKEN;
+**     the writes are undone in memory all the same, and the engine is
+**     read-only until reopened.  After a failed tkv_rollback_to the
+**     transaction can only be rolled back.
+**   - The last tkv_close of an engine that became read-only returns
+**     TKV_BROKEN: the failure's effects are settled by the next open, which
+**     finds every acknowledged commit.
+** No call waits forever because of an earlier failure.
+*/
 
 /* ------------------------------------------------------------- Cursors. */
 

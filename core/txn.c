@@ -26,6 +26,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
@@ -224,13 +225,40 @@ static int acquire_locked(tkv_db *db){
       return tkv_err(TKV_BUSY, "another transaction is open on %s", e->dir);
     }
   }
-  if( e->broken ){
-    return tkv_err(TKV_BROKEN, "an earlier write failure could not be undone "
-                   "on %s: reopen the store", e->dir);
-  }
+  if( e->broken ) return engine_broken_err(e);
   e->writer = db;
   e->writer_thread = self;
   return TKV_OK;
+}
+
+/*
+** The error of a call refused because the engine is broken (BROKEN_* in
+** engine.h): writes, commits, savepoints and compactions until the store
+** is reopened.  Caller holds mu.
+*/
+int engine_broken_err(tkv_engine *e){
+  if( e->broken==BROKEN_SYNC ){
+    return tkv_err(TKV_BROKEN, "an fdatasync failed earlier on %s, so what "
+                   "was written since may not be on disk: writes are "
+                   "refused until the store is reopened", e->dir);
+  }
+  return tkv_err(TKV_BROKEN, "an earlier write failure could not be undone "
+                 "on %s: reopen the store", e->dir);
+}
+
+/*
+** The error of an undo (rollback, rollback-to, the cleanup of a failed
+** commit) whose bytes could not be taken out of the segment: seg_rewind
+** marked the engine broken.  `what` says what was undone; the message
+** keeps the I/O error.  Caller holds mu.
+*/
+static int undo_failed(tkv_engine *e, const char *what){
+  char cause[512];
+  snprintf(cause, sizeof cause, "%s", tkv_errmsg());
+  return tkv_err(TKV_BROKEN, "%s could not take its records out of the "
+                 "segment (%s): the next open decides whether they count; "
+                 "writes are refused until %s is reopened", what, cause,
+                 e->dir);
 }
 
 /* Give the writer slot back.  Caller holds mu. */
@@ -392,6 +420,14 @@ int txn_write(tkv_db *db, int del, const void *key, size_t klen,
     return tkv_err(TKV_MISUSE, "write after the transaction was prepared");
   }
   pthread_mutex_lock(&e->mu);
+  if( e->broken ){
+    /* The transaction's records past the last undo point may be in the
+    ** file or not: nothing more may be added to it (it can only be rolled
+    ** back). */
+    rc = engine_broken_err(e);
+    pthread_mutex_unlock(&e->mu);
+    return rc;
+  }
   en = kd_index_find(e->index, key, klen);
   visible = en && txn_visible(db, en, &cur);
   if( del && !visible ){
@@ -479,12 +515,19 @@ static void txn_end(tkv_db *db){
   txn_release_writer(db->e);
 }
 
+/*
+** Undo the transaction and close it.  It is closed even when its records
+** cannot be taken out of the file: then the result is TKV_BROKEN (the
+** engine refuses writes; the next open finds the records committed if a
+** commit record of theirs stayed in the file, else drops them).
+*/
 int txn_rollback(tkv_db *db){
   tkv_engine *e = db->e;
   tkv_txn *t = db->txn;
   int rc;
   pthread_mutex_lock(&e->mu);
   rc = seg_rewind(e, t->start_off);
+  if( rc ) rc = undo_failed(e, "rollback");
   undo_to(e, t, 0);
   txn_end(db);
   pthread_mutex_unlock(&e->mu);
@@ -504,6 +547,11 @@ int txn_savepoint(tkv_db *db, int n){
     t->sp_cap = cap;
   }
   pthread_mutex_lock(&db->e->mu);
+  if( db->e->broken ){
+    int rc = engine_broken_err(db->e);
+    pthread_mutex_unlock(&db->e->mu);
+    return rc;
+  }
   cur.undo_len = t->undo_len;
   cur.file_off = db->e->buf_off + db->e->buf_len;
   pthread_mutex_unlock(&db->e->mu);
@@ -530,8 +578,16 @@ int txn_rollback_to(tkv_db *db, int n){
     to.nrec = 0;
   }
   pthread_mutex_lock(&e->mu);
-  rc = seg_rewind(e, to.file_off);
-  if( rc==TKV_OK ){
+  if( e->broken ){
+    rc = engine_broken_err(e);
+  }else{
+    /* The keydir and overlay go back to the savepoint whatever the file
+    ** does: they must never point at records the rewind forgot (a read
+    ** of one would wait for a flush that never comes).  If the records
+    ** stay in the file, the engine is broken and the transaction can only
+    ** be rolled back. */
+    rc = seg_rewind(e, to.file_off);
+    if( rc ) rc = undo_failed(e, "rollback to a savepoint");
     undo_to(e, t, to.undo_len);
     t->nrec = to.nrec;
   }
@@ -549,32 +605,66 @@ int txn_release(tkv_db *db, int n){
 /* ------------------------------------------------------------ Commit. */
 
 /*
-** Phase one: the commit record and the sync.  On failure the transaction's
-** bytes after its last record are taken back, so it can still be rolled
-** back or go on.
+** Phase one: the commit record and the sync.  On failure the bytes of the
+** commit are taken back.  Then:
+**   - if the failure came before the commit's last record was in the file
+**     (a write, an allocation, a size limit), the transaction is not
+**     committed and stays open, to be rolled back or committed again;
+**   - if the fdatasync failed, the engine is broken (BROKEN_SYNC): a second
+**     fdatasync could report success for pages the kernel dropped.  The
+**     failure is TKV_IO and the transaction can only be rolled back; like
+**     any write whose sync failed, it may or may not be there after a
+**     power loss;
+**   - if in addition its commit record could not be taken back, the result
+**     is TKV_BROKEN: the record is in the file and the next open will find
+**     the transaction committed (tkv_rollback and the last tkv_close try to
+**     cut it off again).
 */
 int txn_prepare(tkv_db *db){
   tkv_engine *e = db->e;
   tkv_txn *t = db->txn;
   uint64_t before;
-  int rc = TKV_OK;
+  int rc = TKV_OK, appended = 1;
   if( t->prepared ) return TKV_OK;
+  pthread_mutex_lock(&e->mu);
+  if( e->broken ){
+    rc = engine_broken_err(e);
+    pthread_mutex_unlock(&e->mu);
+    return rc;
+  }
   if( !t->autocommit && t->nrec==0 ){
     t->prepared = 1;
+    pthread_mutex_unlock(&e->mu);
     return TKV_OK;
   }
-  pthread_mutex_lock(&e->mu);
   before = e->buf_off + e->buf_len;
   if( !t->autocommit ){
     uint8_t count[4];
     tkv_loc loc;
     tkv_put32(count, t->nrec);
     rc = seg_append(e, TKV_REC_COMMIT, NULL, 0, count, 4, &loc);
+    appended = rc==TKV_OK;
   }
   if( !rc ) rc = seg_commit_sync(e);
   if( rc ){
-    int rc2 = seg_rewind(e, before);
-    (void)rc2;    /* seg_rewind marks the engine broken if it fails */
+    /* Everything appended reached the file (the buffer is empty), so the
+    ** error came from the fdatasync. */
+    int sync_failed = appended && e->buf_len==0
+                   && e->opts.sync==TKV_SYNC_FULL;
+    char cause[512];
+    snprintf(cause, sizeof cause, "%s", tkv_errmsg());
+    if( sync_failed && !e->broken ) e->broken = BROKEN_SYNC;
+    if( seg_rewind(e, before) ){
+      rc = tkv_err(TKV_BROKEN, "commit failed (%s) and its commit record "
+                   "could not be taken back (%s): the next open will find "
+                   "the transaction committed; writes are refused until "
+                   "%s is reopened", cause, tkv_errmsg(), e->dir);
+    }else if( sync_failed ){
+      rc = tkv_err(rc, "%s; writes are refused until %s is reopened", cause,
+                   e->dir);
+    }else{
+      rc = tkv_err(rc, "%s", cause);
+    }
   }else{
     t->prepared = 1;
   }

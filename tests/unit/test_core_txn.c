@@ -7,6 +7,7 @@
 */
 #include "engine_check.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <time.h>
@@ -552,6 +553,217 @@ static void test_crash_mid_transaction(void **state){
   model_clear(&later);
 }
 
+
+/* ------------------------------------------ Failures and what follows. */
+
+/* A read on its own thread, so that a read that never returns fails the
+** test instead of hanging it. */
+typedef struct bounded_get {
+  tkv_db *db;
+  const char *key;
+  atomic_int done;
+  int rc;
+} bounded_get;
+
+static void *bounded_get_run(void *arg){
+  bounded_get *g = arg;
+  void *v = NULL;
+  size_t n;
+  g->rc = tkv_get(g->db, g->key, strlen(g->key), &v, &n);
+  tkv_free(v);
+  atomic_store(&g->done, 1);
+  return NULL;
+}
+
+/* tkv_get of key within 10 s, or fail. */
+static int get_within(tkv_db *db, const char *key){
+  bounded_get g;
+  pthread_t th;
+  memset(&g, 0, sizeof g);
+  g.db = db;
+  g.key = key;
+  assert_int_equal(pthread_create(&th, NULL, bounded_get_run, &g), 0);
+  for(int i=0; i<1000 && !atomic_load(&g.done); i++) usleep(10000);
+  if( !atomic_load(&g.done) ){
+    pthread_detach(th);
+    fail_msg("tkv_get(%s) did not return in 10 s", key);
+  }
+  pthread_join(th, NULL);
+  return g.rc;
+}
+
+/*
+** A rollback-to whose records cannot be taken out of the file (truncate
+** and the zeroing write both fail, after a value went straight to the
+** file): it fails with TKV_BROKEN, its writes are undone in memory (a read
+** of one returns at once), and the transaction can do nothing but roll
+** back: no write, no commit, so nothing is acknowledged that a reopen
+** would not find.
+*/
+static void test_failed_rollback_to_poisons_transaction(void **state){
+  fixture *f = *state;
+  tkv_options o = store_options(TKV_SYNC_FULL, 0, UINT64_MAX);
+  tkv_db *db = open_with(f->dir, &o);
+  size_t big_len = 2u << 20;
+  uint8_t *big = malloc(big_len);
+  fault_plan plan;
+  model m = {0};
+  assert_non_null(big);
+  fill_value(big, big_len, 5);
+  put_str(db, &m, "committed", "before");
+  assert_ok(tkv_begin(db));
+  put_str(db, NULL, "k0", "zero");
+  assert_ok(tkv_savepoint(db, 0));
+  assert_ok(tkv_put(db, "k1", 2, big, big_len));   /* straight to the file */
+  put_str(db, NULL, "k2", "two");
+  fault_arm(&plan, TKV_IO_TRUNCATE, 1, EIO);
+  plan.sticky = 1;
+  plan.then_op = TKV_IO_WRITE;
+  assert_tkv(TKV_BROKEN, tkv_rollback_to(db, 0));
+  assert_true(msg_has(tkv_errmsg(), "reopen"));
+  fault_off();
+  free(big);
+
+  /* Undone in memory: the reads return, without the rolled-back keys. */
+  assert_int_equal(get_within(db, "k1"), TKV_NOTFOUND);
+  assert_int_equal(get_within(db, "k2"), TKV_NOTFOUND);
+  expect_str(db, "k0", "zero");
+
+  /* Nothing more goes into the transaction, and it cannot commit. */
+  assert_tkv(TKV_BROKEN, tkv_put(db, "k3", 2, "three", 5));
+  assert_tkv(TKV_BROKEN, tkv_savepoint(db, 1));
+  assert_tkv(TKV_BROKEN, tkv_rollback_to(db, 0));
+  assert_tkv(TKV_BROKEN, tkv_commit(db));
+  assert_true(tkv_in_transaction(db));
+  assert_ok(tkv_rollback(db));
+  assert_false(tkv_in_transaction(db));
+  assert_tkv(TKV_BROKEN, tkv_put(db, "k9", 2, "x", 1));
+  assert_store_is(db, &m);
+  assert_tkv(TKV_BROKEN, tkv_close(db));
+
+  /* What the reopen finds is what was acknowledged. */
+  db = open_with(f->dir, &o);
+  assert_store_is(db, &m);
+  put_str(db, &m, "after", "reopen");
+  close_ok(db);
+  model_clear(&m);
+}
+
+/* A hook for the next test: once armed, the first fdatasync fails, and
+** from then on every truncate and write fails (nothing can be cut off). */
+static int cut_armed;
+static int cut_hook(int op, const char *path, void *ctx){
+  (void)path; (void)ctx;
+  if( cut_armed==1 && op==TKV_IO_SYNC ){ cut_armed = 2; return EIO; }
+  if( cut_armed==2 && (op==TKV_IO_TRUNCATE || op==TKV_IO_WRITE) ) return EIO;
+  return 0;
+}
+
+/*
+** A commit whose fdatasync fails and whose commit record cannot be taken
+** back: the caller is told the truth, TKV_BROKEN (the next open will find
+** the transaction committed), not a failure it could take for "not
+** committed".  tkv_rollback and the last tkv_close try again to cut the
+** record off; with_cut: the file system lets the close do it, and the
+** reopen finds nothing of the transaction; else it finds all of it.
+*/
+static void failed_commit_record_stays(fixture *f, int with_cut){
+  tkv_options o = store_options(TKV_SYNC_FULL, 0, UINT64_MAX);
+  tkv_db *db = open_with(f->dir, &o);
+  model m = {0}, committed = {0};
+  put_str(db, &m, "a", "1");
+  model_copy(&committed, &m);
+  assert_ok(tkv_begin(db));
+  put_str(db, &committed, "txkey", "committed at the next open");
+  put_str(db, &committed, "a", "2");
+  cut_armed = 1;
+  tkv_test_set_io_hook(cut_hook, NULL);
+  assert_tkv(TKV_BROKEN, tkv_commit(db));
+  assert_true(msg_has(tkv_errmsg(), "committed"));
+  assert_true(msg_has(tkv_errmsg(), "reopen"));
+  assert_true(tkv_in_transaction(db));
+  assert_tkv(TKV_BROKEN, tkv_commit(db));
+  assert_tkv(TKV_BROKEN, tkv_rollback(db));
+  assert_false(tkv_in_transaction(db));
+  assert_store_is(db, &m);
+  if( with_cut ) fault_off();
+  assert_tkv(TKV_BROKEN, tkv_close(db));
+  fault_off();
+  cut_armed = 0;
+  db = open_with(f->dir, &o);
+  assert_store_is(db, with_cut ? &m : &committed);
+  close_ok(db);
+  model_clear(&m);
+  model_clear(&committed);
+}
+
+static void test_failed_commit_record_cut_at_close(void **state){
+  failed_commit_record_stays(*state, 1);
+}
+
+static void test_failed_commit_record_found_by_reopen(void **state){
+  failed_commit_record_stays(*state, 0);
+}
+
+/*
+** A commit whose fdatasync fails, once: the commit is not acknowledged,
+** and it is not acknowledged by a retry either (the kernel may have
+** dropped the pages it could not write, and a second fdatasync would say
+** nothing of them).  The engine refuses writes until reopened; tkv_sync
+** refuses too.  After the reopen the transaction is there or not, every
+** acknowledged write is, and the store works.
+*/
+static void test_commit_after_failed_sync_is_refused(void **state){
+  fixture *f = *state;
+  tkv_options o = store_options(TKV_SYNC_FULL, 0, UINT64_MAX);
+  tkv_db *db = open_with(f->dir, &o);
+  fault_plan plan;
+  model m = {0}, alt = {0};
+  char why[600];
+  put_str(db, &m, "a", "1");
+  model_copy(&alt, &m);
+  assert_ok(tkv_begin(db));
+  put_str(db, &alt, "t", "maybe");
+  fault_arm(&plan, TKV_IO_SYNC, 1, EIO);
+  assert_tkv(TKV_IO, tkv_commit(db));
+  assert_true(msg_has(tkv_errmsg(), strerror(EIO)));
+  assert_true(msg_has(tkv_errmsg(), "reopen"));
+  fault_off();
+  assert_tkv(TKV_BROKEN, tkv_commit(db));
+  assert_true(tkv_in_transaction(db));
+  assert_ok(tkv_rollback(db));
+  assert_tkv(TKV_BROKEN, tkv_put(db, "b", 1, "2", 1));
+  assert_tkv(TKV_BROKEN, tkv_sync(db));
+  assert_store_is(db, &m);
+  assert_tkv(TKV_BROKEN, tkv_close(db));
+  db = open_with(f->dir, &o);
+  if( store_diff(db, &m, why, sizeof why) ) assert_store_is(db, &alt);
+  put_str(db, NULL, "b", "2");
+  close_ok(db);
+  model_clear(&m);
+  model_clear(&alt);
+}
+
+/* The same for tkv_sync, the durability point of sync=normal: after one
+** failed fdatasync, a second tkv_sync must not report success. */
+static void test_sync_after_failed_sync_is_refused(void **state){
+  fixture *f = *state;
+  tkv_options o = store_options(TKV_SYNC_NORMAL, 0, UINT64_MAX);
+  tkv_db *db = open_with(f->dir, &o);
+  fault_plan plan;
+  put_str(db, NULL, "a", "1");
+  fault_arm(&plan, TKV_IO_SYNC, 1, EIO);
+  assert_tkv(TKV_IO, tkv_sync(db));
+  fault_off();
+  assert_tkv(TKV_BROKEN, tkv_sync(db));
+  assert_tkv(TKV_BROKEN, tkv_put(db, "b", 1, "2", 1));
+  expect_str(db, "a", "1");
+  assert_tkv(TKV_BROKEN, tkv_close(db));
+  db = open_with(f->dir, &o);
+  expect_str(db, "a", "1");
+  close_ok(db);
+}
+
 int main(void){
   const struct CMUnitTest tests[] = {
     CORE_TEST(test_commit_visibility),
@@ -568,6 +780,11 @@ int main(void){
     CORE_TEST(test_close_rolls_back),
     CORE_TEST(test_crash_mid_transaction),
     CORE_TEST(test_transaction_larger_than_a_segment),
+    CORE_TEST(test_failed_rollback_to_poisons_transaction),
+    CORE_TEST(test_failed_commit_record_cut_at_close),
+    CORE_TEST(test_failed_commit_record_found_by_reopen),
+    CORE_TEST(test_commit_after_failed_sync_is_refused),
+    CORE_TEST(test_sync_after_failed_sync_is_refused),
   };
   return run_core_tests(tests);
 }
