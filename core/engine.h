@@ -59,6 +59,8 @@ typedef struct tkv_segment {
 struct tkv_engine {
   char *dir;                  /* canonical directory path */
   int refs;                   /* open handles (registry lock) */
+  int closing;                /* the last close runs (registry lock) */
+  unsigned gen;               /* fork generation it was opened in */
   tkv_engine *next;           /* registry list */
   tkv_options opts;
   int lock_fd;

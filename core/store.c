@@ -2,6 +2,23 @@
 ** The public API (tinkv.h): opening and closing stores, the process-wide
 ** registry that lets two opens of one directory share an engine, the lock
 ** and identity files, reads, writes, cursors, stats and destroy.
+**
+** Lifecycle rules kept here:
+**   - An engine is in the registry from the end of its recovery until its
+**     lock is released; while its last close runs it is marked closing,
+**     and an open or destroy of the same directory waits for the close
+**     (registry_cv) instead of finding the lock taken by this process.
+**   - The lock is flock on LOCK, which must be a regular file (never
+**     followed through a symbolic link).  A LOCK file may be unlinked by
+**     its holder (tkv_destroy), so after locking, an opener checks that
+**     the file it locked is still the one named LOCK, and that the store is
+**     still there (TINKV), before it reads or writes anything.
+**   - A child process after fork() starts with an empty registry: an open
+**     there takes the lock like any other process (and gets TKV_LOCKED
+**     while the parent has the store open).  The parent's handles are not
+**     usable in the child (TKV_MISUSE), and the child's copies of the
+**     parent's lock descriptors are closed, so that the lock goes when the
+**     parent closes the store.
 */
 #include "engine.h"
 #include "err.h"
@@ -23,7 +40,58 @@
 
 /* Engines open in this process, by canonical path. */
 static pthread_mutex_t registry_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t registry_cv = PTHREAD_COND_INITIALIZER; /* a close
+                                                   ** finished */
 static tkv_engine *registry;
+
+/* Bumped in the child after fork(): engines of an older generation are the
+** parent's.  Written only in the child's fork handler, with one thread. */
+static unsigned fork_gen;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+/* The registry must not be in the middle of a change when the process
+** forks: hold its lock across the fork. */
+static void atfork_prepare(void){
+  pthread_mutex_lock(&registry_mu);
+}
+
+static void atfork_parent(void){
+  pthread_mutex_unlock(&registry_mu);
+}
+
+/* In the child: forget the parent's engines (their memory stays: another
+** thread of the parent may have been using them, so they cannot be freed
+** safely), and close the child's copies of their lock descriptors, which
+** would otherwise keep the parent's lock alive after the parent closes. */
+static void atfork_child(void){
+  for(tkv_engine *e=registry; e; e=e->next){
+    if( e->lock_fd>=0 ) close(e->lock_fd);
+  }
+  registry = NULL;
+  fork_gen++;
+  pthread_cond_init(&registry_cv, NULL);
+  pthread_mutex_unlock(&registry_mu);
+}
+
+static void atfork_register(void){
+  pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+}
+
+/* Nonzero if db was opened in this process (not inherited through a
+** fork).  Checked before anything of db is locked: a mutex of the
+** parent's copy may have been held by a thread that is not in the child. */
+static int handle_usable(const tkv_db *db){
+  return db->e->gen==fork_gen;
+}
+
+static int forked_err(void){
+  return tkv_err(TKV_MISUSE, "this handle was opened by the parent process "
+                 "before a fork: open the store again in this process");
+}
+
+#define CHECK_HANDLE(db) do{ \
+    if( !handle_usable(db) ) return forked_err(); \
+  }while(0)
 
 void tkv_options_init(tkv_options *opts){
   memset(opts, 0, sizeof *opts);
@@ -139,15 +207,62 @@ static int identity_create(const char *dir){
   return rc;
 }
 
-/* Open and lock the lock file; *pfd receives it. */
-static int take_lock(const char *dir, int *pfd){
+/* The error for a LOCK that is not a regular file. */
+static int bad_lock_file(const char *path, const struct stat *st){
+  return tkv_err(TKV_INVALID, "%s is %s, not a lock file: remove it",
+                 path, S_ISLNK(st->st_mode) ? "a symbolic link"
+                                            : "not a regular file");
+}
+
+/*
+** Open and lock the lock file; *pfd receives it, *pcreated whether this
+** call created it.  LOCK is never followed through a symbolic link and
+** must be a regular file (it is truncated and written).  Whoever holds the
+** lock may unlink LOCK (tkv_destroy does): so after locking, the file must
+** still be the one named LOCK, else the lock is on a dead file and we
+** start again.
+*/
+static int take_lock(const char *dir, int *pfd, int *pcreated){
   char path[PATH_MAX + 16], pid[32];
-  int fd, n, rc = join(path, sizeof path, dir, LOCK_FILE);
+  int fd = -1, n, tries, rc = join(path, sizeof path, dir, LOCK_FILE);
   if( rc ) return rc;
-  rc = tkv_io_open(path, O_RDWR|O_CREAT, 0644, &fd);
-  if( rc ) return rc;
-  rc = tkv_io_lock(fd, path);
-  if( rc ){ tkv_io_close(fd); return rc; }
+  for(tries=0; ; tries++){
+    struct stat st, now;
+    int create = 0;
+    if( tries==100 ){
+      return tkv_err(TKV_BUSY, "%s keeps being replaced", path);
+    }
+    if( lstat(path, &st) ){
+      if( errno!=ENOENT ) return tkv_err_sys(errno, "cannot open", path);
+      create = 1;
+    }else if( !S_ISREG(st.st_mode) ){
+      return bad_lock_file(path, &st);
+    }
+    rc = tkv_io_open(path, O_RDWR|O_NOFOLLOW|O_NONBLOCK
+                           |(create ? O_CREAT|O_EXCL : 0), 0644, &fd);
+    if( rc ){
+      /* Gone between the lstat and the open (a destroy): look again. */
+      if( !create && lstat(path, &st) && errno==ENOENT ) continue;
+      if( !lstat(path, &st) && !S_ISREG(st.st_mode) ){
+        return bad_lock_file(path, &st);
+      }
+      return rc;
+    }
+    if( fstat(fd, &st) ){
+      rc = tkv_err_sys(errno, "cannot stat", path);
+    }else if( !S_ISREG(st.st_mode) ){
+      rc = bad_lock_file(path, &st);
+    }else{
+      rc = tkv_io_lock(fd, path);
+    }
+    if( rc ){ tkv_io_close(fd); return rc; }
+    if( lstat(path, &now)==0 && now.st_dev==st.st_dev
+     && now.st_ino==st.st_ino ){
+      *pcreated = create;
+      break;
+    }
+    tkv_io_close(fd);     /* locked a file that was unlinked meanwhile */
+  }
   /* The pid is for people looking at the directory; the lock is flock. */
   n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
   if( ftruncate(fd, 0)==0 ) (void)!pwrite(fd, pid, (size_t)n, 0);
@@ -155,17 +270,28 @@ static int take_lock(const char *dir, int *pfd){
   return TKV_OK;
 }
 
-static void engine_free(tkv_engine *e){
-  if( !e ) return;
+/* Free what an engine holds except its lock, its directory name and
+** itself (a closing engine stays in the registry until its lock goes). */
+static void engine_release(tkv_engine *e){
   for(int i=0; i<e->nseg; i++) seg_free(e->segs[i]);
   tkv_mem_free(e->segs);
+  e->segs = NULL;
+  e->nseg = 0;
   tkv_mem_free(e->buf);
+  e->buf = NULL;
   if( e->index ) kd_index_free(e->index);
   if( e->arena ) kd_arena_free(e->arena);
-  tkv_io_close(e->lock_fd);
+  e->index = NULL;
+  e->arena = NULL;
   pthread_mutex_destroy(&e->mu);
   pthread_cond_destroy(&e->idle);
   pthread_rwlock_destroy(&e->rw);
+}
+
+static void engine_free(tkv_engine *e){
+  if( !e ) return;
+  engine_release(e);
+  tkv_io_close(e->lock_fd);
   tkv_mem_free(e->dir);
   tkv_mem_free(e);
 }
@@ -232,9 +358,10 @@ static void rw_init(pthread_rwlock_t *rw){
 static int engine_open(const char *canon, const tkv_options *opts, int fresh,
                        tkv_engine **pe){
   tkv_engine *e = tkv_mem_calloc(1, sizeof *e);
-  int rc;
+  int rc, created = 0;
   if( !e ) return tkv_err_nomem();
   e->lock_fd = -1;
+  e->gen = fork_gen;
   e->opts = *opts;
   e->next_id = 1;
   pthread_mutex_init(&e->mu, NULL);
@@ -245,10 +372,23 @@ static int engine_open(const char *canon, const tkv_options *opts, int fresh,
   e->arena = kd_arena_new();
   e->index = kd_index_new();
   rc = (e->dir && e->arena && e->index) ? TKV_OK : tkv_err_nomem();
-  if( !rc ) rc = take_lock(canon, &e->lock_fd);
-  if( !rc && fresh ){
-    rc = identity_check(canon);     /* another process may have made it */
-    if( rc==TKV_NOTSTORE ) rc = identity_create(canon);
+  if( !rc ) rc = take_lock(canon, &e->lock_fd, &created);
+  if( !rc ){
+    /* Under the lock: the store may have been made by another process
+    ** (fresh), or destroyed since prepare_dir looked (not fresh). */
+    rc = identity_check(canon);
+    if( rc==TKV_NOTSTORE && fresh ){
+      rc = identity_create(canon);
+    }else if( rc==TKV_NOTSTORE ){
+      rc = tkv_err(TKV_NOTSTORE, "%s holds no tinkv store any more (it was "
+                   "destroyed while this open started)", canon);
+      if( created ){
+        /* Take back the LOCK this open made (safe while holding it:
+        ** every locker checks that its LOCK is still linked). */
+        char path[PATH_MAX + 16];
+        if( !join(path, sizeof path, canon, LOCK_FILE) ) unlink(path);
+      }
+    }
   }
   if( !rc ) rc = recover_store(e);
   if( rc ){
@@ -258,6 +398,14 @@ static int engine_open(const char *canon, const tkv_options *opts, int fresh,
   e->opening = 0;     /* published to other threads by registry_mu */
   *pe = e;
   return TKV_OK;
+}
+
+/* The engine of canonical path canon in the registry, or NULL.  Caller
+** holds registry_mu. */
+static tkv_engine *registry_find(const char *canon){
+  tkv_engine *e;
+  for(e=registry; e && strcmp(e->dir, canon); e=e->next){}
+  return e;
 }
 
 int tkv_open(const char *path, const tkv_options *opts, tkv_db **pdb){
@@ -271,12 +419,18 @@ int tkv_open(const char *path, const tkv_options *opts, tkv_db **pdb){
   if( !path || !*path ) return tkv_err(TKV_INVALID, "empty store path");
   rc = check_options(opts, &o);
   if( rc ) return rc;
+  pthread_once(&atfork_once, atfork_register);
   db = tkv_mem_calloc(1, sizeof *db);
   if( !db ) return tkv_err_nomem();
   pthread_mutex_init(&db->mu, NULL);
   pthread_mutex_lock(&registry_mu);
-  rc = prepare_dir(path, o.create, canon, &fresh);
-  for(e=registry; !rc && e && strcmp(e->dir, canon); e=e->next){}
+  for(;;){
+    rc = prepare_dir(path, o.create, canon, &fresh);
+    e = rc ? NULL : registry_find(canon);
+    if( !e || !e->closing ) break;
+    /* Its last handle is closing: wait until the lock is free. */
+    pthread_cond_wait(&registry_cv, &registry_mu);
+  }
   if( !rc && !e ){
     rc = engine_open(canon, &o, fresh, &e);
     if( !rc ){
@@ -297,7 +451,8 @@ int tkv_open(const char *path, const tkv_options *opts, tkv_db **pdb){
 }
 
 /*
-** Flush, sync and free an engine no handle uses any more.  A broken engine
+** Flush, sync and release an engine no handle uses any more (its lock and
+** memory go in tkv_close).  A broken engine
 ** (engine.h) may have bytes past the end of its active segment that belong
 ** to no commit (an undo that failed): they are cut off now if the file
 ** system lets us, and the result is TKV_BROKEN all the same, since the
@@ -321,14 +476,25 @@ static int engine_close(tkv_engine *e){
                  "settle%s%s", e->dir, rc ? "; closing: " : "", cause);
   }
   pthread_mutex_unlock(&e->mu);
-  engine_free(e);
+  engine_release(e);
   return rc;
 }
 
+/*
+** Close a handle; the last one closes the engine.  The engine stays in the
+** registry, marked closing, until its lock is released: an open of the
+** same store meanwhile waits for that instead of failing with TKV_LOCKED.
+*/
 int tkv_close(tkv_db *db){
   tkv_engine *e, **pp;
-  int rc = TKV_OK;
+  int rc = TKV_OK, last;
   if( !db ) return TKV_OK;
+  if( !handle_usable(db) ){
+    /* The parent's handle, inherited through fork: its engine belongs to
+    ** the parent; only the child's copy of the handle goes. */
+    tkv_mem_free(db);
+    return TKV_OK;
+  }
   e = db->e;
   pthread_mutex_lock(&db->mu);
   if( db->txn ) rc = txn_rollback(db);
@@ -337,15 +503,22 @@ int tkv_close(tkv_db *db){
   pthread_mutex_destroy(&db->mu);
   tkv_mem_free(db);
   pthread_mutex_lock(&registry_mu);
-  if( --e->refs==0 ){
+  last = --e->refs==0;
+  if( last ) e->closing = 1;
+  pthread_mutex_unlock(&registry_mu);
+  if( !last ) return rc;
+  {
+    int rc2 = engine_close(e);
+    pthread_mutex_lock(&registry_mu);
     for(pp=&registry; *pp && *pp!=e; pp=&(*pp)->next){}
     if( *pp ) *pp = e->next;
+    tkv_io_close(e->lock_fd);       /* the lock goes here */
+    pthread_cond_broadcast(&registry_cv);
     pthread_mutex_unlock(&registry_mu);
-    int rc2 = engine_close(e);
+    tkv_mem_free(e->dir);
+    tkv_mem_free(e);
     return rc ? rc : rc2;
   }
-  pthread_mutex_unlock(&registry_mu);
-  return rc;
 }
 
 /* ------------------------------------------------------------- Reads. */
@@ -417,6 +590,7 @@ int tkv_get(tkv_db *db, const void *key, size_t klen, void **pval,
   int rc = check_key(key, klen);
   if( rc ) return rc;
   if( !pval ) return tkv_err(TKV_MISUSE, "tkv_get: NULL value pointer");
+  CHECK_HANDLE(db);
   pthread_mutex_lock(&db->mu);
   rc = read_key(db, key, klen, NULL, &vlen, pval);
   pthread_mutex_unlock(&db->mu);
@@ -428,6 +602,7 @@ int tkv_lookup(tkv_db *db, const void *key, size_t klen, uint64_t *pid,
                size_t *pvlen){
   int rc = check_key(key, klen);
   if( rc ) return rc;
+  CHECK_HANDLE(db);
   pthread_mutex_lock(&db->mu);
   rc = read_key(db, key, klen, pid, pvlen, NULL);
   pthread_mutex_unlock(&db->mu);
@@ -436,6 +611,7 @@ int tkv_lookup(tkv_db *db, const void *key, size_t klen, uint64_t *pid,
 
 uint64_t tkv_count(tkv_db *db){
   uint64_t n;
+  if( !handle_usable(db) ) return 0;
   pthread_mutex_lock(&db->mu);
   pthread_mutex_lock(&db->e->mu);
   n = db->e->keys + (uint64_t)txn_count_delta(db);
@@ -457,6 +633,7 @@ static int write_one(tkv_db *db, int del, const void *key, size_t klen,
                    vlen, TKV_VALUE_MAX);
   }
   if( vlen && !val ) return tkv_err(TKV_INVALID, "NULL value");
+  CHECK_HANDLE(db);
   pthread_mutex_lock(&db->mu);
   if( db->txn ){
     rc = txn_write(db, del, key, klen, val, vlen, flags, pid);
@@ -504,6 +681,7 @@ int tkv_delete(tkv_db *db, const void *key, size_t klen){
 /* Run op on db's open transaction; TKV_MISUSE when there is none. */
 #define WITH_TXN(db, call) do{ \
     int rc_; \
+    CHECK_HANDLE(db); \
     pthread_mutex_lock(&(db)->mu); \
     rc_ = (db)->txn ? (call) \
         : tkv_err(TKV_MISUSE, "no transaction is open on this handle"); \
@@ -513,6 +691,7 @@ int tkv_delete(tkv_db *db, const void *key, size_t klen){
 
 int tkv_begin(tkv_db *db){
   int rc;
+  CHECK_HANDLE(db);
   pthread_mutex_lock(&db->mu);
   rc = db->txn ? tkv_err(TKV_MISUSE, "a transaction is already open")
                : txn_begin(db, 0);
@@ -528,6 +707,7 @@ int tkv_rollback(tkv_db *db){ WITH_TXN(db, txn_rollback(db)); }
 
 int tkv_commit(tkv_db *db){
   int rc;
+  CHECK_HANDLE(db);
   pthread_mutex_lock(&db->mu);
   if( !db->txn ){
     rc = tkv_err(TKV_MISUSE, "no transaction is open on this handle");
@@ -541,6 +721,7 @@ int tkv_commit(tkv_db *db){
 
 int tkv_in_transaction(tkv_db *db){
   int in;
+  if( !handle_usable(db) ) return 0;
   pthread_mutex_lock(&db->mu);
   in = db->txn!=NULL;
   pthread_mutex_unlock(&db->mu);
@@ -561,7 +742,9 @@ struct tkv_cursor {
 };
 
 int tkv_cursor_open(tkv_db *db, tkv_cursor **pcur){
-  tkv_cursor *c = tkv_mem_calloc(1, sizeof *c);
+  tkv_cursor *c;
+  CHECK_HANDLE(db);
+  c = tkv_mem_calloc(1, sizeof *c);
   if( !c ) return tkv_err_nomem();
   c->db = db;
   *pcur = c;
@@ -599,6 +782,7 @@ int tkv_cursor_seek(tkv_cursor *c, const void *key, size_t klen){
   tkv_engine *e = c->db->e;
   int rc = check_key(key, klen);
   if( rc ) return rc;
+  CHECK_HANDLE(c->db);
   pthread_mutex_lock(&c->db->mu);
   pthread_rwlock_rdlock(&e->rw);
   rc = cursor_settle(c, kd_iter_seek(&c->it, e->index, key, klen, 0));
@@ -612,6 +796,7 @@ int tkv_cursor_seek_id(tkv_cursor *c, uint64_t id){
   kd_entry *en;
   tkv_loc loc;
   int rc = TKV_NOTFOUND;
+  CHECK_HANDLE(c->db);
   pthread_mutex_lock(&c->db->mu);
   pthread_rwlock_rdlock(&e->rw);
   c->en = NULL;
@@ -631,6 +816,7 @@ int tkv_cursor_next(tkv_cursor *c){
   kd_entry *en;
   int rc;
   if( !c->en ) return TKV_OK;
+  CHECK_HANDLE(c->db);
   pthread_mutex_lock(&c->db->mu);
   pthread_rwlock_rdlock(&e->rw);
   if( c->version==atomic_load(&e->version) ){
@@ -683,6 +869,7 @@ int tkv_cursor_value(tkv_cursor *c, void **pval, size_t *pvlen){
   int rc;
   size_t vlen = 0;
   if( !c->en ) return tkv_err(TKV_MISUSE, "cursor is not on a key");
+  CHECK_HANDLE(c->db);
   pthread_mutex_lock(&c->db->mu);
   rc = cursor_value_fast(c, pval, &vlen);
   if( rc==-2 ) rc = read_key(c->db, c->key, c->klen, NULL, &vlen, pval);
@@ -696,6 +883,7 @@ int tkv_cursor_value(tkv_cursor *c, void **pval, size_t *pvlen){
 int tkv_stats_get(tkv_db *db, tkv_stats *st){
   tkv_engine *e = db->e;
   memset(st, 0, sizeof *st);
+  CHECK_HANDLE(db);
   pthread_mutex_lock(&e->mu);
   st->keys = e->keys;
   st->live_bytes = e->live_bytes;
@@ -716,6 +904,7 @@ int tkv_stats_get(tkv_db *db, tkv_stats *st){
 
 int tkv_compact(tkv_db *db, uint64_t *preclaimed){
   int rc;
+  CHECK_HANDLE(db);
   pthread_mutex_lock(&db->mu);
   if( db->txn ){
     rc = tkv_err(TKV_BUSY, "cannot compact inside a transaction");
@@ -733,6 +922,7 @@ int tkv_compact(tkv_db *db, uint64_t *preclaimed){
 int tkv_sync(tkv_db *db){
   tkv_engine *e = db->e;
   int rc;
+  CHECK_HANDLE(db);
   pthread_mutex_lock(&e->mu);
   if( e->broken ){
     rc = engine_broken_err(e);
@@ -776,15 +966,28 @@ int tkv_destroy(const char *path){
   tkv_engine *e;
   DIR *d;
   struct dirent *de;
-  int fd = -1, rc;
+  int fd = -1, created = 0, rc;
   if( !path || !realpath(path, canon) ){
     return tkv_err(TKV_NOTSTORE, "no tinkv store at %s", path ? path : "NULL");
   }
+  pthread_once(&atfork_once, atfork_register);
   pthread_mutex_lock(&registry_mu);
-  for(e=registry; e && strcmp(e->dir, canon); e=e->next){}
+  while( (e = registry_find(canon))!=NULL && e->closing ){
+    pthread_cond_wait(&registry_cv, &registry_mu);
+  }
   rc = e ? tkv_err(TKV_LOCKED, "store %s is open in this process", canon)
          : identity_check(canon);
-  if( !rc ) rc = take_lock(canon, &fd);
+  if( !rc ) rc = take_lock(canon, &fd, &created);
+  if( !rc ){
+    /* Another destroy may have run between the check and the lock. */
+    rc = identity_check(canon);
+    if( rc ){
+      if( created && !join(file, sizeof file, canon, LOCK_FILE) ){
+        unlink(file);     /* ours, and we hold it: see take_lock */
+      }
+      tkv_io_close(fd);
+    }
+  }
   if( !rc ){
     d = opendir(canon);
     if( !d ) rc = tkv_err_sys(errno, "cannot list", canon);

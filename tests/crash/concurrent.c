@@ -5,7 +5,15 @@
 ** reading and writing while another thread compacts again and again.  Each
 ** writer owns its keys and checks after every write that it reads back
 ** what it wrote; at the end a fresh handle must see every writer's last
-** values.  Built with ThreadSanitizer by `make tsan`.
+** values.  Reader threads meanwhile read every writer's keys and walk
+** cursors over the store (what they read must be a value some writer
+** wrote), and a churn thread opens and closes handles of its own.  Built
+** with ThreadSanitizer by `make tsan`.
+**
+** Then last closes racing opens: threads that each open the store, write,
+** read back and close it again and again, with no other handle open, so
+** that an open often meets the last close of another thread; every open
+** must succeed (the process's own closing engine is no other process).
 **
 ** Then the cross-process lock: while a child process holds the store, an
 ** open here fails with TKV_LOCKED and a message saying "locked"; after the
@@ -29,6 +37,8 @@
 #define NC 3     /* C API writer threads */
 #define NS 3     /* SQL writer threads */
 #define NK 40    /* keys per writer */
+#define NR 2     /* reader threads */
+#define NCH 4    /* threads of the open/close race */
 
 int sqlite3_tinkv_init(sqlite3 *db, char **pzErr, const void *pApi);
 
@@ -122,6 +132,114 @@ static void *sql_writer(void *arg){
   return NULL;
 }
 
+/* Nonzero if v (n bytes) is a value the writers of key could have written:
+** "value N of KEY" (C API writers), or any SQL row (encoded by the
+** extension, not checked here). */
+static int plausible(const char *key, const void *v, size_t n){
+  char tail[48];
+  int len;
+  if( key[0]!='c' ) return 1;
+  len = snprintf(tail, sizeof tail, " of %s", key);
+  return n>6 && n>(size_t)len && !memcmp(v, "value ", 6)
+      && !memcmp((const char*)v + n - (size_t)len, tail, (size_t)len);
+}
+
+/* Read the writers' keys and walk the store until the writers are done. */
+static void *reader(void *arg){
+  int id = (int)(intptr_t)arg;
+  tkv_db *db;
+  char who[32];
+  uint64_t s = (uint64_t)id + 11;
+  snprintf(who, sizeof who, "r%d", id);
+  if( tkv_open(dir, NULL, &db) ){ fail(who, tkv_errmsg()); return NULL; }
+  while( !__atomic_load_n(&done, __ATOMIC_ACQUIRE) ){
+    char key[32];
+    void *v = NULL;
+    size_t n = 0;
+    int rc;
+    snprintf(key, sizeof key, "c%d-%d", (int)(tu_rand(&s) % NC),
+             (int)(tu_rand(&s) % NK));
+    rc = tkv_get(db, key, strlen(key), &v, &n);
+    if( rc==TKV_OK && !plausible(key, v, n) ) fail(who, "read a wrong value");
+    else if( rc && rc!=TKV_NOTFOUND ) fail(who, tkv_errmsg());
+    tkv_free(v);
+    if( tu_rand(&s) % 64 == 0 ){
+      tkv_cursor *c;
+      if( tkv_cursor_open(db, &c) ){ fail(who, tkv_errmsg()); break; }
+      rc = tkv_cursor_seek(c, NULL, 0);
+      for(int i=0; !rc && i<50 && tkv_cursor_valid(c); i++){
+        const void *k;
+        size_t klen;
+        tkv_cursor_key(c, &k, &klen);
+        rc = tkv_cursor_value(c, &v, &n);
+        if( rc==TKV_OK ){
+          char kz[64];
+          snprintf(kz, sizeof kz, "%.*s", (int)(klen<63 ? klen : 63),
+                   (const char*)k);
+          if( !plausible(kz, v, n) ) fail(who, "cursor read a wrong value");
+          tkv_free(v);
+        }else if( rc==TKV_NOTFOUND ){
+          rc = TKV_OK;          /* deleted since the cursor reached it */
+        }
+        if( !rc ) rc = tkv_cursor_next(c);
+      }
+      if( rc ) fail(who, tkv_errmsg());
+      tkv_cursor_close(c);
+    }
+  }
+  tkv_close(db);
+  return NULL;
+}
+
+/* Open, read and close handles of the store until the writers are done
+** (never the last handle: the writers hold theirs). */
+static void *churn(void *arg){
+  (void)arg;
+  while( !__atomic_load_n(&done, __ATOMIC_ACQUIRE) ){
+    tkv_db *db;
+    void *v = NULL;
+    size_t n;
+    int rc;
+    if( tkv_open(dir, NULL, &db) ){ fail("churn", tkv_errmsg()); break; }
+    rc = tkv_get(db, "c0-0", 4, &v, &n);
+    if( rc && rc!=TKV_NOTFOUND ) fail("churn", tkv_errmsg());
+    tkv_free(v);
+    if( tkv_close(db) ) fail("churn", tkv_errmsg());
+    usleep(500);
+  }
+  return NULL;
+}
+
+/* Last closes racing opens: each thread opens, writes, reads back and
+** closes, again and again. */
+static char churn_dir[2100];
+static void *open_close(void *arg){
+  int id = (int)(intptr_t)arg;
+  char who[32];
+  tkv_options o;
+  snprintf(who, sizeof who, "oc%d", id);
+  tkv_options_init(&o);
+  o.create = 1;
+  o.sync = TKV_SYNC_NORMAL;
+  for(long i=0; i<nops/4 + 10; i++){
+    tkv_db *db;
+    char key[32], val[32];
+    void *v = NULL;
+    size_t n = 0;
+    int rc = tkv_open(churn_dir, &o, &db);
+    if( rc ){ fail(who, tkv_errmsg()); break; }
+    snprintf(key, sizeof key, "oc%d", id);
+    snprintf(val, sizeof val, "%ld", i);
+    rc = tkv_put(db, key, strlen(key), val, strlen(val));
+    if( !rc ) rc = tkv_get(db, key, strlen(key), &v, &n);
+    if( rc ) fail(who, tkv_errmsg());
+    else if( n!=strlen(val) || memcmp(v, val, n) ) fail(who, "read back");
+    tkv_free(v);
+    if( tkv_close(db) ){ fail(who, tkv_errmsg()); break; }
+  }
+  return NULL;
+}
+
 /* Compact again and again until the writers are done. */
 static void *compactor(void *arg){
   tkv_db *db;
@@ -198,7 +316,7 @@ static int lock_test(void){
 }
 
 int main(int argc, char **argv){
-  pthread_t th[NC + NS + 1];
+  pthread_t th[NC + NS + 1 + NR + 1];
   sqlite3 *db = NULL;
   char *sql, *err = NULL;
   int n = 0, passed = 0, failed = 0;
@@ -218,14 +336,30 @@ int main(int argc, char **argv){
   for(int i=0; i<NC; i++) pthread_create(&th[n++], NULL, c_writer, (void*)(intptr_t)i);
   for(int i=0; i<NS; i++) pthread_create(&th[n++], NULL, sql_writer, (void*)(intptr_t)i);
   pthread_create(&th[n++], NULL, compactor, NULL);
+  for(int i=0; i<NR; i++) pthread_create(&th[n++], NULL, reader, (void*)(intptr_t)i);
+  pthread_create(&th[n++], NULL, churn, NULL);
   for(int i=0; i<NC + NS; i++) pthread_join(th[i], NULL);
   __atomic_store_n(&done, 1, __ATOMIC_RELEASE);
-  pthread_join(th[NC + NS], NULL);
+  for(int i=NC + NS; i<n; i++) pthread_join(th[i], NULL);
   sqlite3_close(db);
   final_check();
   printf("concurrent: %d C API threads, %d SQL connections, a compactor, "
-         "%ld operations each: %d errors\n", NC, NS, nops, errors);
+         "%d readers, an open/close thread, %ld operations each: %d errors\n",
+         NC, NS, NR, nops, errors);
   if( errors ) failed++; else passed++;
+  {
+    int before = errors;
+    snprintf(churn_dir, sizeof churn_dir, "%s-churn", dir);
+    n = 0;
+    for(int i=0; i<NCH; i++){
+      pthread_create(&th[n++], NULL, open_close, (void*)(intptr_t)i);
+    }
+    for(int i=0; i<n; i++) pthread_join(th[i], NULL);
+    printf("concurrent: %d threads opening and closing the store as its only "
+           "handle, %ld times each: %d errors\n", NCH, nops/4 + 10,
+           errors - before);
+    if( errors>before ) failed++; else passed++;
+  }
   if( lock_test() ) failed++; else passed++;
   printf("concurrent: lock between processes %s\n", failed && !errors ? "FAILED" : "ok");
   {
