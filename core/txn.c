@@ -364,9 +364,9 @@ static int create_entry(tkv_engine *e, const void *key, size_t klen,
 
 /* Free a replacement entry (it is in no index; its id dies). */
 static void free_repl(tkv_engine *e, kd_entry *repl){
-  pthread_rwlock_wrlock(&e->rw);
+  engine_wrlock(e);
   kd_entry_free(e->arena, repl);
-  pthread_rwlock_unlock(&e->rw);
+  engine_wrunlock(e);
 }
 
 /* Remove and free an entry this transaction created. */
