@@ -222,7 +222,7 @@ static void test_fork_child_is_another_process(void **state){
   }
   assert_int_equal(child_status(pid), 0);
   for(int i=0; i<50; i++){
-    char key[16];
+    char key[32];
     snprintf(key, sizeof key, "parent%02d", i);
     put_str(db, &m, key, "p");
   }
