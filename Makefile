@@ -223,7 +223,8 @@ DUR_LIB := tests/crash/workload.c $(TESTLIB)
 DUR_DEP := $(DUR_LIB) tests/crash/workload.h $(LIB) $(wildcard tests/*.h core/*.h)
 DUR_CC   = $(CC) $(ALLCFLAGS) -Itests -Itests/crash
 DUR_RUN  = TMPDIR=$(DUR_TMP)
-DUR_BINS := $(DUR_BIN)/crash $(DUR_BIN)/powerloss $(DUR_BIN)/faults $(DUR_BIN)/corrupt
+DUR_BINS := $(DUR_BIN)/crash $(DUR_BIN)/powerloss $(DUR_BIN)/faults $(DUR_BIN)/corrupt \
+            $(DUR_BIN)/checksweep
 FUZZ_TIME ?= 60
 
 .PHONY: test-crash test-crash-short test-crash-long power-loss fuzz fuzz-long \
@@ -239,6 +240,10 @@ $(DUR_BIN)/%: tests/crash/%.c $(DUR_DEP)
 	@mkdir -p $(dir $@)
 	$(DUR_CC) -o $@ $< $(DUR_LIB) $(LIB) $(LDLIBS_CORE)
 
+$(DUR_BIN)/%: tests/tools/%.c $(DUR_DEP)
+	@mkdir -p $(dir $@)
+	$(DUR_CC) -o $@ $< $(DUR_LIB) $(LIB) $(LDLIBS_CORE)
+
 $(DUR_BIN)/%: tests/faults/%.c $(DUR_DEP)
 	@mkdir -p $(dir $@)
 	$(DUR_CC) -o $@ $< $(DUR_LIB) $(LIB) $(LDLIBS_CORE)
@@ -248,18 +253,21 @@ test-crash-short: durability-build
 	$(DUR_RUN) $(DUR_BIN)/powerloss -n 45
 	$(DUR_RUN) $(DUR_BIN)/faults -m full
 	$(DUR_RUN) $(DUR_BIN)/corrupt -n 10
+	$(DUR_RUN) $(DUR_BIN)/checksweep -n 10
 
 test-crash: durability-build
 	$(DUR_RUN) $(DUR_BIN)/crash -r 150 -x $(BUILD)/tinkv
 	$(DUR_RUN) $(DUR_BIN)/powerloss -n 120
 	$(DUR_RUN) $(DUR_BIN)/faults
 	$(DUR_RUN) $(DUR_BIN)/corrupt
+	$(DUR_RUN) $(DUR_BIN)/checksweep
 
 test-crash-long: durability-build
 	$(DUR_RUN) $(DUR_BIN)/crash -r 2000 -t 60 -x $(BUILD)/tinkv
 	$(DUR_RUN) $(DUR_BIN)/powerloss -n 400
 	$(DUR_RUN) $(DUR_BIN)/faults
 	$(DUR_RUN) $(DUR_BIN)/corrupt -a -n 200
+	$(DUR_RUN) $(DUR_BIN)/checksweep -a -n 200
 
 power-loss: $(DUR_BIN)/powerloss
 	$(DUR_RUN) $(DUR_BIN)/powerloss -n 200

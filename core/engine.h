@@ -203,6 +203,7 @@ uint64_t txn_id(tkv_db *db, kd_entry *e);
 kd_entry *txn_entry_of_id(tkv_db *db, kd_entry *e);
 int64_t txn_count_delta(tkv_db *db);
 int engine_broken_err(tkv_engine *e);
+uint64_t txn_committed_end(tkv_engine *e);
 
 /* Bytes a record of this key and value occupies. */
 static inline uint64_t entry_rec_size(const kd_entry *en, tkv_loc loc){

@@ -94,3 +94,14 @@ void tkv_hint_entry_decode(const uint8_t *in, int *ptype, uint32_t *pklen,
   *poff = tkv_get32(in + 4);
   *pvlen = tkv_get32(in + 8);
 }
+
+int tkv_hint_trailer_decode(const uint8_t *file, size_t n, uint64_t *pcount,
+                            uint32_t *psegsize){
+  const uint8_t *t;
+  if( n < TKV_FILE_HDR + TKV_HINT_TRAILER ) return -1;
+  t = file + n - TKV_HINT_TRAILER;
+  if( tkv_get32(t + 12)!=tkv_crc32c(0, file, n - 4) ) return -1;
+  *pcount = tkv_get64(t);
+  *psegsize = tkv_get32(t + 8);
+  return 0;
+}

@@ -83,6 +83,10 @@ void tkv_hint_entry_encode(uint8_t *out, int type, uint32_t klen,
                            uint32_t off, uint32_t vlen);
 void tkv_hint_entry_decode(const uint8_t *in, int *ptype, uint32_t *pklen,
                            uint32_t *poff, uint32_t *pvlen);
+/* Check the trailer of a whole hint image of n bytes: 0 and the fields
+** if its CRC is good, else -1. */
+int tkv_hint_trailer_decode(const uint8_t *file, size_t n, uint64_t *pcount,
+                            uint32_t *psegsize);
 
 /* Little-endian helpers. */
 static inline void tkv_put32(uint8_t *p, uint32_t v){

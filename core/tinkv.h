@@ -296,6 +296,102 @@ int tkv_destroy(const char *path);
 /* Nonzero if `path` is a directory holding a tinkv store. */
 int tkv_is_store(const char *path);
 
+/* ------------------------------------------ Check, backup, inspection. */
+
+/* Called once per problem a check finds: the file, the byte offset in it
+** and what is wrong there. */
+typedef void (*tkv_problem_fn)(void *ctx, const char *file, uint64_t offset,
+                               const char *what);
+/* Called as a long operation goes: `done` of `total` bytes. */
+typedef void (*tkv_progress_fn)(void *ctx, uint64_t done, uint64_t total);
+
+typedef struct tkv_check_report {
+  uint64_t files;           /* files read */
+  uint64_t records;         /* records whose checksum was verified */
+  uint64_t hint_entries;    /* hint entries compared with their records */
+  uint64_t bytes;           /* bytes read */
+  uint64_t problems;        /* problems found (each given to problem_fn) */
+  uint64_t usec;            /* duration, microseconds */
+} tkv_check_report;
+
+/*
+** Check every byte of the closed store in `path`: the identity file, every
+** segment header, every record's checksum and framing, every transaction,
+** the bytes after the data, and every hint file against its segment.  Each
+** problem goes to problem_fn (may be NULL) with its file and offset; the
+** check goes on after it.  Changes nothing.  TKV_OK when nothing is wrong,
+** TKV_CORRUPT when something is (the message counts the problems and names
+** the first), TKV_LOCKED if a process has the store open (check it there
+** with tkv_check_db).  Any callback and rep may be NULL.
+*/
+int tkv_check(const char *path, tkv_problem_fn problem_fn,
+              tkv_progress_fn progress_fn, void *ctx, tkv_check_report *rep);
+/* The same for the store of an open handle, while it is used: the files as
+** of the last commit (the active segment up to it). */
+int tkv_check_db(tkv_db *db, tkv_problem_fn problem_fn,
+                 tkv_progress_fn progress_fn, void *ctx,
+                 tkv_check_report *rep);
+
+/* Flags of tkv_backup. */
+#define TKV_BACKUP_INCREMENTAL 0x1  /* `dest` may hold an earlier backup of
+                                    ** this store: copy only what it lacks */
+
+typedef struct tkv_backup_report {
+  uint64_t files;           /* files the backup is made of */
+  uint64_t linked;          /* files hard-linked (same file system) */
+  uint64_t copied;          /* files copied */
+  uint64_t kept;            /* files already in dest (incremental) */
+  uint64_t removed;         /* files of an earlier backup no longer needed */
+  uint64_t bytes_copied;    /* bytes copied */
+  uint64_t usec;            /* duration, microseconds */
+} tkv_backup_report;
+
+/*
+** Back up the store of an open handle into directory `dest`, online: the
+** copy is the store as of its last commit, taken while other handles and
+** threads go on writing.  Sealed segments never change, so they are
+** hard-linked when dest is on the same file system, else copied; the
+** active segment is copied up to its last commit; hint files come along.
+** dest must not exist, or be an empty directory, or (with
+** TKV_BACKUP_INCREMENTAL) hold an earlier backup.  The identity file is
+** written last and everything is synced, so dest is a store only once the
+** backup is whole.  Restore by opening dest (or a copy of it) as a store.
+*/
+int tkv_backup(tkv_db *db, const char *dest, unsigned flags,
+               tkv_progress_fn progress_fn, void *ctx,
+               tkv_backup_report *rep);
+
+typedef struct tkv_segment_info {
+  uint32_t id;              /* file id: NNNNNNNNNN.seg */
+  int active;               /* being appended to */
+  uint64_t bytes;           /* bytes of records in the file */
+  uint64_t live_bytes;      /* bytes of the records live keys point at */
+  uint64_t hint_bytes;      /* size of its hint file, 0 if none */
+} tkv_segment_info;
+
+/* The segments of the store, in replay order, with how much of each is
+** live: *pa (release with tkv_free) gets *pn entries. */
+int tkv_segments(tkv_db *db, tkv_segment_info **pa, int *pn);
+
+typedef struct tkv_salvage_report {
+  uint64_t records;         /* committed records copied into the new store */
+  uint64_t keys;            /* keys in the new store */
+  uint64_t damaged;         /* damaged regions skipped */
+  uint64_t damaged_bytes;   /* bytes in them */
+  uint64_t usec;            /* duration, microseconds */
+} tkv_salvage_report;
+
+/*
+** Copy every readable committed record of the (possibly damaged, closed)
+** store in `src` into a new store at `dest`, in replay order, so that each
+** key gets the last value that can still be read.  Every region that
+** cannot be read goes to problem_fn with its file and offset.  `src` is
+** only read.  TKV_OK even when damage was skipped (see rep->damaged).
+*/
+int tkv_salvage(const char *src, const char *dest, tkv_problem_fn problem_fn,
+                tkv_progress_fn progress_fn, void *ctx,
+                tkv_salvage_report *rep);
+
 #ifdef __cplusplus
 }
 #endif

@@ -203,6 +203,18 @@ int64_t txn_count_delta(tkv_db *db){
   return db->txn ? db->txn->count_delta : 0;
 }
 
+/*
+** End of the committed records of the active segment: where the records of
+** the transaction in progress (if any) begin, else the end of the data.
+** Backup and check read the active segment up to here.  Caller holds mu.
+*/
+uint64_t txn_committed_end(tkv_engine *e){
+  tkv_db *w = e->writer;
+  uint64_t end = e->active ? e->active->end : 0;
+  if( w && w->txn && w->txn->start_off < end ) return w->txn->start_off;
+  return end;
+}
+
 /* ------------------------------------------------------- Writer slot. */
 
 /*

@@ -5,6 +5,11 @@
 **                         return the bytes of disk space reclaimed
 **   tinkv_stats(name)     a JSON object describing the store
 **   tinkv_version()       the extension's and store format's version
+**   tinkv_check(name)     check every record and hint file of the store:
+**                         'ok', or one line per problem (file, offset, what)
+**   tinkv_backup(name, dir [, 'incremental'])
+**                         an online copy of the store as of its last commit
+**                         into dir; a JSON object saying what was copied
 **
 ** `name` is a table of the calling connection: "kv" (resolved like SQLite
 ** resolves an unqualified name: temp, main, then attached databases) or
@@ -142,6 +147,100 @@ static void statsFunc(sqlite3_context *ctx, int argc, sqlite3_value **argv){
   sqlite3_result_text(ctx, zJson, -1, sqlite3_free);
 }
 
+/* Report an engine failure on ctx. */
+static void engineError(sqlite3_context *ctx, TinkvTable *pTab, int rc,
+                        const char *zWhat){
+  char *zErr = 0;
+  rc = tinkvStatus(rc, pTab->zPath, &zErr);
+  sqlite3_result_error(ctx, zErr ? zErr : zWhat, -1);
+  sqlite3_result_error_code(ctx, rc);
+  sqlite3_free(zErr);
+}
+
+/* tinkv_check's problem callback: one line per problem. */
+static void checkProblem(void *pCtx, const char *zFile, uint64_t iOff,
+                         const char *zWhat){
+  sqlite3_str *pStr = (sqlite3_str*)pCtx;
+  if( sqlite3_str_length(pStr)>0 ) sqlite3_str_appendchar(pStr, 1, '\n');
+  sqlite3_str_appendf(pStr, "%s: offset %llu: %s", zFile,
+                      (unsigned long long)iOff, zWhat);
+}
+
+/*
+** tinkv_check(name): 'ok', or the problems, one per line, as PRAGMA
+** integrity_check reports them.  Reads the store while it is in use: the
+** files as of the last commit.
+*/
+static void checkFunc(sqlite3_context *ctx, int argc, sqlite3_value **argv){
+  TinkvTable *pTab = tableArgument(ctx, argv[0]);
+  sqlite3_str *pStr;
+  tkv_check_report rep;
+  char *z;
+  int rc;
+  (void)argc;
+  if( pTab==0 ) return;
+  pStr = sqlite3_str_new(0);
+  rc = tkv_check_db(pTab->pKv, checkProblem, 0, pStr, &rep);
+  if( rc!=TKV_OK && rc!=TKV_CORRUPT ){
+    sqlite3_free(sqlite3_str_finish(pStr));
+    engineError(ctx, pTab, rc, "tinkv: check failed");
+    return;
+  }
+  if( rep.problems==0 ) sqlite3_str_appendall(pStr, "ok");
+  if( sqlite3_str_errcode(pStr) ){
+    sqlite3_free(sqlite3_str_finish(pStr));
+    sqlite3_result_error_nomem(ctx);
+    return;
+  }
+  z = sqlite3_str_finish(pStr);
+  sqlite3_result_text(ctx, z, -1, sqlite3_free);
+}
+
+/*
+** tinkv_backup(name, dir [, 'incremental']): back the store up into dir
+** (see tkv_backup) and return what was done as a JSON object.
+*/
+static void backupFunc(sqlite3_context *ctx, int argc, sqlite3_value **argv){
+  TinkvTable *pTab = tableArgument(ctx, argv[0]);
+  const char *zDir, *zMode = 0;
+  tkv_backup_report rep;
+  unsigned flags = 0;
+  char *z;
+  int rc;
+  if( pTab==0 ) return;
+  zDir = (const char*)sqlite3_value_text(argv[1]);
+  if( sqlite3_value_type(argv[1])!=SQLITE_TEXT || zDir==0 || zDir[0]==0 ){
+    sqlite3_result_error(ctx, "tinkv_backup: the second argument must be the "
+                         "backup directory (TEXT)", -1);
+    return;
+  }
+  if( argc==3 ) zMode = (const char*)sqlite3_value_text(argv[2]);
+  if( zMode && sqlite3_stricmp(zMode, "incremental")==0 ){
+    flags |= TKV_BACKUP_INCREMENTAL;
+  }else if( argc==3 && (zMode==0 || sqlite3_stricmp(zMode, "full")!=0) ){
+    sqlite3_result_error(ctx, "tinkv_backup: the third argument must be "
+                         "'incremental' or 'full'", -1);
+    return;
+  }
+  rc = tkv_backup(pTab->pKv, zDir, flags, 0, 0, &rep);
+  if( rc!=TKV_OK ){
+    engineError(ctx, pTab, rc, "tinkv: backup failed");
+    return;
+  }
+  z = sqlite3_mprintf("{\"files\":%llu,\"linked\":%llu,\"copied\":%llu,"
+      "\"bytes_copied\":%llu,\"kept\":%llu,\"removed\":%llu,"
+      "\"usec\":%llu}",
+      (unsigned long long)rep.files, (unsigned long long)rep.linked,
+      (unsigned long long)rep.copied, (unsigned long long)rep.bytes_copied,
+      (unsigned long long)rep.kept, (unsigned long long)rep.removed,
+      (unsigned long long)rep.usec);
+  if( z==0 ){
+    sqlite3_result_error_nomem(ctx);
+    return;
+  }
+  sqlite3_result_text(ctx, z, -1, sqlite3_free);
+}
+
 /* tinkv_version(): e.g. "0.1.0 (format 1)". */
 static void versionFunc(sqlite3_context *ctx, int argc, sqlite3_value **argv){
   (void)argc; (void)argv;
@@ -161,6 +260,18 @@ int tinkvRegisterFunctions(sqlite3 *db, TinkvConn *pConn){
   if( rc==SQLITE_OK ){
     rc = sqlite3_create_function(db, "tinkv_stats", 1, eDirect, pConn,
                                  statsFunc, 0, 0);
+  }
+  if( rc==SQLITE_OK ){
+    rc = sqlite3_create_function(db, "tinkv_check", 1, eDirect, pConn,
+                                 checkFunc, 0, 0);
+  }
+  if( rc==SQLITE_OK ){
+    rc = sqlite3_create_function(db, "tinkv_backup", 2, eDirect, pConn,
+                                 backupFunc, 0, 0);
+  }
+  if( rc==SQLITE_OK ){
+    rc = sqlite3_create_function(db, "tinkv_backup", 3, eDirect, pConn,
+                                 backupFunc, 0, 0);
   }
   if( rc==SQLITE_OK ){
     rc = sqlite3_create_function(db, "tinkv_version", 0, eInnocuous, 0,

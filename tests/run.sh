@@ -35,6 +35,15 @@ if [ -z "$mode" ] && [ -x tests/server.sh ] && [ -x "$build/tinkv-server" ]; the
   passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0}))
   [ $rc -ne 0 ] && { [ "${f:-0}" = 0 ] && failed=$((failed + 1)); failures="$failures server"; }
 fi
+# tinkvctl and the SQL check/backup functions.
+if [ -z "$mode" ] && [ -f tests/tools.sh ] && [ -x "$build/tinkvctl" ]; then
+  sh tests/tools.sh "$build" >"$tmp/tools" 2>&1; rc=$?
+  cat "$tmp/tools"
+  p=$(sed -n 's/^tools: \([0-9]*\) passed, \([0-9]*\) failed$/\1/p' "$tmp/tools")
+  f=$(sed -n 's/^tools: \([0-9]*\) passed, \([0-9]*\) failed$/\2/p' "$tmp/tools")
+  passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0}))
+  [ $rc -ne 0 ] && { [ "${f:-0}" = 0 ] && failed=$((failed + 1)); failures="$failures tools"; }
+fi
 # Install, pkg-config, `.load tinkv` by name, exported symbols, static link.
 if [ -z "$mode" ] && [ -f tests/install.sh ]; then
   sh tests/install.sh "$build" >"$tmp/inst" 2>&1; rc=$?

@@ -1,0 +1,135 @@
+#!/bin/sh
+# tinkvctl and the SQL functions tinkv_check / tinkv_backup, used as an
+# operator would use them.
+#   tests/tools.sh BUILD
+# Checks: stat; check passes a sound store (exit 0) and flags a damaged one
+# (exit 1, "FILE: offset N: ..." lines); dump | load round-trips every SQL
+# value type and key type through the text stream; load refuses a stream
+# cut short, naming the line; backup from SQL while the table is in use,
+# restored with CREATE VIRTUAL TABLE ... USING tinkv('<backup>'), equals the
+# original; incremental backup; tinkvctl backup and compact; salvage of a
+# damaged store recovers every other key; no progress bar when stderr is
+# not a terminal.  Prints "tools: N passed, M failed".
+set -u
+build=${1:-build}
+root=$(pwd -P)
+so="$root/$build/tinkv"
+ctl="$root/$build/tinkvctl"
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+passed=0; failed=0
+ok()  { passed=$((passed + 1)); echo "ok   $1"; }
+bad() { failed=$((failed + 1)); echo "FAIL $1"; sed 's/^/     /' "$tmp/log" 2>/dev/null | tail -n 15; }
+check() { name=$1; shift; if "$@" >"$tmp/log" 2>&1; then ok "$name"; else bad "$name"; fi; }
+sql() { sqlite3 -batch -cmd ".load $so" "$@"; }
+
+if [ ! -x "$ctl" ]; then
+  echo "tools: $ctl is missing (run make first)"; echo "tools: 0 passed, 1 failed"; exit 1
+fi
+
+# A table with every value type under every key type.
+cat >"$tmp/fill.sql" <<SQL
+CREATE VIRTUAL TABLE kv USING tinkv('$tmp/kv', max_file_size=4096);
+INSERT INTO kv VALUES (1, 42), (2, -9223372036854775808), (3, 2.5),
+  (4, -0.0), (5, 'text'), (6, ''), (7, x''), (8, x'00ff10'), (9, NULL),
+  ('héllo', 'wörld ✓'), ('line', 'a' || char(10) || 'b\\c'),
+  (x'0001', 1e308), (2.25, zeroblob(3000)), ('big', randomblob(20000));
+WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c WHERE i<300)
+  INSERT INTO kv SELECT 'k' || i, printf('%.*c', i, 'v') FROM c;
+UPDATE kv SET value = value || '!' WHERE key GLOB 'k1*';
+DELETE FROM kv WHERE key GLOB 'k2*';
+SQL
+check "fill a table" sql "$tmp/app.db" <"$tmp/fill.sql"
+listing() {   # every row, typed, of the tinkv table on store $1
+  sql :memory: "CREATE VIRTUAL TABLE t USING tinkv('$1');" \
+    "SELECT typeof(key), quote(key), typeof(value), quote(value) FROM t ORDER BY key;"
+}
+listing "$tmp/kv" >"$tmp/orig.txt" 2>&1
+nrows=$(sql "$tmp/app.db" "SELECT count(*) FROM kv;" 2>&1)
+echo "$nrows" >"$tmp/log"
+check "the table has every row" test "$nrows" -eq 203 -a -s "$tmp/orig.txt"
+
+check "stat" sh -c "'$ctl' stat '$tmp/kv' | grep -q '^keys: *203$'"
+check "stat lists segments with dead ratios" sh -c \
+  "'$ctl' stat '$tmp/kv' | grep -Eq '^  [0-9]{10} .*%'"
+check "check passes a sound store" "$ctl" check "$tmp/kv"
+check "check prints ok" sh -c "'$ctl' check '$tmp/kv' | grep -q ': ok$'"
+check "no progress bar off a terminal" sh -c \
+  "'$ctl' check '$tmp/kv' 2>'$tmp/err' >/dev/null && test ! -s '$tmp/err'"
+
+# dump | load round trip, then the SQL view of the loaded store.
+check "dump" sh -c "'$ctl' dump '$tmp/kv' >'$tmp/dump.txt'"
+check "dump stream header and trailer" sh -c \
+  "head -n 1 '$tmp/dump.txt' | grep -qx 'tinkv-dump 1' && tail -n 1 '$tmp/dump.txt' | grep -qx 'DATA=END records=203'"
+check "load" sh -c "'$ctl' load '$tmp/loaded' <'$tmp/dump.txt'"
+listing "$tmp/loaded" >"$tmp/loaded.txt" 2>&1
+check "dump | load keeps every value type" cmp "$tmp/orig.txt" "$tmp/loaded.txt"
+check "dump of the loaded store is the same stream" sh -c \
+  "'$ctl' dump '$tmp/loaded' | cmp - '$tmp/dump.txt'"
+head -n 100 "$tmp/dump.txt" >"$tmp/cut.txt"
+"$ctl" load "$tmp/cutload" "$tmp/cut.txt" >"$tmp/out" 2>&1; rc=$?
+check "load refuses a stream cut short, naming the line" sh -c \
+  "[ $rc = 2 ] && grep -q 'line 100: no DATA=END' '$tmp/out'"
+printf 'not a dump\n' >"$tmp/junk.txt"
+"$ctl" load "$tmp/junkload" "$tmp/junk.txt" >"$tmp/out" 2>&1; rc=$?
+check "load refuses something else" sh -c "[ $rc = 2 ] && grep -q 'line 1' '$tmp/out'"
+
+# SQL: check and backup while the table is in use (an open write
+# transaction on it), restore, compare; then incremental.
+out=$(sql "$tmp/app.db" "SELECT tinkv_check('kv');" 2>&1)
+echo "$out" >"$tmp/log"
+check "SELECT tinkv_check('kv') is ok" test "$out" = ok
+out=$(sql "$tmp/app.db" "BEGIN; INSERT INTO kv VALUES('uncommitted', 1);" \
+  "SELECT json_extract(tinkv_backup('kv', '$tmp/bk1'), '\$.files') > 0;" \
+  "ROLLBACK;" 2>&1)
+echo "$out" >"$tmp/log"
+check "SELECT tinkv_backup('kv', dir) inside a write transaction" test "$out" = 1
+listing "$tmp/bk1" >"$tmp/bk1.txt" 2>&1
+check "the backup restores to the committed state" cmp "$tmp/orig.txt" "$tmp/bk1.txt"
+check "tinkvctl check passes the backup" "$ctl" check "$tmp/bk1"
+sql "$tmp/app.db" "INSERT INTO kv VALUES('later', 'x');" >/dev/null 2>&1
+out=$(sql "$tmp/app.db" \
+  "SELECT json_extract(tinkv_backup('kv', '$tmp/bk1', 'incremental'), '\$.kept') > 0;" 2>&1)
+echo "$out" >"$tmp/log"
+check "incremental backup keeps the files it has" test "$out" = 1
+out=$(sql :memory: "CREATE VIRTUAL TABLE r USING tinkv('$tmp/bk1');" \
+  "SELECT value FROM r WHERE key = 'later';" 2>&1)
+echo "$out" >"$tmp/log"
+check "the incremental backup has the new row" test "$out" = x
+out=$(sql "$tmp/app.db" "SELECT tinkv_backup('kv', '$tmp/bk1');" 2>&1)
+echo "$out" >"$tmp/log"
+check "a full backup into a non-empty directory is refused" sh -c \
+  "echo '$out' | grep -q 'not empty'"
+
+# tinkvctl backup and compact on a closed store.
+check "tinkvctl backup" "$ctl" backup "$tmp/kv" "$tmp/bk2"
+check "tinkvctl backup -i" "$ctl" backup "$tmp/kv" "$tmp/bk2" -i
+listing "$tmp/kv" >"$tmp/now.txt" 2>&1
+listing "$tmp/bk2" >"$tmp/bk2.txt" 2>&1
+check "tinkvctl backup restores equal" cmp "$tmp/now.txt" "$tmp/bk2.txt"
+check "tinkvctl compact" sh -c "'$ctl' compact '$tmp/bk2' | grep -q 'bytes freed'"
+listing "$tmp/bk2" >"$tmp/bk2c.txt" 2>&1
+check "compaction keeps every row" cmp "$tmp/now.txt" "$tmp/bk2c.txt"
+
+# Damage: one flipped byte in the middle of the first segment.
+cp -r "$tmp/kv" "$tmp/dmg"
+seg=$(ls "$tmp/dmg"/*.seg | head -n 1)
+printf '\377' | dd of="$seg" bs=1 seek=100 conv=notrunc 2>/dev/null
+"$ctl" check "$tmp/dmg" >"$tmp/out" 2>&1; rc=$?
+check "check flags the damage (exit 1)" test $rc = 1
+check "check names file and offset" grep -q "$(basename "$seg"): offset [0-9]*:" "$tmp/out"
+"$ctl" salvage "$tmp/dmg" "$tmp/saved" >"$tmp/out" 2>&1; rc=$?
+check "salvage reports what it could not save (exit 1)" sh -c \
+  "[ $rc = 1 ] && grep -q 'not saved' '$tmp/out'"
+check "the salvaged store passes check" "$ctl" check "$tmp/saved"
+listing "$tmp/saved" >"$tmp/saved.txt" 2>&1
+# Every row but the damaged record's key is as it was.
+sort "$tmp/now.txt" >"$tmp/a"; sort "$tmp/saved.txt" >"$tmp/b"
+missing=$(comm -23 "$tmp/a" "$tmp/b" | wc -l)
+echo "rows lost: $missing" >"$tmp/log"
+check "salvage keeps every undamaged row" test "$missing" -eq 1
+
+check "usage errors exit 2" sh -c "'$ctl' frobnicate; [ \$? = 2 ]"
+check "version" sh -c "'$ctl' version | grep -q '^tinkvctl '"
+
+echo "tools: $passed passed, $failed failed"
+[ "$failed" = 0 ]
