@@ -137,7 +137,11 @@ static int prepare_dest(backup *b, const char *dest, const char *storedir){
     }
     snprintf(path, sizeof path, "%s/%s", canon, de->d_name);
     if( stat(path, &st) ){ rc = tkv_err_sys(errno, "cannot stat", path); break; }
-    snprintf(b->have[b->nhave].name, sizeof b->have[0].name, "%s", de->d_name);
+    {
+      size_t nlen = strlen(de->d_name);     /* is_store_name: < 20 bytes */
+      if( nlen>=sizeof b->have[0].name ) continue;
+      memcpy(b->have[b->nhave].name, de->d_name, nlen + 1);
+    }
     b->have[b->nhave].size = (uint64_t)st.st_size;
     b->have[b->nhave].keep = 0;
     b->nhave++;

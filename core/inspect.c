@@ -54,7 +54,7 @@ int tkv_segments(tkv_db *db, tkv_segment_info **pa, int *pn){
   qsort(ix, (size_t)n, sizeof *ix, cmp_id);
   for(en = kd_iter_seek(&it, e->index, NULL, 0, 0); en; en = kd_iter_next(&it)){
     tkv_loc loc;
-    id_ix key, *hit;
+    id_ix key = {0, 0}, *hit;
     if( kd_entry_flags(en) & ENTRY_NEW ) continue;    /* not committed */
     loc = kd_entry_loc(en);
     key.id = loc.file;

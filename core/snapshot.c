@@ -143,7 +143,7 @@ static int parse_name(const char *name, const char *suffix, uint32_t *pid){
 }
 
 int snap_open_dir(const char *dir, snap *s){
-  char canon[PATH_MAX], path[PATH_MAX + 32];
+  char canon[PATH_MAX], path[PATH_MAX + 300];
   DIR *d;
   struct dirent *de;
   int rc = TKV_OK, cap = 0;

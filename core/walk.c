@@ -171,16 +171,14 @@ int walk_image(const uint8_t *img, uint64_t size, uint64_t start,
         break;
       case TKV_REC_COMMIT: {
         uint32_t count = tkv_get32(img + pos + TKV_REC_HDR);
-        if( g.broken ){
-          /* Committed, with damage inside (reported already): its
-          ** readable records are committed data. */
-          rc = group_emit(img, &g, cb);
-        }else if( count!=g.n ){
+        if( !g.broken && count!=g.n ){
           damage(cb, res, g.n ? g.first : pos,
                  res->data_end - (g.n ? g.first : pos),
                  "a COMMIT whose count does not match its transaction's "
                  "records (the open of the store discards them)");
         }else{
+          /* A whole group; or one with damage inside (reported already),
+          ** whose readable records are still committed data. */
           rc = group_emit(img, &g, cb);
         }
         g.n = 0;
