@@ -167,7 +167,9 @@ test-build: $(ALL_TARGETS) $(UNIT_BIN) $(EXTT_BIN)
 deps:
 	@sh tests/deps.sh test
 
-demo: deps
+# The demo needs only a compiler, SQLite's headers and its shell.
+demo:
+	@sh tests/deps.sh demo
 	$(MAKE) $(SO)
 	rm -rf $(BUILD)/demo.db $(BUILD)/demo.db-kv.tinkv
 	cd $(BUILD) && sqlite3 demo.db < $(CURDIR)/sql/demo.sql

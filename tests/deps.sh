@@ -3,9 +3,15 @@
 #   tests/deps.sh test    what `make`, `make demo` and `make test` need
 #   tests/deps.sh bench   what `make bench` adds (benchmark peers only)
 #   tests/deps.sh ci      the test packages plus the static checkers CI runs
+#   tests/deps.sh demo    what `make demo` needs: a compiler, SQLite's headers
+#                         and its shell (the extension and nothing else)
 set -u
 want="gcc make libsqlite3-dev sqlite3 libcmocka-dev libevent-dev libmicrohttpd-dev
-      redis-tools redis-server nutcracker curl python3 clang libclang-rt-14-dev"
+      redis-tools redis-server nutcracker curl python3 clang libclang-rt-14-dev
+      pkg-config"
+if [ "${1:-test}" = demo ]; then
+  want="gcc make libsqlite3-dev sqlite3"
+fi
 if [ "${1:-test}" = ci ]; then
   want="$want cppcheck clang-tidy"
 fi

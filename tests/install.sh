@@ -78,6 +78,11 @@ mk -n -B CPPFLAGS=-DTINKV_CPPFLAGS_SEEN LDFLAGS=-Wl,-O1 all >"$tmp/dry" 2>&1
 check "CPPFLAGS honoured" grep -q "TINKV_CPPFLAGS_SEEN.*-c core/store.c" "$tmp/dry"
 check "LDFLAGS honoured" grep -q -- "-Wl,-O1.*-shared" "$tmp/dry"
 
+# `make demo` asks only for the demo's packages (compiler, SQLite, shell).
+mk -n demo >"$tmp/dry" 2>&1
+check "make demo needs only the demo's packages" sh -c \
+  "grep -q 'deps.sh demo' '$tmp/dry' && ! grep -q 'deps.sh test' '$tmp/dry'"
+
 check "make uninstall" mk uninstall DESTDIR="$dest" PREFIX=/usr
 left=$(find "$dest" -type f | sed "s|^$dest||")
 echo "$left" >"$tmp/log"

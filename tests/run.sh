@@ -44,6 +44,15 @@ if [ -z "$mode" ] && [ -f tests/tools.sh ] && [ -x "$build/tinkvctl" ]; then
   passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0}))
   [ $rc -ne 0 ] && { [ "${f:-0}" = 0 ] && failed=$((failed + 1)); failures="$failures tools"; }
 fi
+# Every code block of README.md, run as shown.
+if [ -z "$mode" ] && [ -f tests/readme.sh ]; then
+  sh tests/readme.sh "$build" >"$tmp/readme" 2>&1; rc=$?
+  cat "$tmp/readme"
+  p=$(sed -n 's/^readme: \([0-9]*\) passed, \([0-9]*\) failed.*/\1/p' "$tmp/readme")
+  f=$(sed -n 's/^readme: \([0-9]*\) passed, \([0-9]*\) failed.*/\2/p' "$tmp/readme")
+  passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0}))
+  [ $rc -ne 0 ] && { [ "${f:-0}" = 0 ] && failed=$((failed + 1)); failures="$failures readme"; }
+fi
 # Install, pkg-config, `.load tinkv` by name, exported symbols, static link.
 if [ -z "$mode" ] && [ -f tests/install.sh ]; then
   sh tests/install.sh "$build" >"$tmp/inst" 2>&1; rc=$?
