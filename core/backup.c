@@ -332,5 +332,11 @@ int tkv_backup(tkv_db *db, const char *dest, unsigned flags,
   tkv_mem_free(b.hint_do);
   tkv_mem_free(b.have);
   rep->usec = now_usec() - t0;
+  if( rc==TKV_OK ){
+    pthread_mutex_lock(&db->e->mu);
+    db->e->backups++;
+    db->e->last_backup_usec = rep->usec;
+    pthread_mutex_unlock(&db->e->mu);
+  }
   return rc;
 }

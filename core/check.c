@@ -255,15 +255,18 @@ static int check_segment(checker *c, const snap_file *f, int live){
   walk_cb cb;
   uint64_t len = (live && f->active) ? f->seg_end : f->seg_size;
   uint8_t *map = NULL;
+  uint64_t start;
   int rc = TKV_OK;
   c->rep->files++;
   c->file = f->seg_path;
   c->nrec = 0;
   if( seg_header(c, f, &h) ){
     /* Records may still be sound; walk them to report what else is wrong. */
-    memset(&h, 0, sizeof h);
+    start = walk_data_start(NULL);
+  }else{
+    start = walk_data_start(&h);
   }
-  if( len>TKV_FILE_HDR ){
+  if( len>start ){
     map = mmap(NULL, (size_t)len, PROT_READ, MAP_SHARED, f->seg_fd, 0);
     if( map==MAP_FAILED ) return tkv_err_sys(errno, "cannot map", f->seg_path);
   }
@@ -274,7 +277,7 @@ static int check_segment(checker *c, const snap_file *f, int live){
   cb.ctx = c;
   memset(&res, 0, sizeof res);
   if( map ){
-    rc = walk_image(map, len, TKV_FILE_HDR, live && f->active, &cb, &res);
+    rc = walk_image(map, len, start, live && f->active, &cb, &res);
   }
   if( rc ) rc = c->nomem ? tkv_err_nomem() : rc;
   c->rep->records += res.records;
@@ -351,5 +354,9 @@ int tkv_check_db(tkv_db *db, tkv_problem_fn problem_fn,
   if( rc ) return rc;
   rc = check_snap(&s, problem_fn, progress_fn, ctx, rep);
   snap_free(&s);
+  pthread_mutex_lock(&db->e->mu);
+  db->e->checks++;
+  db->e->last_check_usec = rep->usec;
+  pthread_mutex_unlock(&db->e->mu);
   return rc;
 }

@@ -64,6 +64,8 @@ struct tkv_engine {
   tkv_engine *next;           /* registry list */
   tkv_options opts;
   int lock_fd;
+  /* Operations run on the open store (tkv_check_db, tkv_backup); mu. */
+  uint64_t checks, last_check_usec, backups, last_backup_usec;
 
   pthread_mutex_t mu;
   pthread_cond_t idle;        /* signalled when the writer slot frees */

@@ -35,7 +35,7 @@ typedef struct salvager {
 } salvager;
 
 /* A segment in replay order. */
-typedef struct order { uint32_t base, id; int ix; } order;
+typedef struct order { uint32_t base, id; int ix; uint64_t start; } order;
 
 static int cmp_order(const void *a, const void *b){
   const order *x = a, *y = b;
@@ -113,10 +113,12 @@ int tkv_salvage(const char *src, const char *dest, tkv_problem_fn problem_fn,
     const char *why = "cut short";
     ord[i].id = ord[i].base = s.a[i].id;
     ord[i].ix = i;
+    ord[i].start = walk_data_start(NULL);
     sv.total += s.a[i].seg_size;
     if( pread(s.a[i].seg_fd, buf, sizeof buf, 0)==(ssize_t)sizeof buf
      && tkv_file_hdr_decode(buf, TKV_MAGIC_SEG, &h, &why)==0 ){
       ord[i].base = h.base;
+      ord[i].start = walk_data_start(&h);
     }else{
       sv.file = s.a[i].seg_path;
       on_damage(&sv, 0, TKV_FILE_HDR, why);
@@ -133,7 +135,7 @@ int tkv_salvage(const char *src, const char *dest, tkv_problem_fn problem_fn,
     walk_cb cb;
     walk_result res;
     uint8_t *map;
-    if( f->seg_size<=TKV_FILE_HDR ) continue;
+    if( f->seg_size<=ord[k].start ) continue;
     map = mmap(NULL, (size_t)f->seg_size, PROT_READ, MAP_SHARED, f->seg_fd, 0);
     if( map==MAP_FAILED ){
       rc = tkv_err_sys(errno, "cannot map", f->seg_path);
@@ -145,7 +147,7 @@ int tkv_salvage(const char *src, const char *dest, tkv_problem_fn problem_fn,
     cb.progress = on_progress;
     cb.ctx = &sv;
     sv.file = f->seg_path;
-    rc = walk_image(map, f->seg_size, TKV_FILE_HDR, 0, &cb, &res);
+    rc = walk_image(map, f->seg_size, ord[k].start, 0, &cb, &res);
     munmap(map, (size_t)f->seg_size);
     sv.base_done += f->seg_size;
   }

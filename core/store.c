@@ -898,6 +898,10 @@ int tkv_stats_get(tkv_db *db, tkv_stats *st){
   st->keydir_bytes = kd_arena_bytes(e->arena) + kd_index_bytes(e->index);
   st->compact_threshold = e->opts.compact_threshold;
   st->last_compact_rc = e->last_compact_rc;
+  st->checks = e->checks;
+  st->last_check_usec = e->last_check_usec;
+  st->backups = e->backups;
+  st->last_backup_usec = e->last_backup_usec;
   pthread_mutex_unlock(&e->mu);
   return TKV_OK;
 }

@@ -266,6 +266,10 @@ typedef struct tkv_stats {
                             ** tombstones and commit records */
   uint64_t files;           /* segment files */
   uint64_t disk_bytes;      /* bytes of all files of the store */
+  uint64_t checks;          /* tkv_check_db runs since open */
+  uint64_t last_check_usec; /* how long the last one took, microseconds */
+  uint64_t backups;         /* tkv_backup runs since open (successful) */
+  uint64_t last_backup_usec;/* how long the last one took, microseconds */
   uint64_t compactions;     /* compactions run since open */
   uint64_t last_reclaimed;  /* bytes reclaimed by the last compaction */
   uint64_t keydir_bytes;    /* memory held by the keydir */
@@ -274,6 +278,15 @@ typedef struct tkv_stats {
 } tkv_stats;
 
 int tkv_stats_get(tkv_db *db, tkv_stats *st);
+
+/*
+** The statistics as one JSON object in a new string (release with
+** tkv_free): every field of tkv_stats under its name here, plus
+** "last_compact_status" (tkv_strerror of last_compact_rc) and "path"
+** (`path`, or the store's directory when NULL).  Every front end (SQL
+** tinkv_stats(), the server's /v1/stats) shows this same object.
+*/
+int tkv_stats_json(tkv_db *db, const char *path, char **pjson);
 
 /*
 ** Compact now: rewrite the live records into new segments with hint files,

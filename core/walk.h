@@ -11,6 +11,15 @@
 #define TKV_WALK_H
 
 #include <stdint.h>
+#include "format.h"
+
+/* Where the records of a segment whose header is h begin (h NULL: a
+** header that cannot be read, assumed the current format's).  Format 1:
+** right after the header.  The one place check and salvage learn it. */
+static inline uint64_t walk_data_start(const tkv_file_hdr *h){
+  (void)h;
+  return TKV_FILE_HDR;
+}
 
 typedef struct walk_rec {
   int type;                 /* enum tkv_rec_type */

@@ -88,33 +88,20 @@ static void compactFunc(sqlite3_context *ctx, int argc, sqlite3_value **argv){
   sqlite3_result_int64(ctx, (sqlite3_int64)nReclaimed);
 }
 
-/* Append z to pStr as a JSON string. */
-static void appendJsonString(sqlite3_str *pStr, const char *z){
-  sqlite3_str_appendchar(pStr, 1, '"');
-  for(; *z; z++){
-    unsigned char c = (unsigned char)*z;
-    if( c=='"' || c=='\\' ){
-      sqlite3_str_appendf(pStr, "\\%c", c);
-    }else if( c<0x20 ){
-      sqlite3_str_appendf(pStr, "\\u%04x", c);
-    }else{
-      sqlite3_str_appendchar(pStr, 1, (char)c);
-    }
-  }
-  sqlite3_str_appendchar(pStr, 1, '"');
-}
+/* SQLite's JSON functions take a value with this subtype as JSON (an
+** object to nest), not as a string to quote. */
+#define TINKV_JSON_SUBTYPE 74
 
-/* tinkv_stats(name): the engine's statistics as a JSON object. */
+/* tinkv_stats(name): the engine's statistics as a JSON object, the same
+** one the server's /v1/stats returns (tkv_stats_json). */
 static void statsFunc(sqlite3_context *ctx, int argc, sqlite3_value **argv){
   TinkvTable *pTab = tableArgument(ctx, argv[0]);
-  tkv_stats st;
-  sqlite3_str *pStr;
   char *zErr = 0;
-  char *zJson;
+  char *zJson = 0;
   int rc;
   (void)argc;
   if( pTab==0 ) return;
-  rc = tkv_stats_get(pTab->pKv, &st);
+  rc = tkv_stats_json(pTab->pKv, pTab->zPath, &zJson);
   if( rc!=TKV_OK ){
     rc = tinkvStatus(rc, pTab->zPath, &zErr);
     sqlite3_result_error(ctx, zErr ? zErr : "tinkv: stats failed", -1);
@@ -122,29 +109,9 @@ static void statsFunc(sqlite3_context *ctx, int argc, sqlite3_value **argv){
     sqlite3_free(zErr);
     return;
   }
-  pStr = sqlite3_str_new(0);
-  sqlite3_str_appendf(pStr, "{\"keys\":%llu,\"live_bytes\":%llu,"
-      "\"stale_bytes\":%llu,\"files\":%llu,\"disk_bytes\":%llu,"
-      "\"compactions\":%llu,\"last_reclaimed\":%llu,\"keydir_bytes\":%llu,"
-      "\"compact_threshold\":%llu,\"last_compact_status\":",
-      (unsigned long long)st.keys, (unsigned long long)st.live_bytes,
-      (unsigned long long)st.stale_bytes, (unsigned long long)st.files,
-      (unsigned long long)st.disk_bytes, (unsigned long long)st.compactions,
-      (unsigned long long)st.last_reclaimed,
-      (unsigned long long)st.keydir_bytes,
-      (unsigned long long)st.compact_threshold);
-  appendJsonString(pStr, tkv_strerror(st.last_compact_rc));
-  sqlite3_str_appendall(pStr, ",\"path\":");
-  appendJsonString(pStr, pTab->zPath);
-  sqlite3_str_appendchar(pStr, 1, '}');
-  rc = sqlite3_str_errcode(pStr);
-  zJson = sqlite3_str_finish(pStr);
-  if( rc!=SQLITE_OK || zJson==0 ){
-    sqlite3_free(zJson);
-    sqlite3_result_error_nomem(ctx);
-    return;
-  }
-  sqlite3_result_text(ctx, zJson, -1, sqlite3_free);
+  sqlite3_result_text(ctx, zJson, -1, SQLITE_TRANSIENT);
+  sqlite3_result_subtype(ctx, TINKV_JSON_SUBTYPE);
+  tkv_free(zJson);
 }
 
 /* Report an engine failure on ctx. */
@@ -239,6 +206,7 @@ static void backupFunc(sqlite3_context *ctx, int argc, sqlite3_value **argv){
     return;
   }
   sqlite3_result_text(ctx, z, -1, sqlite3_free);
+  sqlite3_result_subtype(ctx, TINKV_JSON_SUBTYPE);
 }
 
 /* tinkv_version(): e.g. "0.1.0 (format 1)". */

@@ -378,23 +378,14 @@ done:
   return ret;
 }
 
-/* GET /v1/stats: tkv_stats, field for field. */
+/* GET /v1/stats: tkv_stats_json, the object SQL's tinkv_stats() returns. */
 static enum MHD_Result stats(struct MHD_Connection *conn) {
-  tkv_stats st;
-  int rc = tkv_stats_get(store_db(), &st);
+  char *json = NULL;
+  int rc = tkv_stats_json(store_db(), NULL, &json);
   if (rc != TKV_OK) return send_engine_error(conn, rc);
   buf b = {0};
-  buf_printf(&b, "{\"keys\":%llu,\"live_bytes\":%llu,\"stale_bytes\":%llu,"
-             "\"files\":%llu,\"disk_bytes\":%llu,\"compactions\":%llu,"
-             "\"last_reclaimed\":%llu,\"keydir_bytes\":%llu,"
-             "\"compact_threshold\":%llu,\"last_compact_rc\":%d}\n",
-             (unsigned long long)st.keys, (unsigned long long)st.live_bytes,
-             (unsigned long long)st.stale_bytes, (unsigned long long)st.files,
-             (unsigned long long)st.disk_bytes,
-             (unsigned long long)st.compactions,
-             (unsigned long long)st.last_reclaimed,
-             (unsigned long long)st.keydir_bytes,
-             (unsigned long long)st.compact_threshold, st.last_compact_rc);
+  buf_printf(&b, "%s\n", json);
+  tkv_free(json);
   enum MHD_Result ret = send_buf(conn, MHD_HTTP_OK, "application/json", &b);
   buf_free(&b);
   return ret;

@@ -100,6 +100,14 @@ echo "$out" >"$tmp/log"
 check "a full backup into a non-empty directory is refused" sh -c \
   "echo '$out' | grep -q 'not empty'"
 
+# tinkv_stats: JSON that SQLite's JSON functions nest as an object, and
+# counts the checks and backups run above with their durations.
+out=$(sql "$tmp/app.db" "SELECT tinkv_check('kv');" \
+  "SELECT json_type(json_object('s', tinkv_stats('kv')), '\$.s'), json_extract(tinkv_stats('kv'), '\$.checks'), json_extract(tinkv_stats('kv'), '\$.last_check_usec') >= 0, json_extract(tinkv_stats('kv'), '\$.last_compact_status');" 2>&1)
+echo "$out" >"$tmp/log"
+check "tinkv_stats nests as JSON and counts checks" test "$out" = "ok
+object|1|1|ok"
+
 # tinkvctl backup and compact on a closed store.
 check "tinkvctl backup" "$ctl" backup "$tmp/kv" "$tmp/bk2"
 check "tinkvctl backup -i" "$ctl" backup "$tmp/kv" "$tmp/bk2" -i

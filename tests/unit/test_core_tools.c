@@ -349,8 +349,46 @@ static void test_check_locked_and_segments(void **state){
   tu_rmrf(dir);
 }
 
+/* The stats JSON (one writer for SQL and REST) has every field, and counts
+** checks and backups with their durations. */
+static void test_stats_json(void **state){
+  static const char *const azField[] = {
+    "keys", "live_bytes", "stale_bytes", "files", "disk_bytes",
+    "compactions", "last_reclaimed", "keydir_bytes", "compact_threshold",
+    "checks", "last_check_usec", "backups", "last_backup_usec",
+    "last_compact_rc", "last_compact_status", "path",
+  };
+  char dir[4096], bk[4200], *json, want[64];
+  tkv_db *db;
+  tkv_stats st;
+  (void)state;
+  snprintf(dir, sizeof dir, "%s", tu_tmpdir("stats"));
+  snprintf(bk, sizeof bk, "%s/bk", dir);
+  db = open_dir(tu_path(dir, "kv"), 4096);
+  for(uint32_t j=1; j<=30; j++) assert_int_equal(write_txn(db, j), TKV_OK);
+  assert_int_equal(tkv_check_db(db, problem_fail, NULL, NULL, NULL), TKV_OK);
+  assert_int_equal(tkv_check_db(db, problem_fail, NULL, NULL, NULL), TKV_OK);
+  assert_int_equal(tkv_backup(db, bk, 0, NULL, NULL, NULL), TKV_OK);
+  assert_int_equal(tkv_stats_get(db, &st), TKV_OK);
+  assert_int_equal(st.checks, 2);
+  assert_int_equal(st.backups, 1);
+  assert_true(st.last_backup_usec>0);
+  assert_int_equal(tkv_stats_json(db, "shown/path", &json), TKV_OK);
+  assert_true(json[0]=='{' && json[strlen(json)-1]=='}');
+  for(size_t i=0; i<sizeof(azField)/sizeof(azField[0]); i++){
+    snprintf(want, sizeof want, "\"%s\":", azField[i]);
+    if( !strstr(json, want) ) fail_msg("no %s in %s", azField[i], json);
+  }
+  assert_non_null(strstr(json, "\"checks\":2,"));
+  assert_non_null(strstr(json, "\"path\":\"shown/path\"}"));
+  tkv_free(json);
+  assert_int_equal(tkv_close(db), TKV_OK);
+  tu_rmrf(dir);
+}
+
 int main(void){
   const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_stats_json),
     cmocka_unit_test(test_backup_under_writer),
     cmocka_unit_test(test_incremental_backup),
     cmocka_unit_test(test_salvage_recovers_undamaged),
