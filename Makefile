@@ -283,11 +283,13 @@ $(DUR_BIN)/concurrent: tests/crash/concurrent.c $(EXT_OBJ) $(LIB) $(TESTLIB)
 # ThreadSanitizer: the concurrency tests built with clang -fsanitize=thread.
 tsan:
 	$(MAKE) BUILD=build/tsan CC=clang OPT=-O1 SAN=-fsanitize=thread \
-	  build/tsan/tests/durability/concurrent build/tsan/tests/test_core_conc
+	  build/tsan/tests/durability/concurrent build/tsan/tests/test_core_conc \
+	  build/tsan/tinkv-server
 	TMPDIR=$(DUR_TMP) TSAN_OPTIONS=halt_on_error=1:exitcode=66 \
 	  build/tsan/tests/test_core_conc
 	TMPDIR=$(DUR_TMP) TSAN_OPTIONS=halt_on_error=1:exitcode=66 \
 	  build/tsan/tests/durability/concurrent -n 200
+	TSAN_OPTIONS=halt_on_error=1:exitcode=66 sh tests/server.sh build/tsan tsan
 
 # libFuzzer targets (clang; address and undefined sanitizers), each run for
 # FUZZ_TIME seconds from the seed corpus in tests/fuzz/corpus/<target>.

@@ -13,7 +13,6 @@
 #include <unistd.h>
 
 #include "glob.h"
-#include "net.h"
 
 /*
 ** Redis's reply to a bad subcommand of cmd: for a known subcommand (one of
@@ -32,9 +31,10 @@ static void reply_bad_subcommand(session *s, const char *cmd,
     }
   }
   char up[32];
-  size_t n = 0;
-  for (; cmd[n] && n < sizeof up - 1; n++)
-    up[n] = (char)(cmd[n] >= 'a' && cmd[n] <= 'z' ? cmd[n] - 32 : cmd[n]);
+  size_t n = strlen(cmd);
+  if (n > sizeof up - 1) n = sizeof up - 1;
+  for (size_t i = 0; i < n; i++)
+    up[i] = (char)(cmd[i] >= 'a' && cmd[i] <= 'z' ? cmd[i] - 32 : cmd[i]);
   up[n] = '\0';
   resp_error(s->out, "ERR unknown subcommand '%.*s'. Try %s HELP.",
              (int)(sub->len < 128 ? sub->len : 128), sub->ptr, up);
@@ -69,6 +69,29 @@ void select_command(session *s, size_t argc, const resp_arg *argv) {
 void quit_command(session *s, size_t argc, const resp_arg *argv) {
   (void)argc; (void)argv;
   resp_status(s->out, "OK");
+  s->close_after_reply = 1;
+}
+
+/* SHUTDOWN [NOSAVE|SAVE] [NOW] [FORCE]: stop the server cleanly (every
+** write is in the store already; SAVE and NOSAVE change nothing).  As in
+** Redis the client gets no reply: its connection closes. */
+void shutdown_command(session *s, size_t argc, const resp_arg *argv) {
+  for (size_t i = 1; i < argc; i++) {
+    if (arg_is(&argv[i], "abort")) {
+      resp_error(s->out, "ERR No shutdown in progress.");
+      return;
+    }
+    if (!arg_is(&argv[i], "nosave") && !arg_is(&argv[i], "save") &&
+        !arg_is(&argv[i], "now") && !arg_is(&argv[i], "force")) {
+      reply_syntax_error(s);
+      return;
+    }
+  }
+  if (cmd_shutdown() != 0) {
+    resp_error(s->out, "ERR Errors trying to SHUTDOWN. Check logs.");
+    return;
+  }
+  srv_log("SHUTDOWN asked by client %llu", (unsigned long long)s->id);
   s->close_after_reply = 1;
 }
 
@@ -124,7 +147,7 @@ void client_command(session *s, size_t argc, const resp_arg *argv) {
   } else if (arg_is(sub, "list") && argc == 2) {
     buf list = {0};
     list.limit = srv.cfg.max_output;
-    net_client_list(&list);
+    cmd_client_list(&list);
     if (list.failed) resp_error(s->out, "ERR out of memory");
     else resp_bulk(s->out, list.data ? list.data : "", list.len);
     buf_free(&list);

@@ -46,22 +46,40 @@ void reply_not_integer(session *s);
 /* Nonzero if the argument equals the word, ignoring case. */
 int arg_is(const resp_arg *a, const char *word);
 
-/* A write through the engine that is counted into the batch. */
-int kv_write(const void *key, size_t klen, const void *val, size_t vlen,
-             unsigned flags);
-int kv_delete(const void *key, size_t klen);
+
+/* CLIENT LIST lines through the hook; SHUTDOWN through the hook (-1 if
+** none is set). */
+void cmd_client_list(buf *out);
+int cmd_shutdown(void);
+
+/* multi.c: queue a command inside MULTI; release a session's MULTI state
+** and watched keys; start listening to key changes. */
+void multi_queue(session *s, const command *c, size_t argc,
+                 const resp_arg *argv);
+void multi_free(session *s);
+void multi_init(void);
 
 /* Command implementations, by module. */
 cmd_proc get_command, set_command, setnx_command, getdel_command,
     strlen_command, append_command, incr_command, decr_command,
     incrby_command, decrby_command, mget_command, mset_command,
-    msetnx_command, setex_command;
+    msetnx_command, setex_command, expire_command, getrange_command,
+    setrange_command, getset_command, incrbyfloat_command, lcs_command;
+cmd_proc setbit_command, getbit_command, bitcount_command, bitpos_command;
 cmd_proc del_command, exists_command, dbsize_command, keys_command,
     scan_command, flushdb_command, type_command, ttl_command,
-    expire_command;
+    rename_command, renamenx_command, copy_command, touch_command,
+    randomkey_command, object_command;
 cmd_proc ping_command, echo_command, select_command, quit_command,
     info_command, config_command, client_command, command_command,
-    compact_command;
-cmd_proc multi_command, exec_command, discard_command;
+    compact_command, shutdown_command;
+cmd_proc multi_command, exec_command, discard_command, watch_command,
+    unwatch_command;
+
+/* A key's value (release with tkv_free), TKV_NOTFOUND, or an engine error
+** already replied. */
+int fetch_value(session *s, const resp_arg *key, void **pv, size_t *pn);
+/* Redis's error for a result over --max-value. */
+void reply_too_long(session *s);
 
 #endif

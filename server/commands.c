@@ -18,10 +18,13 @@
 command cmd_table[] = {
   /* name        proc             arity flags                     keys */
   {"append",    append_command,    3, CMD_WRITE,                 1, 1, 1},
+  {"bitcount",  bitcount_command, -2, CMD_READONLY,              1, 1, 1},
+  {"bitpos",    bitpos_command,   -3, CMD_READONLY,              1, 1, 1},
   {"client",    client_command,   -2, 0,                         0, 0, 0},
   {"command",   command_command,  -1, 0,                         0, 0, 0},
   {"compact",   compact_command,   1, CMD_NO_MULTI | CMD_NO_TXN, 0, 0, 0},
   {"config",    config_command,   -2, 0,                         0, 0, 0},
+  {"copy",      copy_command,     -3, CMD_WRITE,                 1, 2, 1},
   {"dbsize",    dbsize_command,    1, CMD_READONLY | CMD_FAST,   0, 0, 0},
   {"decr",      decr_command,      2, CMD_WRITE | CMD_FAST,      1, 1, 1},
   {"decrby",    decrby_command,    3, CMD_WRITE | CMD_FAST,      1, 1, 1},
@@ -34,28 +37,44 @@ command cmd_table[] = {
   {"flushall",  flushdb_command,  -1, CMD_WRITE,                 0, 0, 0},
   {"flushdb",   flushdb_command,  -1, CMD_WRITE,                 0, 0, 0},
   {"get",       get_command,       2, CMD_READONLY | CMD_FAST,   1, 1, 1},
+  {"getbit",    getbit_command,    3, CMD_READONLY | CMD_FAST,   1, 1, 1},
   {"getdel",    getdel_command,    2, CMD_WRITE | CMD_FAST,      1, 1, 1},
+  {"getrange",  getrange_command,  4, CMD_READONLY,              1, 1, 1},
+  {"getset",    getset_command,    3, CMD_WRITE | CMD_FAST,      1, 1, 1},
   {"incr",      incr_command,      2, CMD_WRITE | CMD_FAST,      1, 1, 1},
   {"incrby",    incrby_command,    3, CMD_WRITE | CMD_FAST,      1, 1, 1},
+  {"incrbyfloat", incrbyfloat_command, 3, CMD_WRITE | CMD_FAST,  1, 1, 1},
   {"info",      info_command,     -1, 0,                         0, 0, 0},
   {"keys",      keys_command,      2, CMD_READONLY,              0, 0, 0},
+  {"lcs",       lcs_command,      -3, CMD_READONLY,              1, 2, 1},
   {"mget",      mget_command,     -2, CMD_READONLY | CMD_FAST,   1, -1, 1},
   {"mset",      mset_command,     -3, CMD_WRITE,                 1, -1, 2},
   {"msetnx",    msetnx_command,   -3, CMD_WRITE,                 1, -1, 2},
   {"multi",     multi_command,     1, CMD_CONTROL | CMD_FAST,    0, 0, 0},
+  {"object",    object_command,   -2, CMD_READONLY,              2, 2, 1},
   {"pexpire",   expire_command,   -3, CMD_WRITE,                 1, 1, 1},
   {"ping",      ping_command,     -1, CMD_FAST,                  0, 0, 0},
   {"psetex",    setex_command,     4, CMD_WRITE,                 1, 1, 1},
   {"pttl",      ttl_command,       2, CMD_READONLY | CMD_FAST,   1, 1, 1},
   {"quit",      quit_command,     -1, CMD_CONTROL | CMD_FAST,    0, 0, 0},
+  {"randomkey", randomkey_command, 1, CMD_READONLY,              0, 0, 0},
+  {"rename",    rename_command,    3, CMD_WRITE,                 1, 2, 1},
+  {"renamenx",  renamenx_command,  3, CMD_WRITE | CMD_FAST,      1, 2, 1},
   {"scan",      scan_command,     -2, CMD_READONLY,              0, 0, 0},
   {"select",    select_command,    2, CMD_FAST,                  0, 0, 0},
   {"set",       set_command,      -3, CMD_WRITE,                 1, 1, 1},
+  {"setbit",    setbit_command,    4, CMD_WRITE,                 1, 1, 1},
   {"setex",     setex_command,     4, CMD_WRITE,                 1, 1, 1},
   {"setnx",     setnx_command,     3, CMD_WRITE | CMD_FAST,      1, 1, 1},
+  {"setrange",  setrange_command,  4, CMD_WRITE,                 1, 1, 1},
+  {"shutdown",  shutdown_command, -1, CMD_NO_MULTI | CMD_NO_TXN, 0, 0, 0},
   {"strlen",    strlen_command,    2, CMD_READONLY | CMD_FAST,   1, 1, 1},
+  {"touch",     touch_command,    -2, CMD_READONLY | CMD_FAST,   1, -1, 1},
   {"ttl",       ttl_command,       2, CMD_READONLY | CMD_FAST,   1, 1, 1},
   {"type",      type_command,      2, CMD_READONLY | CMD_FAST,   1, 1, 1},
+  {"unlink",    del_command,      -2, CMD_WRITE | CMD_FAST,      1, -1, 1},
+  {"unwatch",   unwatch_command,   1, CMD_FAST,                  0, 0, 0},
+  {"watch",     watch_command,    -2, CMD_CONTROL | CMD_FAST,    1, -1, 1},
 };
 const size_t cmd_count = sizeof cmd_table / sizeof cmd_table[0];
 
@@ -64,7 +83,10 @@ static int by_name(const void *a, const void *b) {
   return strcmp(((const command *)a)->name, ((const command *)b)->name);
 }
 
-void cmd_init(void) { qsort(cmd_table, cmd_count, sizeof *cmd_table, by_name); }
+void cmd_init(void) {
+  qsort(cmd_table, cmd_count, sizeof *cmd_table, by_name);
+  multi_init();
+}
 
 /* Compare a request's command name with a (lower-case) table name in the
 ** table's order, ignoring the request's case. */
@@ -114,20 +136,6 @@ void reply_not_integer(session *s) {
   resp_error(s->out, "ERR value is not an integer or out of range");
 }
 
-int kv_write(const void *key, size_t klen, const void *val, size_t vlen,
-             unsigned flags) {
-  int rc = tkv_write(store_db(), key, klen, val, vlen, flags, NULL);
-  if (rc == TKV_OK) store_batch_count(klen + vlen);
-  return rc;
-}
-
-/* Delete through the engine, counted into the batch. */
-int kv_delete(const void *key, size_t klen) {
-  int rc = tkv_delete(store_db(), key, klen);
-  if (rc == TKV_OK) store_batch_count(klen);
-  return rc;
-}
-
 /* Redis's reply to an unknown command, quoting the first arguments. */
 static void reply_unknown(session *s, size_t argc, const resp_arg *argv) {
   char args[160];
@@ -164,126 +172,6 @@ static void call(session *s, const command *c, size_t argc,
   c->proc(s, argc, argv);
 }
 
-/* ------------------------------------------------------------ MULTI. */
-
-static void queue_clear(session *s) {
-  for (size_t i = 0; i < s->nqueued; i++) free(s->queue[i].argv);
-  s->nqueued = 0;
-  s->qbytes = 0;
-  s->multi = s->multi_failed = s->multi_writes = 0;
-}
-
-/* Copy a command into the MULTI queue.  Refuses (failing the transaction)
-** past the size of one request, so MULTI cannot be used to hold more
-** memory than a single request may. */
-static void queue_command(session *s, const command *c, size_t argc,
-                          const resp_arg *argv) {
-  size_t bytes = argc * sizeof(resp_arg);
-  for (size_t i = 0; i < argc; i++) bytes += argv[i].len;
-  if (bytes > srv.cfg.max_request - s->qbytes ||
-      s->nqueued >= RESP_MAX_ARGS) {
-    resp_error(s->out, "ERR MULTI queue larger than %zu bytes",
-               srv.cfg.max_request);
-    s->multi_failed = 1;
-    return;
-  }
-  if (s->nqueued == s->qcap) {
-    size_t cap = s->qcap ? s->qcap * 2 : 8;
-    queued_cmd *q = realloc(s->queue, cap * sizeof *q);
-    if (!q) goto oom;
-    s->queue = q;
-    s->qcap = cap;
-  }
-  resp_arg *copy = malloc(bytes ? bytes : 1);
-  if (!copy) goto oom;
-  char *data = (char *)(copy + argc);
-  for (size_t i = 0; i < argc; i++) {
-    memcpy(data, argv[i].ptr, argv[i].len);
-    copy[i].ptr = data;
-    copy[i].len = argv[i].len;
-    data += argv[i].len;
-  }
-  s->queue[s->nqueued++] = (queued_cmd){c, argc, copy};
-  s->qbytes += bytes;
-  if (c->flags & CMD_WRITE) s->multi_writes = 1;
-  resp_status(s->out, "QUEUED");
-  return;
-oom:
-  resp_error(s->out, "ERR out of memory queuing the command");
-  s->multi_failed = 1;
-}
-
-/* MULTI: start queuing. */
-void multi_command(session *s, size_t argc, const resp_arg *argv) {
-  (void)argc; (void)argv;
-  if (s->multi) {
-    resp_error(s->out, "ERR MULTI calls can not be nested");
-    return;
-  }
-  s->multi = 1;
-  resp_status(s->out, "OK");
-}
-
-/* DISCARD: drop the queue. */
-void discard_command(session *s, size_t argc, const resp_arg *argv) {
-  (void)argc; (void)argv;
-  if (!s->multi) {
-    resp_error(s->out, "ERR DISCARD without MULTI");
-    return;
-  }
-  queue_clear(s);
-  resp_status(s->out, "OK");
-}
-
-/*
-** EXEC: run the queue as one engine transaction (a savepoint when the
-** group-commit batch is open), so its writes become durable together.
-** As in Redis, a command that fails does not undo the others.  If the
-** commit itself fails, the replies are replaced by one error.
-*/
-void exec_command(session *s, size_t argc, const resp_arg *argv) {
-  (void)argc; (void)argv;
-  if (!s->multi) {
-    resp_error(s->out, "ERR EXEC without MULTI");
-    return;
-  }
-  if (s->multi_failed) {
-    queue_clear(s);
-    resp_error(s->out,
-               "EXECABORT Transaction discarded because of previous errors.");
-    return;
-  }
-  store_atomic a = {0, -1};
-  int rc = TKV_OK;
-  if (s->multi_writes) {
-    rc = store_batch_join();
-    if (rc == TKV_OK) rc = store_atomic_begin(&a);
-  }
-  if (rc != TKV_OK) {
-    queue_clear(s);
-    reply_engine_error(s, rc);
-    return;
-  }
-  int writes = s->multi_writes;
-  size_t mark = s->out->len;
-  resp_array(s->out, (long long)s->nqueued);
-  for (size_t i = 0; i < s->nqueued; i++) {
-    /* Past --max-output the client will be closed: its writes still run
-    ** (a transaction is all or nothing), its reads are skipped. */
-    if (s->out->failed && !(s->queue[i].cmd->flags & CMD_WRITE)) continue;
-    s->queue[i].cmd->proc(s, s->queue[i].argc, s->queue[i].argv);
-  }
-  queue_clear(s);
-  if (writes) {
-    rc = store_atomic_end(&a, 1);
-    if (rc != TKV_OK) {
-      buf_truncate(s->out, mark);
-      resp_error(s->out, "ERR EXEC failed, its writes were rolled back: %s",
-                 tkv_errmsg());
-    }
-  }
-}
-
 /* Look up, check, queue or run one request (Redis's processCommand). */
 void cmd_execute(session *s, size_t argc, const resp_arg *argv) {
   if (argc == 0) return;
@@ -306,18 +194,34 @@ void cmd_execute(session *s, size_t argc, const resp_arg *argv) {
       s->multi_failed = 1;
       return;
     }
-    queue_command(s, c, argc, argv);
+    multi_queue(s, c, argc, argv);
     return;
   }
   call(s, c, argc, argv);
 }
 
-/* Release the name and the MULTI queue. */
+/* The hooks of the layers above (see commands.h). */
+static cmd_client_list_fn client_list_hook;
+static cmd_shutdown_fn shutdown_hook;
+
+void cmd_set_hooks(cmd_client_list_fn list, cmd_shutdown_fn shutdown) {
+  client_list_hook = list;
+  shutdown_hook = shutdown;
+}
+
+void cmd_client_list(buf *out) {
+  if (client_list_hook) client_list_hook(out);
+}
+
+int cmd_shutdown(void) {
+  if (!shutdown_hook) return -1;
+  shutdown_hook();
+  return 0;
+}
+
+/* Release the name, the MULTI queue and the watched keys. */
 void session_free(session *s) {
-  queue_clear(s);
-  free(s->queue);
-  s->queue = NULL;
-  s->qcap = 0;
+  multi_free(s);
   free(s->name);
   s->name = NULL;
 }

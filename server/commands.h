@@ -16,6 +16,7 @@
 #include "resp.h"
 
 struct command;
+struct watched;
 
 /* A command queued by MULTI: its arguments copied into one allocation. */
 typedef struct queued_cmd {
@@ -36,6 +37,8 @@ typedef struct session {
   queued_cmd *queue;
   size_t nqueued, qcap;
   size_t qbytes;             /* bytes of queued arguments */
+  struct watched *watched;   /* WATCHed keys (multi.c) */
+  int watch_dirty;           /* one of them changed: EXEC fails */
 } session;
 
 /* Sort the command table; call once before the first cmd_execute. */
@@ -47,7 +50,18 @@ void cmd_init(void);
 */
 void cmd_execute(session *s, size_t argc, const resp_arg *argv);
 
-/* Release what the session holds (name, MULTI queue); not `out`. */
+/* Release what the session holds (name, MULTI queue, watched keys); not
+** `out`. */
 void session_free(session *s);
+
+/*
+** What commands need of the layers above them, as callbacks so that no
+** command module calls into net.c or main.c: CLIENT LIST's lines (net.c
+** sets it) and SHUTDOWN (main.c sets it: stop the loop, then shut down
+** cleanly).
+*/
+typedef void (*cmd_client_list_fn)(buf *out);
+typedef void (*cmd_shutdown_fn)(void);
+void cmd_set_hooks(cmd_client_list_fn list, cmd_shutdown_fn shutdown);
 
 #endif

@@ -266,15 +266,15 @@ static enum MHD_Result kv_put(struct MHD_Connection *conn, const buf *key,
   int rc = tkv_lookup(store_db(), key->data, key->len, NULL, NULL);
   if (rc != TKV_OK && rc != TKV_NOTFOUND) return send_engine_error(conn, rc);
   int existed = rc == TKV_OK;
-  rc = tkv_put(store_db(), key->data, key->len, body->data ? body->data : "",
-               body->len);
+  rc = store_write(key->data, key->len, body->data ? body->data : "",
+                   body->len, 0);
   if (rc != TKV_OK) return send_engine_error(conn, rc);
   return send_empty(conn, existed ? MHD_HTTP_NO_CONTENT : MHD_HTTP_CREATED);
 }
 
 /* DELETE /v1/kv/{key}: 204, or 404 if absent. */
 static enum MHD_Result kv_delete(struct MHD_Connection *conn, const buf *key) {
-  int rc = tkv_delete(store_db(), key->data, key->len);
+  int rc = store_delete(key->data, key->len);
   if (rc == TKV_NOTFOUND)
     return send_error(conn, MHD_HTTP_NOT_FOUND, "no such key");
   if (rc != TKV_OK) return send_engine_error(conn, rc);

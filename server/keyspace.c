@@ -1,6 +1,6 @@
 /*
-** Commands on the key space as a whole: DEL, EXISTS, DBSIZE, KEYS, SCAN,
-** FLUSHDB, TYPE, TTL.
+** Commands on keys as such: DEL/UNLINK, EXISTS, TOUCH, DBSIZE, KEYS, SCAN,
+** FLUSHDB, TYPE, TTL, RENAME, RENAMENX, COPY, RANDOMKEY, OBJECT.
 **
 ** KEYS and SCAN walk the engine's ordered keydir with a cursor.  A pattern
 ** that starts with literal bytes ("user:*") seeks straight to them and stops
@@ -26,7 +26,7 @@ void del_command(session *s, size_t argc, const resp_arg *argv) {
   int rc = argc > 2 ? store_atomic_begin(&a) : TKV_OK;
   long long deleted = 0;
   for (size_t i = 1; rc == TKV_OK && i < argc; i++) {
-    rc = kv_delete(argv[i].ptr, argv[i].len);
+    rc = store_delete(argv[i].ptr, argv[i].len);
     if (rc == TKV_OK) deleted++;
     if (rc == TKV_NOTFOUND) rc = TKV_OK;
   }
@@ -326,7 +326,7 @@ void flushdb_command(session *s, size_t argc, const resp_arg *argv) {
     key.len = 0;
     buf_append(&key, k, kl);          /* the delete may move the entry */
     if (key.failed) { rc = TKV_NOMEM; break; }
-    rc = kv_delete(key.data, key.len);
+    rc = store_delete(key.data, key.len);
     if (rc == TKV_NOTFOUND) rc = TKV_OK;
     if (rc == TKV_OK) rc = tkv_cursor_next(cur);
   }
@@ -340,4 +340,197 @@ void flushdb_command(session *s, size_t argc, const resp_arg *argv) {
   rc = store_atomic_end(&a, 1);
   if (rc != TKV_OK) reply_engine_error(s, rc);
   else resp_status(s->out, "OK");
+}
+
+/* ------------------------------------------------- RENAME, COPY, ... */
+
+/* Write value v under key dst and (move) delete src, as one atomic group.
+** A TKV_* code. */
+static int move_value(const resp_arg *src, const resp_arg *dst,
+                      const void *v, size_t n, int del_src) {
+  store_atomic a;
+  int rc = store_atomic_begin(&a);
+  if (rc == TKV_OK) rc = store_write(dst->ptr, dst->len, v, n, 0);
+  if (rc == TKV_OK && del_src) rc = store_delete(src->ptr, src->len);
+  if (rc != TKV_OK) {
+    store_atomic_end(&a, 0);
+    return rc;
+  }
+  return store_atomic_end(&a, 1);
+}
+
+/* Nonzero if the two arguments are the same bytes. */
+static int same_arg(const resp_arg *a, const resp_arg *b) {
+  return a->len == b->len && memcmp(a->ptr, b->ptr, a->len) == 0;
+}
+
+/* RENAME and RENAMENX: "ERR no such key" for a missing source. */
+static void rename_generic(session *s, const resp_arg *argv, int nx) {
+  void *v;
+  size_t n;
+  int rc = fetch_value(s, &argv[1], &v, &n);
+  if (rc == TKV_NOTFOUND) resp_error(s->out, "ERR no such key");
+  if (rc != TKV_OK) return;
+  if (same_arg(&argv[1], &argv[2])) {
+    tkv_free(v);
+    if (nx) resp_int(s->out, 0);
+    else resp_status(s->out, "OK");
+    return;
+  }
+  if (nx) {
+    rc = tkv_lookup(store_db(), argv[2].ptr, argv[2].len, NULL, NULL);
+    if (rc == TKV_OK) {
+      tkv_free(v);
+      resp_int(s->out, 0);
+      return;
+    }
+    if (rc != TKV_NOTFOUND) {
+      tkv_free(v);
+      reply_engine_error(s, rc);
+      return;
+    }
+  }
+  rc = move_value(&argv[1], &argv[2], v, n, 1);
+  tkv_free(v);
+  if (rc != TKV_OK) reply_engine_error(s, rc);
+  else if (nx) resp_int(s->out, 1);
+  else resp_status(s->out, "OK");
+}
+
+/* RENAME key newkey. */
+void rename_command(session *s, size_t argc, const resp_arg *argv) {
+  (void)argc;
+  rename_generic(s, argv, 0);
+}
+
+/* RENAMENX key newkey: 1, or 0 if newkey exists. */
+void renamenx_command(session *s, size_t argc, const resp_arg *argv) {
+  (void)argc;
+  rename_generic(s, argv, 1);
+}
+
+/* COPY source destination [DB 0] [REPLACE]: 1 if copied, 0 if the source
+** is missing or the destination exists (without REPLACE). */
+void copy_command(session *s, size_t argc, const resp_arg *argv) {
+  int replace = 0;
+  for (size_t j = 3; j < argc; j++) {
+    if (arg_is(&argv[j], "replace")) {
+      replace = 1;
+    } else if (arg_is(&argv[j], "db") && j + 1 < argc) {
+      long long db;
+      if (resp_str2ll(argv[j + 1].ptr, argv[j + 1].len, &db) != 0 ||
+          db < -2147483648LL || db > 2147483647LL) {
+        reply_not_integer(s);
+        return;
+      }
+      if (db != 0) {
+        resp_error(s->out, "ERR DB index is out of range");
+        return;
+      }
+      j++;
+    } else {
+      reply_syntax_error(s);
+      return;
+    }
+  }
+  if (same_arg(&argv[1], &argv[2])) {
+    resp_error(s->out, "ERR source and destination objects are the same");
+    return;
+  }
+  void *v;
+  size_t n;
+  int rc = fetch_value(s, &argv[1], &v, &n);
+  if (rc == TKV_NOTFOUND) resp_int(s->out, 0);
+  if (rc != TKV_OK) return;
+  if (!replace) {
+    rc = tkv_lookup(store_db(), argv[2].ptr, argv[2].len, NULL, NULL);
+    if (rc == TKV_OK) {
+      tkv_free(v);
+      resp_int(s->out, 0);
+      return;
+    }
+    if (rc != TKV_NOTFOUND) {
+      tkv_free(v);
+      reply_engine_error(s, rc);
+      return;
+    }
+  }
+  rc = store_write(argv[2].ptr, argv[2].len, v, n, 0);
+  tkv_free(v);
+  if (rc != TKV_OK) reply_engine_error(s, rc);
+  else resp_int(s->out, 1);
+}
+
+/* TOUCH key...: how many exist (there is no access time to update). */
+void touch_command(session *s, size_t argc, const resp_arg *argv) {
+  exists_command(s, argc, argv);
+}
+
+/* RANDOMKEY: a key, or nil when there is none: the first key at or after
+** random bytes (wrapping to the first key), so not uniform, as Redis's
+** is not either. */
+void randomkey_command(session *s, size_t argc, const resp_arg *argv) {
+  (void)argc; (void)argv;
+  unsigned char r[8];
+  for (size_t i = 0; i < sizeof r; i++) r[i] = (unsigned char)(rand() >> 7);
+  tkv_cursor *cur;
+  int rc = tkv_cursor_open(store_db(), &cur);
+  if (rc != TKV_OK) {
+    reply_engine_error(s, rc);
+    return;
+  }
+  rc = tkv_cursor_seek(cur, r, sizeof r);
+  if (rc == TKV_OK && !tkv_cursor_valid(cur)) rc = tkv_cursor_seek(cur, NULL, 0);
+  if (rc != TKV_OK) {
+    reply_engine_error(s, rc);
+  } else if (!tkv_cursor_valid(cur)) {
+    resp_nil(s->out);
+  } else {
+    const void *k;
+    size_t kl;
+    tkv_cursor_key(cur, &k, &kl);
+    resp_bulk(s->out, k, kl);
+  }
+  tkv_cursor_close(cur);
+}
+
+/* The encoding Redis would report for a string value: "int" for a
+** canonical 64-bit integer of up to 20 bytes, "embstr" up to 44 bytes,
+** else "raw".  (Redis also reports "raw" for a short string that APPEND or
+** SETRANGE changed; tinkv keeps no such history.) */
+static const char *encoding_of(const char *v, size_t n) {
+  long long x;
+  if (n <= 20 && resp_str2ll(v, n, &x) == 0) return "int";
+  return n <= 44 ? "embstr" : "raw";
+}
+
+/* OBJECT ENCODING key | REFCOUNT key | FREQ key | IDLETIME key | HELP. */
+void object_command(session *s, size_t argc, const resp_arg *argv) {
+  const resp_arg *sub = &argv[1];
+  if (argc == 3 && (arg_is(sub, "encoding") || arg_is(sub, "refcount"))) {
+    void *v;
+    size_t n;
+    int rc = fetch_value(s, &argv[2], &v, &n);
+    if (rc == TKV_NOTFOUND) resp_nil(s->out);
+    if (rc != TKV_OK) return;
+    if (arg_is(sub, "refcount")) resp_int(s->out, 1);
+    else resp_bulkstr(s->out, encoding_of(v, n));
+    tkv_free(v);
+  } else if (arg_is(sub, "help") && argc == 2) {
+    resp_array(s->out, 2);
+    resp_status(s->out, "OBJECT ENCODING <key>");
+    resp_status(s->out, "OBJECT REFCOUNT <key>");
+  } else if (arg_is(sub, "encoding") || arg_is(sub, "refcount") ||
+             arg_is(sub, "help")) {
+    char name[16];
+    size_t i = 0;
+    for (; i < sub->len && i < sizeof name - 1; i++)
+      name[i] = (char)(sub->ptr[i] | 0x20);
+    name[i] = '\0';
+    resp_error(s->out, "ERR wrong number of arguments for 'object|%s' "
+               "command", name);
+  } else {
+    resp_error(s->out, "ERR unknown subcommand '%.*s'. Try OBJECT HELP.",
+               (int)(sub->len < 128 ? sub->len : 128), sub->ptr);
+  }
 }

@@ -20,53 +20,13 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "commands.h"
 #include "http.h"
 #include "net.h"
-#include <netdb.h>
-
 #include "server.h"
 #include "store.h"
 
-server_state srv;
-
 static volatile sig_atomic_t stopping;
-
-/* Log line: program, pid, local time with milliseconds, message. */
-struct addrinfo *srv_resolve(int port) {
-  struct addrinfo hints = {0}, *ai = NULL;
-  char service[16];
-  snprintf(service, sizeof service, "%d", port);
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-  int gai = getaddrinfo(srv.cfg.bind, service, &hints, &ai);
-  if (gai != 0) {
-    srv_log("cannot resolve --bind %s: %s", srv.cfg.bind, gai_strerror(gai));
-    return NULL;
-  }
-  return ai;
-}
-
-void srv_log(const char *fmt, ...) {
-  struct timeval tv;
-  gettimeofday(&tv, NULL);
-  struct tm tm;
-  localtime_r(&tv.tv_sec, &tm);
-  char when[32];
-  strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", &tm);
-  char msg[1024];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
-  va_end(ap);
-  fprintf(stderr, "tinkv-server[%ld] %s.%03ld %s\n", (long)getpid(), when,
-          (long)tv.tv_usec / 1000, msg);
-}
-
-/* The --sync spelling of a mode. */
-const char *srv_sync_name(tkv_sync_mode m) {
-  return m == TKV_SYNC_FULL ? "full" : m == TKV_SYNC_NORMAL ? "normal" : "off";
-}
 
 /* ------------------------------------------------------------ Options. */
 
@@ -297,6 +257,14 @@ static void fit_max_clients(void) {
 
 /* -------------------------------------------------------------- Loop. */
 
+static struct event_base *loop_base;
+
+/* SHUTDOWN: leave the loop after this iteration, then stop cleanly. */
+static void on_shutdown(void) {
+  stopping = 1;
+  if (loop_base) event_base_loopbreak(loop_base);
+}
+
 static void on_signal(evutil_socket_t sig, short what, void *arg) {
   (void)what;
   srv_log("received %s, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
@@ -417,6 +385,8 @@ int main(int argc, char **argv) {
     store_close();
     return 1;
   }
+  loop_base = base;
+  cmd_set_hooks(net_client_list, on_shutdown);
   struct event *sigint = evsignal_new(base, SIGINT, on_signal, base);
   struct event *sigterm = evsignal_new(base, SIGTERM, on_signal, base);
   struct event *second_ev = NULL;

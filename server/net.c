@@ -52,12 +52,12 @@
 #include "server.h"
 #include "store.h"
 
-#define READ_CHUNK   (16u * 1024)    /* bytes asked of each read() */
-#define OUT_PAUSE    (1u << 20)      /* unsent reply bytes that pause
+#define READ_CHUNK   ((size_t)1 << 14) /* bytes asked of each read() */
+#define OUT_PAUSE    ((size_t)1 << 20) /* unsent reply bytes that pause
                                      ** running a client's requests */
-#define QBUF_BACKLOG (1u << 20)      /* unrun request bytes kept while
+#define QBUF_BACKLOG ((size_t)1 << 20) /* unrun request bytes kept while
                                      ** paused; past it requests run */
-#define KEEP_BUF     (64u * 1024)    /* capacity an empty buffer keeps */
+#define KEEP_BUF     ((size_t)1 << 16) /* capacity an empty buffer keeps */
 
 /* Connection flags. */
 #define C_CLOSE_AFTER_REPLY 0x1      /* close once the output is sent */
@@ -449,13 +449,16 @@ int net_start(struct event_base *base) {
   net.retry_accept = evtimer_new(base, on_retry_accept, NULL);
   if (!net.retry_accept) return -1;
 
-  struct sockaddr_storage ss;
-  socklen_t sl = sizeof ss;
-  if (getsockname(evconnlistener_get_fd(net.listener), (struct sockaddr *)&ss,
-                  &sl) == 0)
-    srv.resp_port = ss.ss_family == AF_INET6
-                        ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
-                        : ntohs(((struct sockaddr_in *)&ss)->sin_port);
+  union {
+    struct sockaddr sa;
+    struct sockaddr_in in4;
+    struct sockaddr_in6 in6;
+  } addr;
+  memset(&addr, 0, sizeof addr);
+  socklen_t sl = sizeof addr;
+  if (getsockname(evconnlistener_get_fd(net.listener), &addr.sa, &sl) == 0)
+    srv.resp_port = addr.sa.sa_family == AF_INET6 ? ntohs(addr.in6.sin6_port)
+                                                  : ntohs(addr.in4.sin_port);
   return 0;
 }
 

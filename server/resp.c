@@ -246,7 +246,7 @@ int resp_parse(resp_parser *p, const char *data, size_t len,
   if (len == 0) return RESP_MORE;
   if (p->nargs == 0) {
     if (data[0] != '*') return parse_inline(p, data, len, pconsumed);
-    long long n;
+    long long n = 0;
     int rc = parse_header(p, data, len, '*', &n, "multibulk");
     if (rc != RESP_DONE) return rc;
     if (n > RESP_MAX_ARGS)
@@ -256,7 +256,7 @@ int resp_parse(resp_parser *p, const char *data, size_t len,
   }
   while ((long long)p->argc < p->nargs) {
     if (p->bulklen < 0) {
-      long long n;
+      long long n = 0;
       int rc = parse_header(p, data, len, '$', &n, "bulk");
       if (rc != RESP_DONE) return rc;
       if (n < 0 || (unsigned long long)n > lim->max_bulk)

@@ -19,8 +19,8 @@
 #include "buf.h"
 
 /* Limits that do not depend on configuration (Redis's own). */
-#define RESP_MAX_ARGS   (1024 * 1024)   /* arguments in one request */
-#define RESP_MAX_INLINE (64 * 1024)     /* bytes of an inline request or of
+#define RESP_MAX_ARGS   (1 << 20)       /* arguments in one request */
+#define RESP_MAX_INLINE (1 << 16)       /* bytes of an inline request or of
                                         ** a "*N" / "$N" header line */
 
 /* One argument of a request. */

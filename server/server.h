@@ -1,8 +1,22 @@
 /*
 ** tinkv-server: what every module of the server shares, namely the
-** configuration read from the command line and the counters INFO reports.
-** The server runs every command and every engine call on one thread (the
-** event loop), so these globals need no locking.
+** configuration read from the command line, the counters INFO reports, the
+** log and the address resolver (server.c, a leaf module).  The server runs
+** every command and every engine call on one thread (the event loop), so
+** these globals need no locking.
+**
+** Modules, lowest first (each uses only those before it):
+**   server   shared state, log, resolver
+**   buf      growable buffers          glob   Redis glob patterns
+**   resp     RESP parser and replies   store  the engine handle, group
+**                                             commit, keyed writes
+**   commands the command table and dispatch, with the command modules
+**            t_string.c, bitops.c, keyspace.c, multi.c, admin.c (cmd.h)
+**   net      RESP connections          http   the REST API
+**   main     options, start-up, the loop
+** A lower module that needs something of a higher one gets a callback
+** (store's batch and key-change hooks, commands' client-list and
+** shutdown hooks).
 */
 #ifndef TKS_SERVER_H
 #define TKS_SERVER_H

@@ -17,6 +17,7 @@ static struct {
   int broken;             /* an engine call returned TKV_BROKEN */
   int group_commit;
   store_batch_hook hook;
+  store_key_hook key_hook;
   uint64_t next_id;       /* id the next batch gets */
   uint64_t batch_id;      /* open batch, 0 if none */
   size_t batch_writes;
@@ -51,6 +52,29 @@ int store_close(void) {
 tkv_db *store_db(void) { return st.db; }
 
 void store_set_batch_hook(store_batch_hook hook) { st.hook = hook; }
+
+void store_set_key_hook(store_key_hook hook) { st.key_hook = hook; }
+
+/* A write, counted into the batch and announced. */
+int store_write(const void *key, size_t klen, const void *val, size_t vlen,
+                unsigned flags) {
+  int rc = tkv_write(st.db, key, klen, val, vlen, flags, NULL);
+  if (rc == TKV_OK) {
+    store_batch_count(klen + vlen);
+    if (st.key_hook) st.key_hook(key, klen);
+  }
+  return rc;
+}
+
+/* A delete, counted into the batch and announced. */
+int store_delete(const void *key, size_t klen) {
+  int rc = tkv_delete(st.db, key, klen);
+  if (rc == TKV_OK) {
+    store_batch_count(klen);
+    if (st.key_hook) st.key_hook(key, klen);
+  }
+  return rc;
+}
 
 /* Open the batch on the first write of an iteration (group commit). */
 int store_batch_join(void) {

@@ -28,6 +28,20 @@ int store_open(const char *dir, tkv_sync_mode sync, int group_commit);
 int store_close(void);
 tkv_db *store_db(void);
 
+/*
+** Keyed writes: every write of the server goes through these, so that each
+** is counted into the batch and every key change is announced to the
+** key-change hook (WATCH listens to it).  The same flags and results as
+** tkv_write() and tkv_delete().
+*/
+int store_write(const void *key, size_t klen, const void *val, size_t vlen,
+                unsigned flags);
+int store_delete(const void *key, size_t klen);
+
+/* Called after each successful write or delete of a key. */
+typedef void (*store_key_hook)(const void *key, size_t klen);
+void store_set_key_hook(store_key_hook hook);
+
 /* Called with the status of each batch commit and the batch's id. */
 typedef void (*store_batch_hook)(int rc, uint64_t batch_id);
 void store_set_batch_hook(store_batch_hook hook);

@@ -1,11 +1,18 @@
 /*
 ** The string commands: GET, SET and its relatives, APPEND, INCR/DECR,
-** MGET/MSET, and the expiry commands that tinkv refuses.  Every value is a
-** byte string in the engine; tinkv has no other Redis types and no expiry.
+** MGET/MSET, GETRANGE/SETRANGE, GETSET, INCRBYFLOAT, LCS, and the expiry
+** commands that tinkv refuses.  Every value is a byte string in the engine;
+** tinkv has no other Redis types and no expiry yet.  Expiry will be an
+** attribute of the record the engine writes (set_generic() is where SET's
+** options would pass it on); until then every expiry option is refused
+** with one error.
 */
 #include "cmd.h"
 
+#include <errno.h>
+#include <math.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,7 +24,7 @@ static void reply_no_expiry(session *s) {
 
 /* Read a key.  TKV_OK with *pv (release with tkv_free), TKV_NOTFOUND, or
 ** an error that has already been replied. */
-static int fetch(session *s, const resp_arg *key, void **pv, size_t *pn) {
+int fetch_value(session *s, const resp_arg *key, void **pv, size_t *pn) {
   int rc = tkv_get(store_db(), key->ptr, key->len, pv, pn);
   if (rc != TKV_OK && rc != TKV_NOTFOUND) reply_engine_error(s, rc);
   return rc;
@@ -28,7 +35,7 @@ void get_command(session *s, size_t argc, const resp_arg *argv) {
   (void)argc;
   void *v;
   size_t n;
-  int rc = fetch(s, &argv[1], &v, &n);
+  int rc = fetch_value(s, &argv[1], &v, &n);
   if (rc == TKV_NOTFOUND) resp_nil(s->out);
   if (rc != TKV_OK) return;
   resp_bulk(s->out, v, n);
@@ -46,7 +53,7 @@ static void set_generic(session *s, const resp_arg *key, const resp_arg *val,
   size_t oldlen = 0;
   int exists = -1;                          /* -1: not looked up */
   if (get || xx) {
-    int rc = get ? fetch(s, key, &old, &oldlen)
+    int rc = get ? fetch_value(s, key, &old, &oldlen)
                  : tkv_lookup(store_db(), key->ptr, key->len, NULL, NULL);
     if (rc != TKV_OK && rc != TKV_NOTFOUND) {
       if (!get) reply_engine_error(s, rc);
@@ -56,7 +63,7 @@ static void set_generic(session *s, const resp_arg *key, const resp_arg *val,
   }
   int write = !((nx && exists == 1) || (xx && exists == 0));
   if (write) {
-    int rc = kv_write(key->ptr, key->len, val->ptr, val->len,
+    int rc = store_write(key->ptr, key->len, val->ptr, val->len,
                       nx ? TKV_NOOVERWRITE : 0);
     if (rc == TKV_EXISTS) {
       write = 0;
@@ -118,7 +125,7 @@ void expire_command(session *s, size_t argc, const resp_arg *argv) {
 /* SETNX key value: 1 if set, 0 if the key existed. */
 void setnx_command(session *s, size_t argc, const resp_arg *argv) {
   (void)argc;
-  int rc = kv_write(argv[1].ptr, argv[1].len, argv[2].ptr, argv[2].len,
+  int rc = store_write(argv[1].ptr, argv[1].len, argv[2].ptr, argv[2].len,
                     TKV_NOOVERWRITE);
   if (rc == TKV_OK || rc == TKV_EXISTS) resp_int(s->out, rc == TKV_OK);
   else reply_engine_error(s, rc);
@@ -129,10 +136,10 @@ void getdel_command(session *s, size_t argc, const resp_arg *argv) {
   (void)argc;
   void *v;
   size_t n;
-  int rc = fetch(s, &argv[1], &v, &n);
+  int rc = fetch_value(s, &argv[1], &v, &n);
   if (rc == TKV_NOTFOUND) resp_nil(s->out);
   if (rc != TKV_OK) return;
-  rc = kv_delete(argv[1].ptr, argv[1].len);
+  rc = store_delete(argv[1].ptr, argv[1].len);
   if (rc == TKV_OK) resp_bulk(s->out, v, n);
   else reply_engine_error(s, rc);
   tkv_free(v);
@@ -152,12 +159,11 @@ void append_command(session *s, size_t argc, const resp_arg *argv) {
   (void)argc;
   void *old = NULL;
   size_t oldlen = 0;
-  int rc = fetch(s, &argv[1], &old, &oldlen);
+  int rc = fetch_value(s, &argv[1], &old, &oldlen);
   if (rc != TKV_OK && rc != TKV_NOTFOUND) return;
   const resp_arg *add = &argv[2];
   if (add->len > srv.cfg.max_value - oldlen) {
-    resp_error(s->out, "ERR string exceeds maximum allowed size "
-               "(proto-max-bulk-len)");
+    reply_too_long(s);
     tkv_free(old);
     return;
   }
@@ -171,7 +177,7 @@ void append_command(session *s, size_t argc, const resp_arg *argv) {
   if (oldlen) memcpy(nv, old, oldlen);
   memcpy(nv + oldlen, add->ptr, add->len);
   tkv_free(old);
-  rc = kv_write(argv[1].ptr, argv[1].len, nv, total, 0);
+  rc = store_write(argv[1].ptr, argv[1].len, nv, total, 0);
   free(nv);
   if (rc == TKV_OK) resp_int(s->out, (long long)total);
   else reply_engine_error(s, rc);
@@ -183,7 +189,7 @@ static void incr_generic(session *s, const resp_arg *key, long long by) {
   void *v;
   size_t n;
   long long cur = 0;
-  int rc = fetch(s, key, &v, &n);
+  int rc = fetch_value(s, key, &v, &n);
   if (rc != TKV_OK && rc != TKV_NOTFOUND) return;
   if (rc == TKV_OK) {
     int bad = resp_str2ll(v, n, &cur) != 0;
@@ -201,7 +207,7 @@ static void incr_generic(session *s, const resp_arg *key, long long by) {
   cur += by;
   char num[24];
   size_t len = resp_ll2str(num, cur);
-  rc = kv_write(key->ptr, key->len, num, len, 0);
+  rc = store_write(key->ptr, key->len, num, len, 0);
   if (rc == TKV_OK) resp_int(s->out, cur);
   else reply_engine_error(s, rc);
 }
@@ -273,7 +279,7 @@ static int write_pairs(session *s, size_t argc, const resp_arg *argv) {
   store_atomic a;
   int rc = store_atomic_begin(&a);
   for (size_t i = 1; rc == TKV_OK && i < argc; i += 2)
-    rc = kv_write(argv[i].ptr, argv[i].len, argv[i + 1].ptr,
+    rc = store_write(argv[i].ptr, argv[i].len, argv[i + 1].ptr,
                   argv[i + 1].len, 0);
   if (rc != TKV_OK) {
     reply_engine_error(s, rc);           /* before the undo resets errmsg */
@@ -315,4 +321,301 @@ void msetnx_command(session *s, size_t argc, const resp_arg *argv) {
     }
   }
   if (write_pairs(s, argc, argv) == 0) resp_int(s->out, 1);
+}
+
+/* Redis's text for a result longer than the largest value. */
+void reply_too_long(session *s) {
+  resp_error(s->out, "ERR string exceeds maximum allowed size "
+             "(proto-max-bulk-len)");
+}
+
+/* GETSET key value: SET key value GET. */
+void getset_command(session *s, size_t argc, const resp_arg *argv) {
+  (void)argc;
+  set_generic(s, &argv[1], &argv[2], 0, 0, 1);
+}
+
+/* GETRANGE key start end: the bytes from start to end, both included;
+** negative offsets count from the end, as Redis clamps them. */
+void getrange_command(session *s, size_t argc, const resp_arg *argv) {
+  (void)argc;
+  long long start, end;
+  if (resp_str2ll(argv[2].ptr, argv[2].len, &start) != 0 ||
+      resp_str2ll(argv[3].ptr, argv[3].len, &end) != 0) {
+    reply_not_integer(s);
+    return;
+  }
+  void *v;
+  size_t n;
+  int rc = fetch_value(s, &argv[1], &v, &n);
+  if (rc == TKV_NOTFOUND) {
+    resp_bulk(s->out, "", 0);
+    return;
+  }
+  if (rc != TKV_OK) return;
+  long long len = (long long)n;
+  if (start < 0 && end < 0 && start > end) {
+    resp_bulk(s->out, "", 0);
+    tkv_free(v);
+    return;
+  }
+  if (start < 0) start += len;
+  if (end < 0) end += len;
+  if (start < 0) start = 0;
+  if (end < 0) end = 0;
+  if (end >= len) end = len - 1;
+  if (start > end || len == 0) resp_bulk(s->out, "", 0);
+  else resp_bulk(s->out, (char *)v + start, (size_t)(end - start + 1));
+  tkv_free(v);
+}
+
+/* SETRANGE key offset value: overwrite from offset, padding with zero
+** bytes; the new length. */
+void setrange_command(session *s, size_t argc, const resp_arg *argv) {
+  (void)argc;
+  long long off;
+  if (resp_str2ll(argv[2].ptr, argv[2].len, &off) != 0) {
+    reply_not_integer(s);
+    return;
+  }
+  if (off < 0) {
+    resp_error(s->out, "ERR offset is out of range");
+    return;
+  }
+  const resp_arg *val = &argv[3];
+  void *old = NULL;
+  size_t oldlen = 0;
+  int rc = fetch_value(s, &argv[1], &old, &oldlen);
+  if (rc != TKV_OK && rc != TKV_NOTFOUND) return;
+  if (val->len == 0) {                       /* nothing to write */
+    resp_int(s->out, (long long)oldlen);
+    tkv_free(old);
+    return;
+  }
+  if ((unsigned long long)off > srv.cfg.max_value ||
+      val->len > srv.cfg.max_value - (size_t)off) {
+    reply_too_long(s);
+    tkv_free(old);
+    return;
+  }
+  size_t end = (size_t)off + val->len;
+  size_t total = end > oldlen ? end : oldlen;
+  char *nv = calloc(total, 1);
+  if (!nv) {
+    resp_error(s->out, "ERR out of memory");
+    tkv_free(old);
+    return;
+  }
+  if (oldlen) memcpy(nv, old, oldlen);
+  memcpy(nv + off, val->ptr, val->len);
+  tkv_free(old);
+  rc = store_write(argv[1].ptr, argv[1].len, nv, total, 0);
+  free(nv);
+  if (rc == TKV_OK) resp_int(s->out, (long long)total);
+  else reply_engine_error(s, rc);
+}
+
+/* Redis's string2ld(): the whole string as a long double, no leading
+** space, no NaN.  0, or -1. */
+static int str2ld(const char *p, size_t n, long double *pv) {
+  char buf[5 * 1024];
+  if (n == 0 || n >= sizeof buf) return -1;
+  memcpy(buf, p, n);
+  buf[n] = '\0';
+  char *end;
+  errno = 0;
+  long double v = strtold(buf, &end);
+  if (buf[0] == ' ' || (buf[0] >= '\t' && buf[0] <= '\r') || *end ||
+      (size_t)(end - buf) != n ||
+      (errno == ERANGE && (v == HUGE_VALL || v == -HUGE_VALL || v == 0)) ||
+      errno == EINVAL || isnan(v))
+    return -1;
+  *pv = v;
+  return 0;
+}
+
+/* Redis's ld2string() in its human form: 17 decimals, trailing zeros and
+** point removed, "-0" as "0".  The length, or 0 if it does not fit. */
+static size_t ld2str(char *buf, size_t size, long double v) {
+  int l = snprintf(buf, size, "%.17Lf", v);
+  if (l < 0 || (size_t)l + 1 > size) return 0;
+  if (strchr(buf, '.')) {
+    char *p = buf + l - 1;
+    while (*p == '0') { p--; l--; }
+    if (*p == '.') l--;
+  }
+  if (l == 2 && buf[0] == '-' && buf[1] == '0') { buf[0] = '0'; l = 1; }
+  buf[l] = '\0';
+  return (size_t)l;
+}
+
+/* INCRBYFLOAT key increment: long double arithmetic, Redis's formatting. */
+void incrbyfloat_command(session *s, size_t argc, const resp_arg *argv) {
+  (void)argc;
+  void *v;
+  size_t n;
+  long double cur = 0, by;
+  int rc = fetch_value(s, &argv[1], &v, &n);
+  if (rc != TKV_OK && rc != TKV_NOTFOUND) return;
+  if (rc == TKV_OK) {
+    int bad = str2ld(v, n, &cur) != 0;
+    tkv_free(v);
+    if (bad) {
+      resp_error(s->out, "ERR value is not a valid float");
+      return;
+    }
+  }
+  if (str2ld(argv[2].ptr, argv[2].len, &by) != 0) {
+    resp_error(s->out, "ERR value is not a valid float");
+    return;
+  }
+  cur += by;
+  if (isnan(cur) || isinf(cur)) {
+    resp_error(s->out, "ERR increment would produce NaN or Infinity");
+    return;
+  }
+  char num[5 * 1024];
+  size_t len = ld2str(num, sizeof num, cur);
+  if (len == 0) {
+    resp_error(s->out, "ERR increment would produce NaN or Infinity");
+    return;
+  }
+  rc = store_write(argv[1].ptr, argv[1].len, num, len, 0);
+  if (rc == TKV_OK) resp_bulk(s->out, num, len);
+  else reply_engine_error(s, rc);
+}
+
+/*
+** LCS key1 key2 [LEN] [IDX] [MINMATCHLEN n] [WITHMATCHLEN]: the longest
+** common subsequence, by Redis's dynamic program (a table of
+** (len1+1)*(len2+1) lengths, refused past --max-value bytes as Redis
+** refuses it past proto-max-bulk-len), and with IDX the matching ranges
+** from the end, as Redis reports them.
+*/
+void lcs_command(session *s, size_t argc, const resp_arg *argv) {
+  void *va = NULL, *vb = NULL;
+  size_t alen = 0, blen = 0;
+  int rc = fetch_value(s, &argv[1], &va, &alen);
+  if (rc != TKV_OK && rc != TKV_NOTFOUND) return;
+  rc = fetch_value(s, &argv[2], &vb, &blen);
+  if (rc != TKV_OK && rc != TKV_NOTFOUND) {
+    tkv_free(va);
+    return;
+  }
+  const unsigned char *a = va ? va : (const void *)"";
+  const unsigned char *b = vb ? vb : (const void *)"";
+  int getlen = 0, getidx = 0, withlen = 0;
+  long long minlen = 0;
+  uint32_t *dp = NULL;
+  char *result = NULL;
+  for (size_t j = 3; j < argc; j++) {
+    if (arg_is(&argv[j], "idx")) getidx = 1;
+    else if (arg_is(&argv[j], "len")) getlen = 1;
+    else if (arg_is(&argv[j], "withmatchlen")) withlen = 1;
+    else if (arg_is(&argv[j], "minmatchlen") && j + 1 < argc) {
+      if (resp_str2ll(argv[j + 1].ptr, argv[j + 1].len, &minlen) != 0) {
+        reply_not_integer(s);
+        goto done;
+      }
+      if (minlen < 0) minlen = 0;
+      j++;
+    } else {
+      reply_syntax_error(s);
+      goto done;
+    }
+  }
+  if (getidx && getlen) {
+    resp_error(s->out, "ERR If you want both the length and indexes, please "
+               "just use IDX.");
+    goto done;
+  }
+  unsigned long long cells = (unsigned long long)(alen + 1) * (blen + 1);
+  if (cells > srv.cfg.max_value / sizeof(uint32_t)) {
+    resp_error(s->out, "ERR Insufficient memory, transient memory for LCS "
+               "exceeds proto-max-bulk-len");
+    goto done;
+  }
+  dp = malloc((size_t)cells * sizeof *dp);
+  if (!dp) {
+    resp_error(s->out, "ERR Insufficient memory, failed allocating transient "
+               "memory for LCS");
+    goto done;
+  }
+#define LCS(i, j) dp[(j) + (i) * (blen + 1)]
+  for (size_t i = 0; i <= alen; i++)
+    for (size_t j = 0; j <= blen; j++) {
+      if (i == 0 || j == 0) LCS(i, j) = 0;
+      else if (a[i - 1] == b[j - 1]) LCS(i, j) = LCS(i - 1, j - 1) + 1;
+      else LCS(i, j) = LCS(i - 1, j) > LCS(i, j - 1) ? LCS(i - 1, j)
+                                                     : LCS(i, j - 1);
+    }
+  uint32_t idx = LCS(alen, blen);
+  int compute = getidx || !getlen;
+  result = malloc(idx ? idx : 1);
+  if (!result) {
+    resp_error(s->out, "ERR out of memory");
+    goto done;
+  }
+  size_t mark = 0;
+  long long nranges = 0;
+  if (getidx) {
+    resp_array(s->out, 4);
+    resp_bulkstr(s->out, "matches");
+    mark = s->out->len;
+  }
+  size_t i = alen, j = blen;
+  size_t as = alen, ae = 0, bs = 0, be = 0;      /* as == alen: no range */
+  while (compute && i > 0 && j > 0) {
+    int emit = 0;
+    if (a[i - 1] == b[j - 1]) {
+      result[idx - 1] = (char)a[i - 1];
+      if (as == alen) {
+        as = ae = i - 1;
+        bs = be = j - 1;
+      } else if (as == i && bs == j) {
+        as--;
+        bs--;
+      } else {
+        emit = 1;
+      }
+      if (as == 0 || bs == 0) emit = 1;
+      idx--;
+      i--;
+      j--;
+    } else {
+      if (LCS(i - 1, j) > LCS(i, j - 1)) i--;
+      else j--;
+      if (as != alen) emit = 1;
+    }
+    size_t mlen = ae - as + 1;
+    if (emit) {
+      if (getidx && (minlen == 0 || mlen >= (unsigned long long)minlen)) {
+        resp_array(s->out, 2 + withlen);
+        resp_array(s->out, 2);
+        resp_int(s->out, (long long)as);
+        resp_int(s->out, (long long)ae);
+        resp_array(s->out, 2);
+        resp_int(s->out, (long long)bs);
+        resp_int(s->out, (long long)be);
+        if (withlen) resp_int(s->out, (long long)mlen);
+        nranges++;
+      }
+      as = alen;
+    }
+  }
+  if (getidx) {
+    resp_array_at(s->out, mark, nranges);
+    resp_bulkstr(s->out, "len");
+    resp_int(s->out, (long long)LCS(alen, blen));
+  } else if (getlen) {
+    resp_int(s->out, (long long)LCS(alen, blen));
+  } else {
+    resp_bulk(s->out, result, LCS(alen, blen));
+  }
+#undef LCS
+done:
+  free(dp);
+  free(result);
+  tkv_free(va);
+  tkv_free(vb);
 }

@@ -1,6 +1,7 @@
 #!/bin/sh
 # Tool runs over the engine and the extension.
-#   tests/check.sh lint                  cppcheck and clang-tidy: must report nothing
+#   tests/check.sh lint                  cppcheck and clang-tidy over core/, ext/ and
+#                                        server/: must report nothing
 #   tests/check.sh valgrind BUILD        the unit, extension and durability tests
 #                                        under valgrind memcheck (no errors, no leaks)
 #   tests/check.sh coverage BUILD        line and branch coverage of core/ and ext/
@@ -16,8 +17,8 @@ lint)
   cppcheck --quiet --error-exitcode=1 --std=c11 --enable=warning,portability \
     --inline-suppr -D_GNU_SOURCE -Icore --suppress=missingIncludeSystem \
     --suppress=pointerSize:core/keydir.c \
-    core ext || fail=1
-  for f in core/*.c ext/*.c; do
+    core ext server || fail=1
+  for f in core/*.c ext/*.c server/*.c; do
     clang-tidy --quiet "$f" -- -std=c11 -D_GNU_SOURCE -Icore 2>/dev/null || fail=1
   done
   [ $fail = 0 ] && echo "lint: cppcheck and clang-tidy clean"

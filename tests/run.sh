@@ -26,9 +26,10 @@ if [ -z "$mode" ] && [ -x tests/sql.sh ]; then
   passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0}))
   [ $rc -ne 0 ] && { [ "${f:-0}" = 0 ] && failed=$((failed + 1)); failures="$failures sql"; }
 fi
-# Server tests (need the server binary).
-if [ -z "$mode" ] && [ -x tests/server.sh ] && [ -x "$build/tinkv-server" ]; then
-  sh tests/server.sh "$build" >"$tmp/srv" 2>&1; rc=$?
+# Server tests (need the server binary); in the sanitizer pass too, where
+# tests/server.sh skips the benchmark and proxy runs.
+if { [ -z "$mode" ] || [ "$mode" = asan ]; } && [ -x tests/server.sh ] && [ -x "$build/tinkv-server" ]; then
+  sh tests/server.sh "$build" $mode >"$tmp/srv" 2>&1; rc=$?
   cat "$tmp/srv"
   p=$(sed -n 's/^server: \([0-9]*\) passed, \([0-9]*\) failed$/\1/p' "$tmp/srv")
   f=$(sed -n 's/^server: \([0-9]*\) passed, \([0-9]*\) failed$/\2/p' "$tmp/srv")

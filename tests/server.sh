@@ -1,12 +1,16 @@
 #!/bin/sh
 # Tests of tinkv-server, against the real redis-cli, redis-benchmark,
 # nutcracker and curl, plus a raw RESP client (tests/server/test_resp.py).
-#   tests/server.sh BUILD
+#   tests/server.sh BUILD [asan|tsan]
+# With a sanitizer mode (a server built with sanitizers) the benchmark and
+# proxy runs are skipped: they exercise no server code the rest does not,
+# and take long under a sanitizer.
 # Every server listens on a free loopback port (--port 0) in a temporary
 # directory.  Prints "server: N passed, M failed" last; exits non-zero on
 # any failure.
 set -u
 build=${1:-build}
+san=${2:-}
 bin=$(cd "$build" 2>/dev/null && pwd)/tinkv-server
 here=$(cd "$(dirname "$0")" && pwd)
 py="python3 $here/server/test_resp.py"
@@ -157,6 +161,7 @@ for i in range(5000):
 has "--pipe" "errors: 0, replies: 5000" "$($R --pipe < "$tmp/mass.resp" 2>&1)"
 check "--pipe data" "value 4999" "$($R get mass:4999)"
 
+if [ -z "$san" ]; then
 echo "== redis-benchmark"
 out=$(redis-benchmark -p "$PORT" -t set,get,incr,mset -n 20000 -r 1000 -c 20 -P 16 -d 100 --csv 2>&1)
 check "redis-benchmark tests" 4 "$(echo "$out" | grep -c '^"\(SET\|GET\|INCR\|MSET (10 keys)\)",')"
@@ -164,6 +169,7 @@ has "redis-benchmark no errors" '"SET"' "$out"
 case "$out" in *rror*) fail "redis-benchmark: $out" ;; *) pass ;; esac
 out=$(redis-benchmark -p "$PORT" -t set,get -n 5000 -c 50 -d 100 --csv 2>&1)
 check "redis-benchmark without pipelining" 2 "$(echo "$out" | grep -c '^"\(SET\|GET\)",')"
+fi
 
 echo "== REST (curl)"
 H="http://127.0.0.1:$HPORT"
@@ -294,7 +300,9 @@ check "keys after compaction" 10 "$(redis-cli -p "$PORT" dbsize)"
 stop $PID
 
 echo "== sharding behind nutcracker (twemproxy)"
-if command -v nutcracker >/dev/null 2>&1; then
+if [ -n "$san" ]; then
+  echo "skipped under $san"
+elif command -v nutcracker >/dev/null 2>&1; then
   start shard1 --dir "$tmp/shard1" --http-port off; S1=$PID; P1=$PORT
   start shard2 --dir "$tmp/shard2" --http-port off; S2=$PID; P2=$PORT
   PP=$(free_port)
@@ -331,6 +339,9 @@ fi
 
 echo "== flow control, SCAN, listeners and limits (beside redis-server)"
 suite 500 python3 "$here/server/test_flow.py" "$bin" "$tmp/flow"
+
+echo "== every reply against redis-server's (tests/server/test_diff.py)"
+suite 300 python3 "$here/server/test_diff.py" "$bin" "$tmp/diff"
 
 # A sanitizer report in any server log is a failure of its own.
 for l in "$tmp"/*.log "$tmp"/*/*.log; do

@@ -40,7 +40,7 @@ def check(name, got, want):
 
 
 def ok(name, cond, detail=""):
-    check(name + (" " + detail if detail and not cond else ""), bool(cond), True)
+    check(name + (" " + str(detail) if detail and not cond else ""), bool(cond), True)
 
 
 @atexit.register
@@ -450,6 +450,50 @@ def case_corrupt(binary, base):
     srv.stop()
 
 
+def case_watch_rest(binary, base):
+    """A PUT or DELETE through the REST API is a change WATCH sees; so is
+    a write of the watching client itself before MULTI."""
+    srv = Server(binary, base, "watchrest")
+    a = Conn(srv.port)
+    for method, body in ((b"PUT", b"new"), (b"DELETE", b"")):
+        a.cmd("SET", "wk", "old")
+        check("watch", a.cmd("WATCH", "wk"), "OK")
+        a.cmd("MULTI")
+        a.cmd("SET", "wk", "from-exec")
+        r = http_raw(srv.http_port, method + b" /v1/kv/wk HTTP/1.1\r\nHost: x\r\n"
+                     b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body) + body)
+        ok("REST %s answered" % method.decode(), r.startswith(b"HTTP/1.1 20"), r[:40])
+        check("EXEC after a REST %s of a watched key" % method.decode(), a.cmd("EXEC"), None)
+    a.cmd("SET", "wk", "1")
+    a.cmd("WATCH", "wk")
+    a.cmd("MULTI")
+    a.cmd("INCR", "wk")
+    check("EXEC with nothing changed", a.cmd("EXEC"), [2])
+    a.close()
+    srv.stop()
+
+
+def case_shutdown(binary, base):
+    srv = Server(binary, base, "shutdown", "--http-port", "off")
+    c = Conn(srv.port)
+    c.cmd("SET", "k", "v")
+    check("SHUTDOWN bad option", c.cmd("SHUTDOWN", "BOGUS"), Err("ERR syntax error"))
+    c.send(encode("SHUTDOWN"))
+    ok("SHUTDOWN closes the connection", c.is_closed(10))
+    try:
+        rc = srv.proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        rc = None
+    check("SHUTDOWN stops the server cleanly", rc, 0)
+    ok("and logs it", "store closed, bye" in srv.log(), srv.log()[-200:])
+    c.close()
+    srv = Server(binary, base, "shutdown", "--http-port", "off")
+    c = Conn(srv.port)
+    check("data kept over SHUTDOWN", c.cmd("GET", "k"), b"v")
+    c.close()
+    srv.stop()
+
+
 def case_config(binary, base):
     for mode, want in (("full", "always"), ("normal", "everysec"), ("off", "off")):
         srv = Server(binary, base, "cfg-" + mode, "--sync", mode, "--http-port", "off")
@@ -509,6 +553,8 @@ def main():
     case_http_details(binary, base)
     case_config(binary, base)
     case_corrupt(binary, base)
+    case_watch_rest(binary, base)
+    case_shutdown(binary, base)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,305 @@
+#!/usr/bin/env python3
+"""Differential test: the same command sequences (scripted, then random,
+some pipelined, with WATCH/MULTI/EXEC from two clients, binary keys and
+values, inline commands) against tinkv-server and Debian's redis-server;
+every reply must be the same.
+
+    test_diff.py SERVER_BINARY SCRATCH_DIR [SEED]
+
+Skips (with a message, and counts as passed) when redis-server is absent.
+Prints one line per difference and "diff: N passed, M failed" last.
+"""
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from resp import Closed, Conn, Err, encode  # noqa: E402
+
+passed = 0
+failed = 0
+procs = []
+
+I64MAX, I64MIN = "9223372036854775807", "-9223372036854775808"
+
+SCRIPT = [
+    ["FLUSHALL"],
+    # GETRANGE / SETRANGE
+    ["SET", "s", "Hello World"], ["GETRANGE", "s", "0", "4"], ["GETRANGE", "s", "-5", "-1"],
+    ["GETRANGE", "s", "-1", "-5"], ["GETRANGE", "s", "5", "2"], ["GETRANGE", "s", "0", "100"],
+    ["GETRANGE", "s", "-100", "-90"], ["GETRANGE", "s", "-100", "2"], ["GETRANGE", "nokey", "0", "1"],
+    ["GETRANGE", "s", "x", "1"], ["GETRANGE", "s", "0", "1.5"], ["GETRANGE", "s"],
+    ["SETRANGE", "s", "6", "Redis"], ["GET", "s"], ["SETRANGE", "s", "20", "pad"], ["GET", "s"],
+    ["SETRANGE", "new", "3", "x"], ["GET", "new"], ["SETRANGE", "empty", "5", ""], ["EXISTS", "empty"],
+    ["SETRANGE", "s", "0", ""], ["SETRANGE", "s", "-1", "x"], ["SETRANGE", "s", "a", "x"],
+    ["SETRANGE", "s", "99999999999", "x"],
+    # GETSET
+    ["GETSET", "gs", "1"], ["GETSET", "gs", "2"], ["GET", "gs"],
+    # INCRBYFLOAT
+    ["SET", "f", "10.50"], ["INCRBYFLOAT", "f", "0.1"], ["INCRBYFLOAT", "f", "-5"],
+    ["INCRBYFLOAT", "f", "5.0e3"], ["INCRBYFLOAT", "f", "2.0e-2"], ["INCRBYFLOAT", "nf", "3"],
+    ["INCRBYFLOAT", "nf", "1.5"], ["INCRBYFLOAT", "nf", "abc"], ["INCRBYFLOAT", "nf", " 1"],
+    ["INCRBYFLOAT", "nf", "inf"], ["INCRBYFLOAT", "nf", "nan"], ["SET", "bad", "x1"],
+    ["INCRBYFLOAT", "bad", "1"], ["SET", "i", "5"], ["INCRBYFLOAT", "i", "-5"], ["GET", "i"],
+    ["INCRBYFLOAT", "i", "1e308"], ["INCRBYFLOAT", "i", "1e308"], ["INCRBYFLOAT", "i", "0.1"],
+    ["SET", "i", "3.0"], ["INCRBYFLOAT", "i", "0"], ["INCRBYFLOAT", "i", ""],
+    # LCS
+    ["MSET", "a", "ohmytext", "b", "mynewtext"], ["LCS", "a", "b"], ["LCS", "a", "b", "LEN"],
+    ["LCS", "a", "b", "IDX"], ["LCS", "a", "b", "IDX", "MINMATCHLEN", "4"],
+    ["LCS", "a", "b", "IDX", "MINMATCHLEN", "4", "WITHMATCHLEN"], ["LCS", "a", "b", "IDX", "LEN"],
+    ["LCS", "a", "nokey"], ["LCS", "nokey", "nokey2", "IDX"], ["LCS", "a", "b", "BOGUS"],
+    ["LCS", "a", "b", "MINMATCHLEN"], ["LCS", "a", "b", "MINMATCHLEN", "x"],
+    ["MSET", "x", "ABCBDAB", "y", "BDCABA"], ["LCS", "x", "y", "IDX", "WITHMATCHLEN"],
+    # bits
+    ["SETBIT", "bits", "7", "1"], ["GETBIT", "bits", "7"], ["GETBIT", "bits", "0"], ["GETBIT", "bits", "100"],
+    ["SETBIT", "bits", "7", "0"], ["SETBIT", "bits", "100", "1"], ["GET", "bits"], ["STRLEN", "bits"],
+    ["SETBIT", "bits", "-1", "1"], ["SETBIT", "bits", "1", "2"], ["SETBIT", "bits", "x", "1"],
+    ["SETBIT", "bits", "1", "-1"], ["SETBIT", "bits", "4294967296", "1"], ["GETBIT", "nokey", "3"],
+    ["SET", "bc", "foobar"], ["BITCOUNT", "bc"], ["BITCOUNT", "bc", "0", "0"], ["BITCOUNT", "bc", "1", "1"],
+    ["BITCOUNT", "bc", "1", "1", "BYTE"], ["BITCOUNT", "bc", "5", "30", "BIT"], ["BITCOUNT", "bc", "-2", "-1"],
+    ["BITCOUNT", "bc", "-1", "-2"], ["BITCOUNT", "bc", "0"], ["BITCOUNT", "bc", "0", "1", "BOGUS"],
+    ["BITCOUNT", "bc", "a", "b"], ["BITCOUNT", "nokey"], ["BITCOUNT", "nokey", "a", "b"],
+    ["BITCOUNT", "bc", "-100", "100", "BIT"],
+    ["SET", "bp", "\xff\xf0\x00"], ["BITPOS", "bp", "0"], ["BITPOS", "bp", "1"],
+    ["SET", "bp2", "\x00\xff\xf0"], ["BITPOS", "bp2", "1", "0"], ["BITPOS", "bp2", "1", "2"],
+    ["BITPOS", "bp2", "1", "2", "-1", "BYTE"], ["BITPOS", "bp2", "1", "7", "15", "BIT"],
+    ["BITPOS", "bp2", "0", "8", "11", "BIT"], ["BITPOS", "bp2", "0", "1", "1"], ["BITPOS", "bp2", "0", "1"],
+    ["SET", "ones", "\xff\xff"], ["BITPOS", "ones", "0"], ["BITPOS", "ones", "0", "0", "-1"],
+    ["BITPOS", "nokey", "0"], ["BITPOS", "nokey", "1"], ["BITPOS", "bp", "2"], ["BITPOS", "bp", "x"],
+    ["BITPOS", "bp", "1", "0", "1", "BOGUS"], ["BITPOS", "bp", "1", "5", "1"],
+    ["SET", "e", ""], ["BITPOS", "e", "0"], ["BITPOS", "e", "1"], ["BITCOUNT", "e"],
+    # RENAME, RENAMENX, COPY
+    ["SET", "r1", "v1"], ["RENAME", "r1", "r2"], ["GET", "r1"], ["GET", "r2"], ["RENAME", "nokey", "r3"],
+    ["RENAME", "r2", "r2"], ["SET", "r4", "v4"], ["RENAMENX", "r2", "r4"], ["RENAMENX", "r2", "r5"],
+    ["RENAMENX", "r5", "r5"], ["RENAMENX", "nokey", "x"], ["GET", "r5"],
+    ["COPY", "r5", "c1"], ["GET", "c1"], ["COPY", "r5", "c1"], ["COPY", "r5", "c1", "REPLACE"],
+    ["COPY", "nokey", "c2"], ["COPY", "r5", "r5"], ["COPY", "r5", "c3", "DB", "0"],
+    ["COPY", "r5", "c3", "DB", "x"], ["COPY", "r5", "c3", "BOGUS"],
+    # UNLINK, TOUCH, TYPE, OBJECT, DBSIZE
+    ["UNLINK", "c1", "c3", "nokey"], ["TOUCH", "r5", "r4", "nokey"], ["TYPE", "r5"], ["TYPE", "nokey"],
+    ["SET", "o1", "12345"], ["OBJECT", "ENCODING", "o1"], ["SET", "o2", "short"],
+    ["OBJECT", "ENCODING", "o2"], ["SET", "o3", "x" * 60], ["OBJECT", "ENCODING", "o3"],
+    ["OBJECT", "ENCODING", "nokey"], ["OBJECT", "ENCODING"], ["OBJECT", "BOGUS", "x"],
+    ["SET", "o4", "-0"], ["OBJECT", "ENCODING", "o4"], ["SET", "o5", "01"], ["OBJECT", "ENCODING", "o5"],
+    ["DBSIZE"],
+    # errors in Redis's words
+    ["CLIENT", "NOSUCH"], ["CONFIG", "GET"], ["CONFIG", "SET", "x"], ["COMMAND", "COUNT", "x"],
+    ["GETSET", "k"], ["RENAME", "k"], ["WATCH"], ["UNWATCH", "x"],
+    # binary keys and values
+    ["SET", b"bin\x00\r\n\xff", b"\x00\x01\x02\r\n"], ["GETRANGE", b"bin\x00\r\n\xff", "1", "3"],
+    ["COPY", b"bin\x00\r\n\xff", b"b2\x00"], ["GET", b"b2\x00"], ["RENAME", b"b2\x00", b"b3\xff"],
+    ["GET", b"b3\xff"], ["BITCOUNT", b"b3\xff"],
+    ["FLUSHALL"], ["RANDOMKEY"], ["SET", "only", "1"], ["RANDOMKEY"],
+]
+
+INLINE = [
+    b'SET "a b" "c\\x41\\n"\r\n', b'GET "a b"\r\n', b"SET 'x y' 'it\\'s'\r\n", b"GET 'x y'\r\n",
+    b"PING\r\r\n", b"   ECHO   spaced   \r\n", b'ECHO "\\t\\r\\\\\\"\\z"\r\n', b"ECHO a\"b\"c\r\n",
+    b"\r\n", b"ECHO ''\r\n", b'ECHO ""\r\n',
+]
+UNBALANCED = [b'ECHO "abc\r\n', b"ECHO 'abc\r\n", b'ECHO "a"b\r\n', b"ECHO 'a'b\r\n"]
+
+
+def check(name, got, want):
+    global passed, failed
+    if got == want:
+        passed += 1
+    else:
+        failed += 1
+        print("FAIL %s: tinkv %r, redis %r" % (name, got, want))
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def start_tinkv(binary, base):
+    d = os.path.join(base, "tinkv")
+    log = open(d + ".log", "ab")
+    p = subprocess.Popen([binary, "--dir", d, "--port", "0", "--http-port", "off"],
+                         stdout=log, stderr=log)
+    procs.append(p)
+    for _ in range(400):
+        m = re.findall(rb"RESP on [^ ]+:(\d+)", open(d + ".log", "rb").read())
+        if m:
+            return p, int(m[-1])
+        time.sleep(0.05)
+    raise RuntimeError("tinkv-server did not start")
+
+
+def start_redis(base):
+    port = free_port()
+    d = os.path.join(base, "redis")
+    os.makedirs(d, exist_ok=True)
+    p = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                          "--save", "", "--appendonly", "no", "--dir", d],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    procs.append(p)
+    for _ in range(200):
+        try:
+            Conn(port).close()
+            return p, port
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("redis-server did not start")
+
+
+def norm(r):
+    """Replies compared as data; error texts compared whole."""
+    return r
+
+
+def run_script(t, r, cmds, name):
+    for cmd in cmds:
+        check("%s %r" % (name, cmd), t.cmd(*cmd), r.cmd(*cmd))
+
+
+def run_pipelined(t, r, cmds, name):
+    check("%s (pipelined)" % name, t.pipeline(cmds), r.pipeline(cmds))
+
+
+def raw_replies(port, data):
+    c = Conn(port)
+    c.send(data)
+    out = []
+    try:
+        c.s.settimeout(2)
+        while True:
+            out.append(c.read())
+    except (Closed, OSError, socket.timeout):
+        pass
+    c.close()
+    return out
+
+
+def watch_cases(tport, rport):
+    """WATCH from one client, writes from another, in Redis's orders."""
+    cases = [
+        # (watcher steps before EXEC, other client's steps) -> EXEC reply
+        ([["SET", "w", "1"], ["WATCH", "w"], ["MULTI"], ["INCR", "w"]], [["SET", "w", "5"]]),
+        ([["SET", "w", "1"], ["WATCH", "w"], ["MULTI"], ["INCR", "w"]], []),
+        ([["SET", "w", "1"], ["WATCH", "w"], ["MULTI"], ["INCR", "w"]], [["DEL", "w"]]),
+        ([["DEL", "w"], ["WATCH", "w"], ["MULTI"], ["SET", "w", "x"]], [["SET", "w", "y"]]),
+        ([["DEL", "w"], ["WATCH", "w"], ["MULTI"], ["SET", "w", "x"]], [["DEL", "w"]]),
+        ([["SET", "w", "1"], ["WATCH", "w"], ["UNWATCH"], ["MULTI"], ["INCR", "w"]], [["SET", "w", "5"]]),
+        ([["SET", "w", "1"], ["WATCH", "w", "v"], ["MULTI"], ["GET", "w"]], [["SET", "v", "0"]]),
+        ([["SET", "w", "1"], ["WATCH", "w"], ["SET", "w", "2"], ["MULTI"], ["GET", "w"]], []),
+        ([["SET", "w", "1"], ["WATCH", "w"], ["MULTI"], ["WATCH", "w"], ["GET", "w"]], []),
+        ([["SET", "w", "1"], ["WATCH", "w"], ["MULTI"], ["GET", "w"]], [["SET", "w", "1"]]),
+        ([["SET", "w", "1"], ["WATCH", "w"], ["MULTI"], ["GET", "w"]], [["FLUSHDB"]]),
+        ([["SET", "w", "1"], ["WATCH", "w"], ["MULTI"], ["GET", "w"]], [["RENAME", "w", "w2"]]),
+        ([["SET", "w", "1"], ["WATCH", "w"], ["MULTI"], ["GET", "w"]], [["INCR", "nope"]]),
+        ([["SET", "w", "a"], ["WATCH", "w"], ["MULTI"], ["GET", "w"]], [["INCR", "w"]]),
+        ([["SET", "w", "1"], ["WATCH", "w"], ["MULTI"], ["GET", "w"], ["NOSUCH"]], [["SET", "w", "2"]]),
+        ([["SET", "w", "1"], ["WATCH", "w"], ["MULTI"], ["GET", "w"]], [["SETRANGE", "w", "0", "9"]]),
+    ]
+    for n, (steps, other) in enumerate(cases):
+        res = []
+        for port in (tport, rport):
+            a, b = Conn(port), Conn(port)
+            a.cmd("FLUSHDB")
+            out = [a.cmd(*c) for c in steps]
+            out += [b.cmd(*c) for c in other]
+            out.append(a.cmd("EXEC"))
+            out.append(a.cmd("EXEC"))             # nothing left
+            out.append(a.cmd("GET", "w"))
+            a.close()
+            b.close()
+            res.append(out)
+        check("watch case %d %r / %r" % (n, steps, other), res[0], res[1])
+    # a second EXEC after a WATCH, MULTI, DISCARD: the watch is gone
+    res = []
+    for port in (tport, rport):
+        a, b = Conn(port), Conn(port)
+        out = [a.cmd("SET", "w", "1"), a.cmd("WATCH", "w"), a.cmd("MULTI"), a.cmd("DISCARD"),
+               b.cmd("SET", "w", "2"), a.cmd("MULTI"), a.cmd("GET", "w"), a.cmd("EXEC")]
+        a.close()
+        b.close()
+        res.append(out)
+    check("discard forgets watched keys", res[0], res[1])
+
+
+def random_cmds(rng, n):
+    keys = ["k%d" % i for i in range(8)] + [b"\x00bin\xff", "k space"]
+    vals = ["", "0", "1", "-1", "10", "3.5", "abc", "Hello", "\xff\x00", I64MAX, I64MIN, "x" * 50]
+    out = []
+    for _ in range(n):
+        k, k2 = rng.choice(keys), rng.choice(keys)
+        v = rng.choice(vals)
+        i, j = str(rng.randint(-12, 12)), str(rng.randint(-12, 12))
+        out.append(rng.choice([
+            ["SET", k, v], ["GET", k], ["DEL", k, k2], ["EXISTS", k, k2], ["APPEND", k, v],
+            ["INCR", k], ["DECRBY", k, i], ["INCRBYFLOAT", k, rng.choice(["0.5", "-2", "1e2", "x"])],
+            ["GETRANGE", k, i, j], ["SETRANGE", k, str(rng.randint(0, 12)), v], ["GETSET", k, v],
+            ["STRLEN", k], ["SETNX", k, v], ["GETDEL", k], ["MSET", k, v, k2, v], ["MGET", k, k2],
+            ["MSETNX", k, v, k2, v], ["RENAME", k, k2], ["RENAMENX", k, k2], ["COPY", k, k2],
+            ["COPY", k, k2, "REPLACE"], ["UNLINK", k], ["TOUCH", k, k2], ["TYPE", k],
+            ["SETBIT", k, str(rng.randint(0, 40)), str(rng.randint(0, 1))],
+            ["GETBIT", k, str(rng.randint(0, 40))], ["BITCOUNT", k], ["BITCOUNT", k, i, j],
+            ["BITCOUNT", k, i, j, rng.choice(["BIT", "BYTE"])], ["BITPOS", k, str(rng.randint(0, 1))],
+            ["BITPOS", k, str(rng.randint(0, 1)), i], ["BITPOS", k, str(rng.randint(0, 1)), i, j],
+            ["BITPOS", k, str(rng.randint(0, 1)), i, j, rng.choice(["BIT", "BYTE"])],
+            ["LCS", k, k2], ["LCS", k, k2, "LEN"], ["LCS", k, k2, "IDX", "WITHMATCHLEN"],
+            ["DBSIZE"], ["SET", k, v, "NX", "GET"], ["SET", k, v, "XX"],
+            ["MULTI"], ["EXEC"], ["DISCARD"], ["WATCH", k], ["UNWATCH"],
+        ]))
+    return out
+
+
+def main():
+    binary, base = sys.argv[1], sys.argv[2]
+    seed = int(sys.argv[3]) if len(sys.argv) > 3 else 1
+    os.makedirs(base, exist_ok=True)
+    if not shutil.which("redis-server"):
+        print("diff: SKIPPED: redis-server is not installed (tests/deps.sh installs it)")
+        print("diff: 0 passed, 0 failed")
+        return
+    tp, tport = start_tinkv(binary, base)
+    rp, rport = start_redis(base)
+    t, r = Conn(tport), Conn(rport)
+    run_script(t, r, SCRIPT, "script")
+    run_pipelined(t, r, SCRIPT, "script")
+    for data in INLINE:
+        check("inline %r" % data, raw_replies(tport, data), raw_replies(rport, data))
+    for data in UNBALANCED:
+        check("inline %r" % data, raw_replies(tport, data), raw_replies(rport, data))
+    watch_cases(tport, rport)
+    rng = random.Random(seed)
+    for rnd in range(20):
+        cmds = [["FLUSHALL"]] + random_cmds(rng, 200)
+        tr = [t.cmd(*c) for c in cmds] if rnd % 2 else t.pipeline(cmds)
+        rr = [r.cmd(*c) for c in cmds] if rnd % 2 else r.pipeline(cmds)
+        for c, a, b in zip(cmds, tr, rr):
+            check("random seed %d round %d %r" % (seed, rnd, c), a, b)
+    t.close()
+    r.close()
+    for p in procs:
+        p.send_signal(signal.SIGTERM)
+        p.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except Exception as e:
+        failed += 1
+        import traceback
+        traceback.print_exc()
+        print("FAIL diff: %s: %s" % (type(e).__name__, e))
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    print("diff: %d passed, %d failed" % (passed, failed))
+    sys.exit(1 if failed else 0)
