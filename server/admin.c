@@ -65,6 +65,70 @@ void select_command(session *s, size_t argc, const resp_arg *argv) {
   else resp_status(s->out, "OK");
 }
 
+static int valid_name(const resp_arg *a);
+
+/* HELLO [2 [SETNAME name]]: the connection's properties, in RESP2 (the
+** only protocol tinkv speaks: HELLO 3 gets Redis's NOPROTO error, and a
+** client then stays on RESP2). */
+void hello_command(session *s, size_t argc, const resp_arg *argv) {
+  if (argc >= 2) {
+    long long ver;
+    if (resp_str2ll(argv[1].ptr, argv[1].len, &ver) != 0) {
+      resp_error(s->out, "ERR Protocol version is not an integer or out of "
+                 "range");
+      return;
+    }
+    if (ver != 2) {
+      resp_error(s->out, "NOPROTO sorry, this protocol version is not "
+                 "supported.");
+      return;
+    }
+  }
+  const resp_arg *name = NULL;
+  for (size_t i = 2; i < argc; i++) {
+    if (arg_is(&argv[i], "setname") && i + 1 < argc) {
+      name = &argv[++i];
+    } else {
+      resp_error(s->out, "ERR Syntax error in HELLO option '%.*s'",
+                 (int)(argv[i].len < 64 ? argv[i].len : 64), argv[i].ptr);
+      return;
+    }
+  }
+  if (name) {
+    if (!valid_name(name)) {
+      resp_error(s->out, "ERR Client names cannot contain spaces, newlines "
+                 "or special characters.");
+      return;
+    }
+    char *copy = name->len ? malloc(name->len + 1) : NULL;
+    if (name->len && !copy) {
+      resp_error(s->out, "ERR out of memory");
+      return;
+    }
+    if (copy) {
+      memcpy(copy, name->ptr, name->len);
+      copy[name->len] = '\0';
+    }
+    free(s->name);
+    s->name = copy;
+  }
+  resp_array(s->out, 14);
+  resp_bulkstr(s->out, "server");
+  resp_bulkstr(s->out, "redis");
+  resp_bulkstr(s->out, "version");
+  resp_bulkstr(s->out, "7.0.0");
+  resp_bulkstr(s->out, "proto");
+  resp_int(s->out, 2);
+  resp_bulkstr(s->out, "id");
+  resp_int(s->out, (long long)s->id);
+  resp_bulkstr(s->out, "mode");
+  resp_bulkstr(s->out, "standalone");
+  resp_bulkstr(s->out, "role");
+  resp_bulkstr(s->out, "master");
+  resp_bulkstr(s->out, "modules");
+  resp_array(s->out, 0);
+}
+
 /* QUIT: +OK, then the connection closes once the reply is sent. */
 void quit_command(session *s, size_t argc, const resp_arg *argv) {
   (void)argc; (void)argv;
@@ -356,6 +420,9 @@ void command_command(session *s, size_t argc, const resp_arg *argv) {
     resp_array(s->out, (long long)cmd_count);
     for (size_t i = 0; i < cmd_count; i++)
       resp_bulkstr(s->out, cmd_table[i].name);
+  } else if (arg_is(&argv[1], "info") && argc == 2) {   /* all, as Redis 7 */
+    resp_array(s->out, (long long)cmd_count);
+    for (size_t i = 0; i < cmd_count; i++) command_entry(s->out, &cmd_table[i]);
   } else if (arg_is(&argv[1], "info")) {
     resp_array(s->out, (long long)(argc - 2));
     for (size_t i = 2; i < argc; i++) {

@@ -72,9 +72,9 @@ cmd_proc del_command, exists_command, dbsize_command, keys_command,
     randomkey_command, object_command;
 cmd_proc ping_command, echo_command, select_command, quit_command,
     info_command, config_command, client_command, command_command,
-    compact_command, shutdown_command;
+    compact_command, shutdown_command, hello_command;
 cmd_proc multi_command, exec_command, discard_command, watch_command,
-    unwatch_command;
+    unwatch_command, reset_command;
 
 /* A key's value (release with tkv_free), TKV_NOTFOUND, or an engine error
 ** already replied. */

@@ -126,7 +126,7 @@ void keys_command(session *s, size_t argc, const resp_arg *argv) {
 
 /* Recently issued SCAN cursors: cursor -> key bytes, oldest overwritten.
 ** Only a shortcut to an exact resume; see scan_resume(). */
-#define SCAN_SLOTS 4096
+#define SCAN_SLOTS 65536
 #define SCAN_BYTES (8u << 20)
 static struct {
   uint64_t id;

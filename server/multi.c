@@ -312,3 +312,14 @@ void exec_command(session *s, size_t argc, const resp_arg *argv) {
     }
   }
 }
+
+/* RESET: the connection as new: out of MULTI, no watched keys, no name
+** (tinkv has no other per-connection state to reset).  Never queued. */
+void reset_command(session *s, size_t argc, const resp_arg *argv) {
+  (void)argc; (void)argv;
+  queue_clear(s);
+  unwatch_all(s);
+  free(s->name);
+  s->name = NULL;
+  resp_status(s->out, "RESET");
+}

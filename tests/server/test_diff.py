@@ -92,6 +92,8 @@ SCRIPT = [
     # errors in Redis's words
     ["CLIENT", "NOSUCH"], ["CONFIG", "GET"], ["CONFIG", "SET", "x"], ["COMMAND", "COUNT", "x"],
     ["GETSET", "k"], ["RENAME", "k"], ["WATCH"], ["UNWATCH", "x"],
+    ["HELLO", "x"], ["HELLO", "2", "BOGUS"], ["HELLO", "2", "SETNAME", "a b"],
+    ["MULTI"], ["SET", "rs", "1"], ["RESET"], ["EXEC"], ["GET", "rs"], ["CLIENT", "GETNAME"],
     # binary keys and values
     ["SET", b"bin\x00\r\n\xff", b"\x00\x01\x02\r\n"], ["GETRANGE", b"bin\x00\r\n\xff", "1", "3"],
     ["COPY", b"bin\x00\r\n\xff", b"b2\x00"], ["GET", b"b2\x00"], ["RENAME", b"b2\x00", b"b3\xff"],
