@@ -62,8 +62,13 @@ class Server:
             args += ["--http-port", "0"]
         self.logf = open(self.log_path, "ab")
         self.log_from = self.logf.tell()
+        env = dict(os.environ)
+        if "ASAN_OPTIONS" in env:
+            # ASan keeps freed memory in quarantine (256 MB by default),
+            # which would count against the memory bounds checked here.
+            env["ASAN_OPTIONS"] += ":quarantine_size_mb=8"
         self.proc = subprocess.Popen(args, stdout=self.logf, stderr=self.logf,
-                                     preexec_fn=preexec)
+                                     preexec_fn=preexec, env=env)
         started.append(self.proc)
         self.port = self.http_port = None
         deadline = time.time() + 20
