@@ -15,11 +15,39 @@
 ** resolves an unqualified name: temp, main, then attached databases) or
 ** "schema.kv".  tinkv_compact and tinkv_stats are SQLITE_DIRECTONLY: they
 ** act on files outside the database, so a schema from someone else (a view
-** or trigger) must not be able to call them.
+** or trigger) must not be able to call them.  SQLite 3.40 does not enforce
+** the flag for CHECK constraints, which run inside the INSERT or UPDATE that
+** writes their table, so a function with side effects also refuses to run
+** while any statement of the connection that writes is running
+** (tinkvSideEffectsAllowed): it runs from a statement of its own, such as
+** SELECT tinkv_compact('kv').
 */
 #include "tinkvInt.h"
 
 #include <string.h>
+
+/*
+** True if a function with side effects (on files outside the database) may
+** run now: no statement of the connection that writes is running.  Else
+** sets the error on ctx.  See the header comment.
+*/
+int tinkvSideEffectsAllowed(sqlite3_context *ctx, const char *zFunc){
+  sqlite3 *db = sqlite3_context_db_handle(ctx);
+  sqlite3_stmt *pStmt;
+  for(pStmt=sqlite3_next_stmt(db, 0); pStmt; pStmt=sqlite3_next_stmt(db, pStmt)){
+    if( sqlite3_stmt_busy(pStmt) && !sqlite3_stmt_readonly(pStmt) ){
+      char *zErr = sqlite3_mprintf("tinkv: %s() runs only from a statement "
+          "that writes nothing, such as SELECT %s(...); it is refused inside "
+          "INSERT, UPDATE, DELETE and the CHECK constraints they run", zFunc,
+          zFunc);
+      sqlite3_result_error(ctx, zErr ? zErr : "tinkv: refused", -1);
+      sqlite3_result_error_code(ctx, SQLITE_AUTH);
+      sqlite3_free(zErr);
+      return 0;
+    }
+  }
+  return 1;
+}
 
 /* Find the table named by argv[0], or set an error on ctx. */
 static TinkvTable *tableArgument(sqlite3_context *ctx, sqlite3_value *pArg){
@@ -45,8 +73,10 @@ static TinkvTable *tableArgument(sqlite3_context *ctx, sqlite3_value *pArg){
     sqlite3_free(zErr);
     return 0;
   }
-  if( tinkvTableReady(pTab)!=SQLITE_OK ){
+  rc = tinkvTableReady(pTab);
+  if( rc!=SQLITE_OK ){
     sqlite3_result_error(ctx, pTab->base.zErrMsg, -1);
+    sqlite3_result_error_code(ctx, rc);
     return 0;
   }
   return pTab;
@@ -59,11 +89,13 @@ static TinkvTable *tableArgument(sqlite3_context *ctx, sqlite3_value *pArg){
 ** SELECT tinkv_compact('kv') FROM kv).
 */
 static void compactFunc(sqlite3_context *ctx, int argc, sqlite3_value **argv){
-  TinkvTable *pTab = tableArgument(ctx, argv[0]);
+  TinkvTable *pTab;
   u64 nReclaimed = 0;
   char *zErr = 0;
   int rc;
   (void)argc;
+  if( !tinkvSideEffectsAllowed(ctx, "tinkv_compact") ) return;
+  pTab = tableArgument(ctx, argv[0]);
   if( pTab==0 ) return;
   if( pTab->nCursor>0 ){
     sqlite3_result_error(ctx, "tinkv: cannot compact a table while a cursor "

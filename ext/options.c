@@ -211,6 +211,9 @@ int tinkvConfigParse(int nArg, const char *const *azArg, TinkvConfig *pCfg,
   for(i=0; i<nArg && rc==SQLITE_OK; i++){
     rc = parseArg(pCfg, azArg[i], i, abSeen, pzErr);
   }
+  for(i=0; i<4; i++){
+    if( abSeen[i] ) pCfg->mGiven |= 1u<<i;
+  }
   if( rc!=SQLITE_OK ) tinkvConfigClear(pCfg);
   return rc;
 }

@@ -16,6 +16,8 @@
 */
 #include "tinkvInt.h"
 
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 typedef struct TinkvPrivate TinkvPrivate;
@@ -24,6 +26,24 @@ struct TinkvPrivate {
   char *zName;                /* table name */
   char *zDir;                 /* private directory of its store */
   TinkvPrivate *pNext;
+};
+
+/* What a table of a file-less schema made or adopted (see below). */
+struct TinkvSession {
+  char *zSchema;              /* schema of the table */
+  char *zName;                /* table name */
+  char *zPath;                /* its store */
+  int eKind;                  /* TINKV_OWNER_CREATED or _ADOPTED */
+  TinkvSession *pNext;
+};
+
+/* A store removal waiting for its DROP TABLE (see below). */
+struct TinkvPending {
+  char *zDb;                  /* database file of the dropped table */
+  char *zName;                /* the table's name */
+  char *zPath;                /* its store */
+  tkv_db *pKv;                /* the table's engine handle, still open */
+  TinkvPending *pNext;
 };
 
 TinkvConn *tinkvConnNew(sqlite3 *db){
@@ -39,6 +59,11 @@ TinkvConn *tinkvConnNew(sqlite3 *db){
 ** the private stores (already closed by their tables) are removed. */
 void tinkvConnFree(void *p){
   TinkvConn *pConn = (TinkvConn*)p;
+  tinkvPendingResolve(pConn, 1);
+  while( pConn->pSession ){
+    TinkvSession *pS = pConn->pSession;
+    tinkvSessionForget(pConn, pS->zSchema, pS->zName);
+  }
   while( pConn->pPrivate ){
     TinkvPrivate *pPriv = pConn->pPrivate;
     pConn->pPrivate = pPriv->pNext;
@@ -209,6 +234,7 @@ int tinkvFindTable(TinkvConn *pConn, const char *zArg, TinkvTable **ppTab,
   const char *zDot;
   int rc;
   *ppTab = 0;
+  tinkvPendingResolve(pConn, 0);
   if( zArg==0 ){
     *pzErr = sqlite3_mprintf("tinkv: the table name must not be NULL");
     return SQLITE_ERROR;
@@ -239,4 +265,270 @@ int tinkvFindTable(TinkvConn *pConn, const char *zArg, TinkvTable **ppTab,
   sqlite3_free(zWant);
   sqlite3_free(zSchema);
   return rc;
+}
+
+/* ------------------------------------------------------------------------
+** What tables of file-less schemas made or adopted (see owner.c), for the
+** life of their connection.
+*/
+
+int tinkvSessionAdd(TinkvConn *pConn, const char *zSchema, const char *zName,
+                    const char *zPath, int eKind){
+  TinkvSession *p = sqlite3_malloc(sizeof(*p));
+  if( p==0 ) return SQLITE_NOMEM;
+  p->zSchema = sqlite3_mprintf("%s", zSchema);
+  p->zName = sqlite3_mprintf("%s", zName);
+  p->zPath = sqlite3_mprintf("%s", zPath);
+  p->eKind = eKind;
+  if( p->zSchema==0 || p->zName==0 || p->zPath==0 ){
+    sqlite3_free(p->zSchema);
+    sqlite3_free(p->zName);
+    sqlite3_free(p->zPath);
+    sqlite3_free(p);
+    return SQLITE_NOMEM;
+  }
+  p->pNext = pConn->pSession;
+  pConn->pSession = p;
+  return SQLITE_OK;
+}
+
+/* How table zSchema.zName of this connection came to store zPath. */
+int tinkvSessionLookup(TinkvConn *pConn, const char *zSchema,
+                       const char *zName, const char *zPath){
+  TinkvSession *p;
+  for(p=pConn->pSession; p; p=p->pNext){
+    if( sqlite3_stricmp(p->zSchema, zSchema)==0
+     && sqlite3_stricmp(p->zName, zName)==0 && strcmp(p->zPath, zPath)==0 ){
+      return p->eKind;
+    }
+  }
+  return TINKV_OWNER_NONE;
+}
+
+/* Forget what the connection knew about zSchema.zName (DROP TABLE). */
+void tinkvSessionForget(TinkvConn *pConn, const char *zSchema,
+                        const char *zName){
+  TinkvSession **pp = &pConn->pSession;
+  while( *pp ){
+    TinkvSession *p = *pp;
+    if( sqlite3_stricmp(p->zSchema, zSchema)==0
+     && sqlite3_stricmp(p->zName, zName)==0 ){
+      *pp = p->pNext;
+      sqlite3_free(p->zSchema);
+      sqlite3_free(p->zName);
+      sqlite3_free(p->zPath);
+      sqlite3_free(p);
+    }else{
+      pp = &p->pNext;
+    }
+  }
+}
+
+/* ------------------------------------------------------------------------
+** Store removals waiting for their DROP TABLE to commit.
+**
+** SQLite calls xDestroy while the DROP statement runs; the commit that
+** follows can still fail (a reader's lock on a rollback journal, an I/O
+** error), and SQLite then puts the table back.  So xDestroy of a table that
+** created its store only records the removal here, keeping its engine
+** handle open so that no other process can take the store meanwhile.  The
+** removal is decided later, at the connection's next use of the extension
+** (a table connected or created, a tinkv function) and when it closes, by
+** looking at the database file through a separate read-only connection:
+** the table gone means the DROP committed and the store is removed; the
+** table there means it was rolled back and the store stays.  If that
+** cannot be told (the file is locked or unreadable), the removal waits;
+** at close it is given up and the store is left in place (and logged).
+*/
+
+int tinkvPendingAdd(TinkvConn *pConn, const char *zDb, const char *zName,
+                    const char *zPath, tkv_db *pKv){
+  TinkvPending *p = sqlite3_malloc(sizeof(*p));
+  if( p==0 ) return SQLITE_NOMEM;
+  p->zDb = sqlite3_mprintf("%s", zDb);
+  p->zName = sqlite3_mprintf("%s", zName);
+  p->zPath = sqlite3_mprintf("%s", zPath);
+  p->pKv = pKv;
+  if( p->zDb==0 || p->zName==0 || p->zPath==0 ){
+    sqlite3_free(p->zDb);
+    sqlite3_free(p->zName);
+    sqlite3_free(p->zPath);
+    sqlite3_free(p);
+    return SQLITE_NOMEM;
+  }
+  p->pNext = pConn->pPending;
+  pConn->pPending = p;
+  return SQLITE_OK;
+}
+
+/* Does database file zDb have table zName?  1 yes, 0 no, -1 cannot tell. */
+static int fileHasTable(const char *zDb, const char *zName){
+  sqlite3 *pDb = 0;
+  sqlite3_stmt *pStmt = 0;
+  int r = -1;
+  if( sqlite3_open_v2(zDb, &pDb, SQLITE_OPEN_READONLY, 0)==SQLITE_OK
+   && sqlite3_prepare_v2(pDb, "SELECT 1 FROM sqlite_master WHERE type='table'"
+                         " AND name=?1 COLLATE NOCASE", -1, &pStmt, 0)
+        ==SQLITE_OK ){
+    int rc;
+    sqlite3_bind_text(pStmt, 1, zName, -1, SQLITE_STATIC);
+    rc = sqlite3_step(pStmt);
+    if( rc==SQLITE_ROW ) r = 1;
+    else if( rc==SQLITE_DONE ) r = 0;
+  }
+  sqlite3_finalize(pStmt);
+  sqlite3_close(pDb);
+  return r;
+}
+
+/*
+** Decide the pending removals whose outcome can be told now (see above).
+** bClosing: the connection is closing; undecided removals are given up.
+*/
+void tinkvPendingResolve(TinkvConn *pConn, int bClosing){
+  TinkvPending **pp = &pConn->pPending;
+  while( *pp ){
+    TinkvPending *p = *pp;
+    int bHas = fileHasTable(p->zDb, p->zName);
+    if( bHas<0 && !bClosing ){
+      pp = &p->pNext;
+      continue;
+    }
+    *pp = p->pNext;
+    tinkvStoreClose(p->zPath, p->pKv);
+    if( bHas==0 ){
+      char *zErr = 0;
+      if( tinkvOwnerRemoveStore(p->zPath, &zErr)!=SQLITE_OK ){
+        sqlite3_log(SQLITE_WARNING, "tinkv: DROP TABLE %s committed but its "
+                    "store '%s' could not be removed: %s", p->zName,
+                    p->zPath, zErr);
+      }
+      sqlite3_free(zErr);
+    }else if( bHas<0 ){
+      sqlite3_log(SQLITE_WARNING, "tinkv: cannot tell whether DROP TABLE %s"
+                  " of '%s' committed; its store '%s' is left in place",
+                  p->zName, p->zDb, p->zPath);
+    }
+    sqlite3_free(p->zDb);
+    sqlite3_free(p->zName);
+    sqlite3_free(p->zPath);
+    sqlite3_free(p);
+  }
+}
+
+/* ------------------------------------------------------------------------
+** Engine handles the extension has open in this process, per store path,
+** with the options of the handle that opened the engine.  A store open
+** once in a process is one engine, whose options are those of its first
+** opener: a later table that asks for something that cannot then take
+** effect (a stronger sync, another segment size or compaction threshold)
+** is refused rather than silently given less.  DROP TABLE uses the count
+** to refuse removing a store another connection uses.
+*/
+typedef struct TinkvOpenPath TinkvOpenPath;
+struct TinkvOpenPath {
+  char *zPath;                /* the store directory */
+  int nOpen;                  /* handles the extension has open on it */
+  tkv_options opts;           /* options of the engine */
+  TinkvOpenPath *pNext;
+};
+static pthread_mutex_t openMutex = PTHREAD_MUTEX_INITIALIZER;
+static TinkvOpenPath *pOpenPaths = 0;
+
+static TinkvOpenPath **findOpenPath(const char *zPath){
+  TinkvOpenPath **pp;
+  for(pp=&pOpenPaths; *pp && strcmp((*pp)->zPath, zPath); pp=&(*pp)->pNext){}
+  return pp;
+}
+
+static const char *syncName(tkv_sync_mode e){
+  return e==TKV_SYNC_FULL ? "full" : e==TKV_SYNC_NORMAL ? "normal" : "off";
+}
+
+/*
+** Count a handle about to be opened on zPath with options *pOpts (mGiven:
+** which were given explicitly).  Refuses, with *pzErr set, options that
+** the engine already open in this process cannot honour.  A successful
+** call is matched by tinkvOpenRelease.
+*/
+int tinkvOpenAcquire(const char *zPath, const tkv_options *pOpts,
+                     unsigned mGiven, char **pzErr){
+  TinkvOpenPath *p;
+  int rc = SQLITE_OK;
+  pthread_mutex_lock(&openMutex);
+  p = *findOpenPath(zPath);
+  if( p ){
+    const tkv_options *pHave = &p->opts;
+    if( pOpts->sync<pHave->sync ){   /* FULL=0 < NORMAL < OFF */
+      *pzErr = sqlite3_mprintf("tinkv: store '%s' is already open in this "
+          "process with sync=%s; this table asks for sync=%s, which cannot "
+          "take effect until every table using the store is closed (give "
+          "the tables of one store the same sync option)", zPath,
+          syncName(pHave->sync), syncName(pOpts->sync));
+      rc = SQLITE_ERROR;
+    }else if( (mGiven & TINKV_OPT_FILESIZE)
+           && pOpts->max_file_size!=pHave->max_file_size ){
+      *pzErr = sqlite3_mprintf("tinkv: store '%s' is already open in this "
+          "process with max_file_size=%llu; this table's max_file_size=%llu "
+          "cannot take effect", zPath,
+          (unsigned long long)pHave->max_file_size,
+          (unsigned long long)pOpts->max_file_size);
+      rc = SQLITE_ERROR;
+    }else if( (mGiven & TINKV_OPT_THRESHOLD)
+           && pOpts->compact_threshold!=pHave->compact_threshold ){
+      *pzErr = sqlite3_mprintf("tinkv: store '%s' is already open in this "
+          "process with compact_threshold=%llu; this table's "
+          "compact_threshold=%llu cannot take effect", zPath,
+          (unsigned long long)pHave->compact_threshold,
+          (unsigned long long)pOpts->compact_threshold);
+      rc = SQLITE_ERROR;
+    }else{
+      p->nOpen++;
+    }
+  }else{
+    p = malloc(sizeof(*p));
+    if( p ) p->zPath = strdup(zPath);
+    if( p && p->zPath ){
+      p->nOpen = 1;
+      p->opts = *pOpts;
+      if( p->opts.max_file_size==0 ){
+        p->opts.max_file_size = TKV_DEFAULT_MAX_FILE_SIZE;
+      }
+      if( p->opts.compact_threshold==0 ){
+        p->opts.compact_threshold = TKV_DEFAULT_COMPACT_THRESHOLD;
+      }
+      p->pNext = pOpenPaths;
+      pOpenPaths = p;
+    }else{
+      free(p);
+      rc = SQLITE_NOMEM;
+    }
+  }
+  pthread_mutex_unlock(&openMutex);
+  return rc;
+}
+
+/* A handle counted by tinkvOpenAcquire was closed (or not opened). */
+void tinkvOpenRelease(const char *zPath){
+  TinkvOpenPath **pp, *p;
+  pthread_mutex_lock(&openMutex);
+  pp = findOpenPath(zPath);
+  p = *pp;
+  if( p && --p->nOpen<=0 ){
+    *pp = p->pNext;
+    free(p->zPath);
+    free(p);
+  }
+  pthread_mutex_unlock(&openMutex);
+}
+
+/* Handles the extension has open on zPath in this process. */
+int tinkvOpenOthers(const char *zPath){
+  TinkvOpenPath *p;
+  int n;
+  pthread_mutex_lock(&openMutex);
+  p = *findOpenPath(zPath);
+  n = p ? p->nOpen : 0;
+  pthread_mutex_unlock(&openMutex);
+  return n;
 }

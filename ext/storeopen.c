@@ -1,13 +1,15 @@
 /*
-** Where a table's store lives, opening and removing it, and the mapping of
-** engine status codes to SQLite errors.
+** Where a table's store lives, opening it, and the mapping of engine status
+** codes to SQLite errors.  Which tables may open or remove a store is
+** decided in owner.c.
 **
 ** The store directory of a table is, in order of preference:
 **   - the path option, made absolute against the process's working
 **     directory when it is relative (as a shell user expects);
 **   - '<database file>-<table name>.tinkv' beside the database file;
-**   - for an in-memory or temporary database, a private directory made with
-**     mkdtemp() and removed when the connection closes.
+**   - for an in-memory or temporary database (or one of the memdb VFS), a
+**     private directory made with mkdtemp() and removed when the connection
+**     closes.
 **
 ** The path comes from the database schema, which may have been written by
 ** someone else, so xConnect (tinkvStoreCheckConnect, bCreate=0) never
@@ -74,9 +76,9 @@ int tinkvStatus(int rc, const char *zPath, char **pzErr){
 */
 int tinkvStoreDefaultPath(sqlite3 *db, const char *zSchema, const char *zName,
                           char **pzPath, char **pzErr){
-  const char *zFile = sqlite3_db_filename(db, zSchema);
+  const char *zFile = tinkvOwnerDbFile(db, zSchema);
   *pzPath = 0;
-  if( zFile==0 || zFile[0]==0 ) return SQLITE_OK;
+  if( zFile==0 ) return SQLITE_OK;
   if( strchr(zName, '/') ){
     *pzErr = sqlite3_mprintf("tinkv: table name '%s' contains '/' and cannot"
                              " name a store; give a path option", zName);
@@ -210,25 +212,33 @@ int tinkvStoreCheckConnect(const char *zPath, char **pzErr){
   return SQLITE_OK;
 }
 
-/* Open the store in zPath; bCreate allows making it. */
-int tinkvStoreOpen(const char *zPath, const tkv_options *pOpts, int bCreate,
-                   tkv_db **ppKv, char **pzErr){
+/*
+** Open the store in zPath; bCreate allows making it.  mGiven says which of
+** the options were given explicitly: an option the engine already open in
+** this process cannot honour is an error (see registry.c).  Close with
+** tinkvStoreClose.
+*/
+int tinkvStoreOpen(const char *zPath, const tkv_options *pOpts,
+                   unsigned mGiven, int bCreate, tkv_db **ppKv, char **pzErr){
   tkv_options opts = *pOpts;
   int rc;
   opts.create = bCreate;
   *ppKv = 0;
+  rc = tinkvOpenAcquire(zPath, pOpts, mGiven, pzErr);
+  if( rc!=SQLITE_OK ) return rc;
   rc = tkv_open(zPath, &opts, ppKv);
   if( rc!=TKV_OK ){
     *ppKv = 0;
+    tinkvOpenRelease(zPath);
     return tinkvStatus(rc, zPath, pzErr);
   }
   return SQLITE_OK;
 }
 
-/* Remove the files of the closed store in zPath (and the directory if it is
-** then empty). */
-int tinkvStoreRemove(const char *zPath, char **pzErr){
-  int rc = tkv_destroy(zPath);
-  if( rc==TKV_NOTFOUND ) return SQLITE_OK;
-  return tinkvStatus(rc, zPath, pzErr);
+/* Close a handle opened by tinkvStoreOpen. */
+void tinkvStoreClose(const char *zPath, tkv_db *pKv){
+  if( pKv ){
+    tkv_close(pKv);
+    tinkvOpenRelease(zPath);
+  }
 }

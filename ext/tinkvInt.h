@@ -9,8 +9,10 @@
 **                 has open, and the private stores of in-memory databases
 **   options.c     parsing and validation of the CREATE VIRTUAL TABLE
 **                 arguments
-**   storeopen.c   where a table's store lives, opening and removing it, and
-**                 turning engine status codes into SQLite errors
+**   storeopen.c   where a table's store lives, opening it, and turning
+**                 engine status codes into SQLite errors
+**   owner.c       which tables may open and which may remove a store: the
+**                 owner record kept in the store directory
 **   keycodec.c    the order-preserving byte encoding of SQL keys
 **   valuecodec.c  the encoding of SQL values
 **   vtab.c        the module: constructors, destructors, transactions
@@ -51,6 +53,8 @@ typedef struct TinkvConfig TinkvConfig;
 typedef struct TinkvConn TinkvConn;
 typedef struct TinkvTable TinkvTable;
 typedef struct TinkvCursor TinkvCursor;
+typedef struct TinkvSession TinkvSession;
+typedef struct TinkvPending TinkvPending;
 
 /*
 ** A growable byte buffer, reused across rows so that the hot paths do not
@@ -73,7 +77,12 @@ void tinkvBufFree(TinkvBuf *pBuf);
 struct TinkvConfig {
   char *zPath;                /* path= or the positional path; NULL: default */
   tkv_options opts;           /* sync, max_file_size, compact_threshold */
+  unsigned mGiven;            /* TINKV_OPT_* bits of the options given */
 };
+#define TINKV_OPT_PATH       0x1
+#define TINKV_OPT_SYNC       0x2
+#define TINKV_OPT_FILESIZE   0x4
+#define TINKV_OPT_THRESHOLD  0x8
 
 int tinkvConfigParse(int nArg, const char *const *azArg, TinkvConfig *pCfg,
                      char **pzErr);
@@ -89,6 +98,8 @@ struct TinkvConn {
   sqlite3 *db;                /* the connection */
   TinkvTable *pTables;        /* tables connected in this connection */
   struct TinkvPrivate *pPrivate;  /* private stores of in-memory schemas */
+  TinkvSession *pSession;     /* stores file-less schemas made or adopted */
+  TinkvPending *pPending;     /* store removals waiting for their DROP */
 };
 
 TinkvConn *tinkvConnNew(sqlite3 *db);
@@ -105,6 +116,32 @@ void tinkvPrivateForget(TinkvConn *pConn, const char *zSchema,
                         const char *zName);
 int tinkvFindTable(TinkvConn *pConn, const char *zArg, TinkvTable **ppTab,
                    char **pzErr);
+int tinkvSessionAdd(TinkvConn *pConn, const char *zSchema, const char *zName,
+                    const char *zPath, int eKind);
+int tinkvSessionLookup(TinkvConn *pConn, const char *zSchema,
+                       const char *zName, const char *zPath);
+void tinkvSessionForget(TinkvConn *pConn, const char *zSchema,
+                        const char *zName);
+int tinkvPendingAdd(TinkvConn *pConn, const char *zDb, const char *zName,
+                    const char *zPath, tkv_db *pKv);
+void tinkvPendingResolve(TinkvConn *pConn, int bClosing);
+int tinkvOpenAcquire(const char *zPath, const tkv_options *pOpts,
+                     unsigned mGiven, char **pzErr);
+void tinkvOpenRelease(const char *zPath);
+int tinkvOpenOthers(const char *zPath);
+
+/* ------------------------------------------------------------ owner.c */
+
+#define TINKV_OWNER_NONE     0    /* the table neither made nor adopted it */
+#define TINKV_OWNER_ADOPTED  1    /* CREATE VIRTUAL TABLE found the store */
+#define TINKV_OWNER_CREATED  2    /* CREATE VIRTUAL TABLE made the store */
+
+const char *tinkvOwnerDbFile(sqlite3 *db, const char *zSchema);
+int tinkvOwnerLookup(const char *zDir, const char *zDb, const char *zName,
+                     int *pbRecord);
+int tinkvOwnerAdd(const char *zDir, const char *zDb, const char *zName,
+                  int eKind, char **pzErr);
+int tinkvOwnerRemoveStore(const char *zDir, char **pzErr);
 
 /* --------------------------------------------------------- storeopen.c */
 
@@ -114,9 +151,9 @@ int tinkvStoreAbsolutePath(const char *zPath, char **pzAbs, char **pzErr);
 int tinkvStoreMakePrivateDir(char **pzDir, char **pzErr);
 int tinkvStoreCheckCreate(const char *zPath, char **pzErr);
 int tinkvStoreCheckConnect(const char *zPath, char **pzErr);
-int tinkvStoreOpen(const char *zPath, const tkv_options *pOpts, int bCreate,
-                   tkv_db **ppKv, char **pzErr);
-int tinkvStoreRemove(const char *zPath, char **pzErr);
+int tinkvStoreOpen(const char *zPath, const tkv_options *pOpts,
+                   unsigned mGiven, int bCreate, tkv_db **ppKv, char **pzErr);
+void tinkvStoreClose(const char *zPath, tkv_db *pKv);
 int tinkvStatus(int rc, const char *zPath, char **pzErr);
 
 /* ---------------------------------------------------------- keycodec.c */
@@ -158,7 +195,12 @@ struct TinkvTable {
   char *zPath;                /* absolute path of the store directory */
   u8 bDefaultPath;            /* path derived from the table name */
   u8 bPrivate;                /* private directory of an in-memory schema */
-  tkv_db *pKv;                /* engine handle; NULL if reopening failed */
+  u8 eOwner;                  /* TINKV_OWNER_*: how the table got the store */
+  tkv_options opts;           /* the table's options */
+  unsigned mGiven;            /* TINKV_OPT_* bits given explicitly */
+  tkv_db *pKv;                /* engine handle; NULL: the table is closed */
+  int rcClosed;               /* why it is closed: error code ... */
+  char *zClosed;              /* ... and message (NULL: reopen failed) */
   tkv_cursor *pIdCsr;         /* rowid -> key lookups of xUpdate */
   TinkvCursor *pSpare;        /* a closed cursor kept for reuse */
   int nCursor;                /* cursors open on this table */
@@ -194,5 +236,6 @@ int tinkvUpdate(sqlite3_vtab *pVtab, int argc, sqlite3_value **argv,
 /* --------------------------------------------------------- functions.c */
 
 int tinkvRegisterFunctions(sqlite3 *db, TinkvConn *pConn);
+int tinkvSideEffectsAllowed(sqlite3_context *ctx, const char *zFunc);
 
 #endif /* TINKV_INT_H */

@@ -53,10 +53,34 @@ int tinkvTableStatus(TinkvTable *pTab, int rc){
   return rc;
 }
 
-/* SQLITE_OK if the table has an engine handle (it loses it only when a
-** failed DROP TABLE could not reopen the store). */
+static int connectStore(TinkvTable *pTab, char **pzErr);
+static int closeTable(TinkvTable *pTab, int rc, char *zMsg);
+
+/*
+** SQLITE_OK if the table has an engine handle.  A table is closed when its
+** store is missing or is not one it may open (owner.c), and when a refused
+** DROP TABLE could not reopen it; every use then fails with the reason.
+*/
 int tinkvTableReady(TinkvTable *pTab){
   if( pTab->pKv ) return SQLITE_OK;
+  if( pTab->zClosed ){
+    /* The store may have come back (or be fixed) since: try again. */
+    char *zErr = 0;
+    int rc;
+    sqlite3_free(pTab->zClosed);
+    pTab->zClosed = 0;
+    rc = connectStore(pTab, &zErr);
+    if( rc==SQLITE_OK && pTab->pKv
+     && tkv_cursor_open(pTab->pKv, &pTab->pIdCsr)!=TKV_OK ){
+      rc = tinkvStatus(TKV_NOMEM, pTab->zPath, &zErr);
+      tinkvStoreClose(pTab->zPath, pTab->pKv);
+      pTab->pKv = 0;
+    }
+    if( rc!=SQLITE_OK ) closeTable(pTab, rc, zErr);
+    if( pTab->pKv ) return SQLITE_OK;
+    if( pTab->zClosed==0 ) return SQLITE_NOMEM;
+    return tinkvTableError(pTab, pTab->rcClosed, "%s", pTab->zClosed);
+  }
   return tinkvTableError(pTab, SQLITE_IOERR, "tinkv: the store '%s' of table "
                          "'%s' is closed; reopen the database", pTab->zPath,
                          pTab->zName);
@@ -72,9 +96,9 @@ int tinkvTableBegin(TinkvTable *pTab){
 }
 
 /*
-** Decide where the store of table zSchema.zName is (see storeopen.c) and
-** check that it may be created (bCreate) or opened.  Sets *pzPath and the
-** bDefaultPath/bPrivate flags through pTab.
+** Decide where the store of table zSchema.zName is (see storeopen.c).
+** Sets pTab->zPath and the bDefaultPath/bPrivate flags.  For xCreate
+** (bCreate) of an in-memory table, the private directory is made here.
 */
 static int locateStore(TinkvConn *pConn, sqlite3 *db, const char *zSchema,
                        const char *zName, const TinkvConfig *pCfg,
@@ -101,28 +125,97 @@ static int locateStore(TinkvConn *pConn, sqlite3 *db, const char *zSchema,
                                "%s.%s no longer exists", zSchema, zName);
       rc = SQLITE_CANTOPEN;
     }
-    pTab->zPath = zPath;
-    return rc;
-  }
-  if( rc==SQLITE_OK ){
-    rc = bCreate ? tinkvStoreCheckCreate(zPath, pzErr)
-                 : tinkvStoreCheckConnect(zPath, pzErr);
   }
   pTab->zPath = zPath;
   return rc;
+}
+
+/*
+** xCreate: open (making it if needed) the store and record that this table
+** created or adopted it (owner.c).
+*/
+static int createStore(TinkvTable *pTab, const TinkvConfig *pCfg,
+                       char **pzErr){
+  const char *zDb = tinkvOwnerDbFile(pTab->db, pTab->zSchema);
+  int bExisted = !pTab->bPrivate && tkv_is_store(pTab->zPath);
+  int rc = SQLITE_OK;
+  if( !pTab->bPrivate ) rc = tinkvStoreCheckCreate(pTab->zPath, pzErr);
+  if( rc==SQLITE_OK ){
+    rc = tinkvStoreOpen(pTab->zPath, &pCfg->opts, pCfg->mGiven, 1,
+                        &pTab->pKv, pzErr);
+  }
+  if( rc!=SQLITE_OK ) return rc;
+  pTab->eOwner = bExisted ? TINKV_OWNER_ADOPTED : TINKV_OWNER_CREATED;
+  if( pTab->bPrivate ) return SQLITE_OK;
+  if( zDb ){
+    rc = tinkvOwnerAdd(pTab->zPath, zDb, pTab->zName, pTab->eOwner, pzErr);
+  }else{
+    rc = tinkvSessionAdd(pTab->pConn, pTab->zSchema, pTab->zName,
+                         pTab->zPath, pTab->eOwner);
+  }
+  if( bExisted ){
+    sqlite3_log(SQLITE_NOTICE, "tinkv: table %s adopted the existing store "
+                "'%s'; DROP TABLE will leave its files in place",
+                pTab->zName, pTab->zPath);
+  }
+  return rc;
+}
+
+/* Leave pTab connected but closed: every use fails with rc and zMsg. */
+static int closeTable(TinkvTable *pTab, int rc, char *zMsg){
+  pTab->rcClosed = rc;
+  pTab->zClosed = zMsg;
+  return zMsg ? SQLITE_OK : SQLITE_NOMEM;
+}
+
+/*
+** xConnect: open the store of an existing table if the table may (see
+** owner.c).  A missing store, or one the table neither created nor
+** adopted, leaves the table closed, so that it can still be dropped; a
+** store that exists but cannot be opened (locked, corrupt) is an error.
+*/
+static int connectStore(TinkvTable *pTab, char **pzErr){
+  const char *zDb = tinkvOwnerDbFile(pTab->db, pTab->zSchema);
+  char *zErr = 0;
+  int rc, bRecord = 0;
+  if( pTab->bPrivate ){
+    pTab->eOwner = TINKV_OWNER_CREATED;
+  }else{
+    rc = tinkvStoreCheckConnect(pTab->zPath, &zErr);
+    if( rc!=SQLITE_OK ) return closeTable(pTab, rc, zErr);
+    if( zDb ){
+      pTab->eOwner = (u8)tinkvOwnerLookup(pTab->zPath, zDb, pTab->zName,
+                                          &bRecord);
+    }else{
+      pTab->eOwner = (u8)tinkvSessionLookup(pTab->pConn, pTab->zSchema,
+                                            pTab->zName, pTab->zPath);
+    }
+    if( pTab->eOwner==TINKV_OWNER_NONE
+     && !(pTab->bDefaultPath && zDb && !bRecord) ){
+      return closeTable(pTab, SQLITE_AUTH, sqlite3_mprintf(
+          "tinkv: table '%s' did not create or adopt the store '%s', so it "
+          "is not opened (a database file may come from elsewhere and name "
+          "any directory); to use that store from this database, DROP TABLE "
+          "%s (which leaves the store in place) and CREATE VIRTUAL TABLE it "
+          "again", pTab->zName, pTab->zPath, pTab->zName));
+    }
+  }
+  return tinkvStoreOpen(pTab->zPath, &pTab->opts, pTab->mGiven, 0,
+                        &pTab->pKv, pzErr);
 }
 
 /* Release everything a table holds (the store is closed, not removed). */
 static void freeTable(TinkvTable *pTab){
   if( pTab->pSpare ) tinkvCursorFree(pTab->pSpare);
   if( pTab->pIdCsr ) tkv_cursor_close(pTab->pIdCsr);
-  if( pTab->pKv ) tkv_close(pTab->pKv);
+  tinkvStoreClose(pTab->zPath, pTab->pKv);
   tinkvBufFree(&pTab->key);
   tinkvBufFree(&pTab->oldKey);
   tinkvBufFree(&pTab->val);
   sqlite3_free(pTab->zSchema);
   sqlite3_free(pTab->zName);
   sqlite3_free(pTab->zPath);
+  sqlite3_free(pTab->zClosed);
   sqlite3_free(pTab);
 }
 
@@ -140,6 +233,7 @@ static int tinkvConstruct(sqlite3 *db, void *pAux, int argc,
   int rc;
 
   *ppVtab = 0;
+  tinkvPendingResolve(pConn, 0);
   rc = tinkvConfigParse(argc-3, argv+3, &cfg, pzErr);
   if( rc!=SQLITE_OK ) return rc;
   pTab = sqlite3_malloc(sizeof(*pTab));
@@ -162,9 +256,11 @@ static int tinkvConstruct(sqlite3 *db, void *pAux, int argc,
         "CREATE TABLE x(key PRIMARY KEY NOT NULL, value)");
   }
   if( rc==SQLITE_OK ){
-    rc = tinkvStoreOpen(pTab->zPath, &cfg.opts, bCreate, &pTab->pKv, pzErr);
+    pTab->opts = cfg.opts;
+    pTab->mGiven = cfg.mGiven;
+    rc = bCreate ? createStore(pTab, &cfg, pzErr) : connectStore(pTab, pzErr);
   }
-  if( rc==SQLITE_OK ){
+  if( rc==SQLITE_OK && pTab->pKv ){
     rc = tkv_cursor_open(pTab->pKv, &pTab->pIdCsr);
     if( rc!=TKV_OK ) rc = tinkvStatus(rc, pTab->zPath, pzErr);
   }
@@ -205,46 +301,85 @@ static int tinkvDisconnect(sqlite3_vtab *pVtab){
 }
 
 /*
-** xDestroy, for DROP TABLE: close the store and remove its files.
+** Reopen the store of pTab after a DROP TABLE that closed it and then
+** refused; on failure the table stays closed with the reason.
+*/
+static void reopenAfterRefusal(TinkvTable *pTab){
+  char *zErr = 0;
+  int rc = tinkvStoreOpen(pTab->zPath, &pTab->opts, 0, 0, &pTab->pKv, &zErr);
+  if( rc==SQLITE_OK && tkv_cursor_open(pTab->pKv, &pTab->pIdCsr)!=TKV_OK ){
+    pTab->pIdCsr = 0;
+    tinkvStoreClose(pTab->zPath, pTab->pKv);
+    pTab->pKv = 0;
+    rc = SQLITE_IOERR;
+  }
+  if( rc!=SQLITE_OK && zErr ) closeTable(pTab, rc, zErr);
+  else sqlite3_free(zErr);
+}
+
+/*
+** xDestroy, for DROP TABLE.
 **
-** SQLite calls xDestroy when the DROP statement runs, even if the enclosing
-** transaction is rolled back later, when the table comes back.  Removing
-** the files then would lose the data, so a DROP inside an explicit
-** transaction or savepoint is refused.  SQLite does not pass an error
-** message from xDestroy on, so the statement fails with "database table is
-** locked" (SQLITE_LOCKED); the full reason goes to sqlite3_log().
+** Only a table that created its store removes it (owner.c); any other
+** table detaches and leaves every file in place.  SQLite calls xDestroy
+** while the DROP statement runs, before the commit, which can still fail
+** and bring the table back:
+**   - inside an explicit transaction or savepoint a DROP of a table that
+**     would remove its store is refused (a ROLLBACK could not restore it);
+**     SQLite does not pass xDestroy's message on, so it reads "database
+**     table is locked" (SQLITE_LOCKED) and the reason goes to sqlite3_log();
+**   - a store another connection of this process has open is not removed:
+**     the DROP is refused the same way;
+**   - otherwise the removal of a store of a database file waits until the
+**     DROP is known to have committed (registry.c, pending removals); the
+**     store of a file-less database (whose commit cannot fail once the
+**     statement ran) is removed at once.
 */
 static int tinkvDestroy(sqlite3_vtab *pVtab){
   TinkvTable *pTab = (TinkvTable*)pVtab;
+  const char *zDb = tinkvOwnerDbFile(pTab->db, pTab->zSchema);
+  int bRemove = pTab->eOwner==TINKV_OWNER_CREATED && pTab->pKv!=0;
   char *zErr = 0;
-  int rc;
-  if( !sqlite3_get_autocommit(pTab->db) ){
+  int rc = SQLITE_OK;
+  if( bRemove && !sqlite3_get_autocommit(pTab->db) ){
     sqlite3_log(SQLITE_LOCKED, "tinkv: DROP TABLE %s refused inside a "
                 "transaction: the store '%s' cannot be restored by ROLLBACK; "
                 "drop it outside BEGIN...COMMIT", pTab->zName, pTab->zPath);
     return SQLITE_LOCKED;
   }
+  if( bRemove && tinkvOpenOthers(pTab->zPath)>1 ){
+    sqlite3_log(SQLITE_LOCKED, "tinkv: DROP TABLE %s refused: the store '%s' "
+                "is open in another connection", pTab->zName, pTab->zPath);
+    return SQLITE_LOCKED;
+  }
   if( pTab->pIdCsr ){ tkv_cursor_close(pTab->pIdCsr); pTab->pIdCsr = 0; }
   if( pTab->pSpare ){ tinkvCursorFree(pTab->pSpare); pTab->pSpare = 0; }
-  if( pTab->pKv ){ tkv_close(pTab->pKv); pTab->pKv = 0; }
-  rc = tinkvStoreRemove(pTab->zPath, &zErr);
-  if( rc!=SQLITE_OK ){
-    /* Still in use elsewhere: keep the table working and refuse the DROP. */
-    tkv_options opts;
-    sqlite3_log(rc, "tinkv: DROP TABLE %s refused: %s", pTab->zName, zErr);
-    sqlite3_free(zErr);
-    zErr = 0;
-    tkv_options_init(&opts);
-    if( tinkvStoreOpen(pTab->zPath, &opts, 0, &pTab->pKv, &zErr)==SQLITE_OK
-     && tkv_cursor_open(pTab->pKv, &pTab->pIdCsr)!=TKV_OK ){
-      pTab->pIdCsr = 0;
+  if( !bRemove ){
+    if( !pTab->bPrivate ){
+      sqlite3_log(SQLITE_NOTICE, "tinkv: DROP TABLE %s detached from the "
+                  "store '%s', which it did not create; its files are left "
+                  "in place", pTab->zName, pTab->zPath);
     }
-    sqlite3_free(zErr);
-    return rc==SQLITE_BUSY ? SQLITE_LOCKED : rc;
+  }else if( zDb && !pTab->bPrivate ){
+    rc = tinkvPendingAdd(pTab->pConn, zDb, pTab->zName, pTab->zPath,
+                         pTab->pKv);
+    if( rc==SQLITE_OK ) pTab->pKv = 0;   /* now held by the pending entry */
+  }else{
+    tinkvStoreClose(pTab->zPath, pTab->pKv);
+    pTab->pKv = 0;
+    rc = tinkvOwnerRemoveStore(pTab->zPath, &zErr);
+    if( rc!=SQLITE_OK ){
+      sqlite3_log(rc, "tinkv: DROP TABLE %s refused: %s", pTab->zName, zErr);
+      sqlite3_free(zErr);
+      reopenAfterRefusal(pTab);
+      return rc==SQLITE_BUSY ? SQLITE_LOCKED : rc;
+    }
   }
+  if( rc!=SQLITE_OK ) return rc;
   if( pTab->bPrivate ){
     tinkvPrivateForget(pTab->pConn, pTab->zSchema, pTab->zName);
   }
+  tinkvSessionForget(pTab->pConn, pTab->zSchema, pTab->zName);
   tinkvConnRemove(pTab->pConn, pTab);
   freeTable(pTab);
   return SQLITE_OK;
@@ -252,16 +387,33 @@ static int tinkvDestroy(sqlite3_vtab *pVtab){
 
 /*
 ** xRename.  A table on its default path finds its store by its name, so
-** renaming it would lose the store: refused.  Other tables just take the
-** new name.
+** renaming it would lose the store: refused.  Other tables take the new
+** name, which the owner record (or the session) learns too; the old name
+** stays in it, usable only by this database.
 */
 static int tinkvRename(sqlite3_vtab *pVtab, const char *zNew){
   TinkvTable *pTab = (TinkvTable*)pVtab;
+  const char *zDb = tinkvOwnerDbFile(pTab->db, pTab->zSchema);
   char *zName;
+  int rc = SQLITE_OK;
   if( pTab->bDefaultPath ){
     return tinkvTableError(pTab, SQLITE_ERROR, "tinkv: cannot rename '%s': "
         "its store '%s' is found by the table name; create the table with a "
         "path option to be able to rename it", pTab->zName, pTab->zPath);
+  }
+  if( pTab->eOwner!=TINKV_OWNER_NONE && !pTab->bPrivate ){
+    char *zErr = 0;
+    if( zDb ){
+      rc = tinkvOwnerAdd(pTab->zPath, zDb, zNew, pTab->eOwner, &zErr);
+    }else{
+      rc = tinkvSessionAdd(pTab->pConn, pTab->zSchema, zNew, pTab->zPath,
+                           pTab->eOwner);
+    }
+    if( rc!=SQLITE_OK ){
+      if( zErr ) tinkvTableError(pTab, rc, "%s", zErr);
+      sqlite3_free(zErr);
+      return rc;
+    }
   }
   zName = sqlite3_mprintf("%s", zNew);
   if( zName==0 ) return SQLITE_NOMEM;
