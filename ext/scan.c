@@ -36,10 +36,16 @@
 ** column of another table in a join, a CAST), SQLite converts TEXT keys
 ** that look like numbers ('1', ' 2.5') before comparing, as it would for a
 ** native table.  So a number argument also visits the TEXT keys that start
-** like a number (NUMTEXT below).  A TEXT or BLOB argument needs nothing
-** more: nothing converts numbers to text in a comparison with the key
-** column.  The common point query, key = <text or blob>, is one keydir
-** lookup.
+** like a number (NUMTEXT below).  Such an argument may also be TEXT: a
+** column with numeric affinity can hold text ('!' in an INTEGER column, or
+** '5' from one arm of a compound SELECT).  Under that affinity the text is
+** converted too when it looks like a number, and otherwise every converted
+** key is below it.  The plan cannot see the affinity, so unless the
+** argument is a constant written in the SQL (which has none), a TEXT
+** argument that looks like a number also gets the ranges of that number,
+** and a TEXT upper bound without a TEXT lower bound also visits NUMTEXT.
+** The common point query, key = <text or blob>, stays one keydir lookup
+** when the text does not look like a number.
 **
 ** A key is never read from disk: xColumn(0) decodes the keydir's key, and
 ** the value is read only when xColumn(1) asks for it.
@@ -57,6 +63,7 @@
 #define PLAN_GLOB        0x40
 #define PLAN_LIKE        0x80
 #define PLAN_KEY_IN      0x100
+#define PLAN_LITERAL     0x200    /* every argument is a constant in the SQL */
 
 /* Letters of a LIKE prefix expanded into case variants (2^n ranges). */
 #define LIKE_MAX_LETTERS 4
@@ -131,6 +138,24 @@ static int patternIsUnbounded(sqlite3_index_info *pInfo, int i, int bLike){
   }
 #else
   (void)pInfo; (void)i; (void)bLike;
+#endif
+  return 0;
+}
+
+/*
+** True if constraint i (or no constraint, i<0) compares with a constant
+** written in the SQL, which has no affinity: then a TEXT argument is
+** compared as TEXT.  Only SQLite 3.38 and later tell.
+*/
+static int isLiteral(sqlite3_index_info *pInfo, int i){
+  if( i<0 ) return 1;
+#if SQLITE_VERSION_NUMBER>=3038000
+  if( sqlite3_libversion_number()>=3038000 ){
+    sqlite3_value *pVal = 0;
+    return sqlite3_vtab_rhs_value(pInfo, i, &pVal)==SQLITE_OK && pVal!=0;
+  }
+#else
+  (void)pInfo;
 #endif
   return 0;
 }
@@ -250,6 +275,12 @@ int tinkvBestIndex(sqlite3_vtab *pVtab, sqlite3_index_info *pInfo){
     nRows /= 10;
   }
 
+  if( (idxNum & (PLAN_KEY_EQ|PLAN_LOWER|PLAN_UPPER))
+   && !(idxNum & PLAN_KEY_IN)
+   && isLiteral(pInfo, (idxNum & PLAN_KEY_EQ) ? iEq : iLo)
+   && isLiteral(pInfo, (idxNum & PLAN_KEY_EQ) ? -1 : iHi) ){
+    idxNum |= PLAN_LITERAL;
+  }
   pInfo->idxNum = idxNum;
   if( idxNum & (PLAN_KEY_EQ|PLAN_ROWID_EQ) ){
     /* Only a rowid is certainly unique: a key = <number> plan may also
@@ -493,6 +524,25 @@ static int isNumber(sqlite3_value *pVal){
 }
 
 /*
+** If pVal is TEXT that numeric affinity turns into a number, set *ppNum to
+** that number (a new value, freed with sqlite3_value_free).  Else *ppNum is
+** NULL.  SQLITE_OK or SQLITE_NOMEM.
+*/
+static int textAsNumber(sqlite3_value *pVal, sqlite3_value **ppNum){
+  sqlite3_value *pCopy;
+  *ppNum = 0;
+  if( pVal==0 || sqlite3_value_type(pVal)!=SQLITE_TEXT ) return SQLITE_OK;
+  pCopy = sqlite3_value_dup(pVal);
+  if( pCopy==0 ) return SQLITE_NOMEM;
+  if( isNumber(pCopy) || (sqlite3_value_numeric_type(pCopy), isNumber(pCopy)) ){
+    *ppNum = pCopy;
+  }else{
+    sqlite3_value_free(pCopy);
+  }
+  return SQLITE_OK;
+}
+
+/*
 ** Encode comparison value pVal into pCsr->key as a bound.  A number equal
 ** to an integer is bound by its INTEGER form, and bAfter moves the bound
 ** past the value (past both twin forms of a number): the bound then sits
@@ -556,10 +606,17 @@ static int seekRange(TinkvTable *pTab, TinkvCursor *pCsr){
     int rc;
     if( pR->bLo ){
       /* No key is longer than TKV_KEY_MAX: a longer bound is cut, which
-      ** seeks to the same key or an earlier one (and ranges only need to
-      ** cover the matching keys). */
+      ** seeks to the same key or an earlier one; those keys below the whole
+      ** bound are then stepped over (an earlier range may have returned
+      ** them already: ranges were merged by their whole bounds). */
+      const u8 *aLo = &pCsr->bounds.a[pR->iLo];
       size_t nLo = pR->nLo<TKV_KEY_MAX ? pR->nLo : TKV_KEY_MAX;
-      rc = tkv_cursor_seek(pCsr->pKc, &pCsr->bounds.a[pR->iLo], nLo);
+      rc = tkv_cursor_seek(pCsr->pKc, aLo, nLo);
+      while( rc==TKV_OK && nLo<pR->nLo && tkv_cursor_valid(pCsr->pKc) ){
+        tkv_cursor_key(pCsr->pKc, &pKey, &nKey);
+        if( tinkvKeyCompare(pKey, nKey, aLo, pR->nLo)>=0 ) break;
+        rc = tkv_cursor_next(pCsr->pKc);
+      }
     }else{
       rc = tkv_cursor_seek(pCsr->pKc, 0, 0);
     }
@@ -591,30 +648,6 @@ static int startScan(TinkvTable *pTab, TinkvCursor *pCsr){
   return seekRange(pTab, pCsr);
 }
 
-/*
-** key = pVal.  A TEXT or BLOB key is one keydir lookup; a number is a scan
-** of its ranges (see numberEqRanges).
-*/
-static int filterKeyEq(TinkvTable *pTab, TinkvCursor *pCsr,
-                       sqlite3_value *pVal){
-  int rc;
-  if( sqlite3_value_type(pVal)==SQLITE_NULL ) return SQLITE_OK;
-  if( isNumber(pVal) ){
-    rc = numberEqRanges(pCsr, pVal);
-    if( rc ) return rc;
-    return startScan(pTab, pCsr);
-  }
-  rc = tinkvKeyEncode(pVal, &pCsr->key);
-  if( rc ) return rc;
-  if( pCsr->key.n>TKV_KEY_MAX ) return SQLITE_OK;   /* cannot be stored */
-  rc = tkv_lookup(pTab->pKv, pCsr->key.a, pCsr->key.n, &pCsr->iPointId, 0);
-  if( rc==TKV_NOTFOUND ) return SQLITE_OK;
-  if( rc!=TKV_OK ) return tinkvTableStatus(pTab, rc);
-  pCsr->bPoint = 1;
-  pCsr->bEof = 0;
-  return SQLITE_OK;
-}
-
 /* The range of the single TEXT or BLOB key pVal: [k, k 0x00). */
 static int pointRange(TinkvCursor *pCsr, sqlite3_value *pVal){
   size_t iLo = 0, n;
@@ -626,6 +659,44 @@ static int pointRange(TinkvCursor *pCsr, sqlite3_value *pVal){
   rc = addBound(pCsr, pCsr->key.a, n+1, &iLo);
   if( rc ) return rc;
   return pushRange(pCsr, 1, iLo, n, 1, iLo, n+1);
+}
+
+/*
+** key = pVal.  A TEXT or BLOB key is one keydir lookup; a number is a scan
+** of its ranges (see numberEqRanges), and so is TEXT that looks like a
+** number unless it is a constant of the SQL (bLiteral; see the header).
+*/
+static int filterKeyEq(TinkvTable *pTab, TinkvCursor *pCsr,
+                       sqlite3_value *pVal, int bLiteral){
+  sqlite3_value *pNum = 0;
+  int rc;
+  if( sqlite3_value_type(pVal)==SQLITE_NULL ) return SQLITE_OK;
+  if( isNumber(pVal) ){
+    rc = numberEqRanges(pCsr, pVal);
+    if( rc ) return rc;
+    return startScan(pTab, pCsr);
+  }
+  if( !bLiteral ){
+    rc = textAsNumber(pVal, &pNum);
+    if( rc ) return rc;
+    if( pNum ){
+      /* Maybe compared under numeric affinity: the text and the number. */
+      rc = pointRange(pCsr, pVal);
+      if( rc==SQLITE_OK ) rc = numberEqRanges(pCsr, pNum);
+      sqlite3_value_free(pNum);
+      if( rc ) return rc;
+      return startScan(pTab, pCsr);
+    }
+  }
+  rc = tinkvKeyEncode(pVal, &pCsr->key);
+  if( rc ) return rc;
+  if( pCsr->key.n>TKV_KEY_MAX ) return SQLITE_OK;   /* cannot be stored */
+  rc = tkv_lookup(pTab->pKv, pCsr->key.a, pCsr->key.n, &pCsr->iPointId, 0);
+  if( rc==TKV_NOTFOUND ) return SQLITE_OK;
+  if( rc!=TKV_OK ) return tinkvTableStatus(pTab, rc);
+  pCsr->bPoint = 1;
+  pCsr->bEof = 0;
+  return SQLITE_OK;
 }
 
 /* key IN (list), with all the values of the list at once. */
@@ -704,23 +775,11 @@ static int filterRowidEq(TinkvTable *pTab, TinkvCursor *pCsr,
   return SQLITE_OK;
 }
 
-/*
-** Range plan: key > / >= argv[0] and/or key < / <= the next argument.  A
-** number bound also adds the TEXT keys that numeric affinity could convert
-** into the range.
-*/
-static int filterRange(TinkvTable *pTab, TinkvCursor *pCsr, int idxNum,
-                       int argc, sqlite3_value **argv){
-  sqlite3_value *pLo = 0, *pHi = 0;
+/* Add the range between pLo and pHi (either may be NULL: unbounded). */
+static int boundRange(TinkvCursor *pCsr, int idxNum, sqlite3_value *pLo,
+                      sqlite3_value *pHi){
   size_t iLo = 0, nLo = 0, iHi = 0, nHi = 0;
-  int iArg = 0;
   int rc = SQLITE_OK;
-  if( (idxNum & PLAN_LOWER) && iArg<argc ) pLo = argv[iArg++];
-  if( (idxNum & PLAN_UPPER) && iArg<argc ) pHi = argv[iArg++];
-  if( (pLo && sqlite3_value_type(pLo)==SQLITE_NULL)
-   || (pHi && sqlite3_value_type(pHi)==SQLITE_NULL) ){
-    return SQLITE_OK;                        /* nothing compares with NULL */
-  }
   if( pLo ){
     rc = encodeBound(pCsr, pLo, (idxNum & PLAN_LOWER_INCL)==0);
     if( rc==SQLITE_OK ) rc = addBound(pCsr, pCsr->key.a, pCsr->key.n, &iLo);
@@ -734,7 +793,45 @@ static int filterRange(TinkvTable *pTab, TinkvCursor *pCsr, int idxNum,
   if( rc==SQLITE_OK ){
     rc = pushRange(pCsr, pLo!=0, iLo, nLo, pHi!=0, iHi, nHi);
   }
-  if( rc==SQLITE_OK && ((pLo && isNumber(pLo)) || (pHi && isNumber(pHi))) ){
+  return rc;
+}
+
+/*
+** Range plan: key > / >= argv[0] and/or key < / <= the next argument.  A
+** number bound also adds the TEXT keys that numeric affinity could convert
+** into the range; so do TEXT bounds that may be compared under numeric
+** affinity (see the header comment).
+*/
+static int filterRange(TinkvTable *pTab, TinkvCursor *pCsr, int idxNum,
+                       int argc, sqlite3_value **argv){
+  sqlite3_value *pLo = 0, *pHi = 0, *pLoNum = 0, *pHiNum = 0;
+  int iArg = 0;
+  int bNumText;
+  int rc;
+  if( (idxNum & PLAN_LOWER) && iArg<argc ) pLo = argv[iArg++];
+  if( (idxNum & PLAN_UPPER) && iArg<argc ) pHi = argv[iArg++];
+  if( (pLo && sqlite3_value_type(pLo)==SQLITE_NULL)
+   || (pHi && sqlite3_value_type(pHi)==SQLITE_NULL) ){
+    return SQLITE_OK;                        /* nothing compares with NULL */
+  }
+  rc = boundRange(pCsr, idxNum, pLo, pHi);
+  bNumText = (pLo && isNumber(pLo)) || (pHi && isNumber(pHi));
+  if( rc==SQLITE_OK && !(idxNum & PLAN_LITERAL) ){
+    rc = textAsNumber(pLo, &pLoNum);
+    if( rc==SQLITE_OK ) rc = textAsNumber(pHi, &pHiNum);
+    if( rc==SQLITE_OK && (pLoNum || pHiNum) ){
+      rc = boundRange(pCsr, idxNum, pLoNum ? pLoNum : pLo,
+                      pHiNum ? pHiNum : pHi);
+      bNumText = 1;
+    }
+    if( pHi && !isNumber(pHi) && !pHiNum
+     && (pLo==0 || isNumber(pLo) || pLoNum) ){
+      bNumText = 1;        /* converted keys are all below a TEXT bound */
+    }
+    sqlite3_value_free(pLoNum);
+    sqlite3_value_free(pHiNum);
+  }
+  if( rc==SQLITE_OK && bNumText ){
     rc = addRange(pCsr, aNumTextLo, sizeof(aNumTextLo),
                   aNumTextHi, sizeof(aNumTextHi));
   }
@@ -773,7 +870,9 @@ int tinkvFilter(sqlite3_vtab_cursor *pBase, int idxNum, const char *idxStr,
   if( idxNum & (PLAN_KEY_EQ|PLAN_ROWID_EQ) ){
     if( argc<1 ) return SQLITE_OK;
     if( idxNum & PLAN_KEY_IN ) return filterKeyIn(pTab, pCsr, argv[0]);
-    if( idxNum & PLAN_KEY_EQ ) return filterKeyEq(pTab, pCsr, argv[0]);
+    if( idxNum & PLAN_KEY_EQ ){
+      return filterKeyEq(pTab, pCsr, argv[0], (idxNum & PLAN_LITERAL)!=0);
+    }
     return filterRowidEq(pTab, pCsr, argv[0]);
   }
   if( idxNum & (PLAN_GLOB|PLAN_LIKE) ){
