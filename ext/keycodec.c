@@ -204,3 +204,27 @@ int tinkvKeyCompare(const u8 *a, size_t na, const u8 *b, size_t nb){
   if( c ) return c;
   return na<nb ? -1 : (na>nb ? 1 : 0);
 }
+
+/*
+** True unless TEXT value pVal of a UTF-16 database holds an unpaired
+** surrogate.  SQLite's conversion to UTF-8 (which keys and values are
+** stored in) maps such text onto the same bytes as a different, valid
+** string, so it cannot be stored faithfully.  Call only for UTF-16
+** databases: the text is then read without conversion.
+*/
+int tinkvText16IsWellFormed(sqlite3_value *pVal){
+  const unsigned short *a = (const unsigned short*)sqlite3_value_text16(pVal);
+  int n = sqlite3_value_bytes16(pVal)/2;
+  int i;
+  if( a==0 ) return 1;
+  for(i=0; i<n; i++){
+    unsigned c = a[i];
+    if( c>=0xD800 && c<=0xDBFF ){
+      if( i+1>=n || a[i+1]<0xDC00 || a[i+1]>0xDFFF ) return 0;
+      i++;
+    }else if( c>=0xDC00 && c<=0xDFFF ){
+      return 0;
+    }
+  }
+  return 1;
+}

@@ -25,6 +25,13 @@
 ** time, SQLite re-checks each row with a plain "key = value" that ignores
 ** the IN's affinity.)
 **
+** SQLite hands LIKE and GLOB constraints over by function name, also when
+** the application replaced like() or glob() (the ICU extension folds all of
+** Unicode).  The pattern plans assume the built-in functions, so they are
+** used only when the functions behave as the built-in ones on probes that
+** tell them apart from such replacements (builtinPatternFunc); otherwise
+** SQLite checks every row, as it does for a native table.
+**
 ** A GLOB or LIKE prefix is preferred to a range: SQLite derives range terms
 ** from such patterns itself, and the prefix ranges are as tight or tighter
 ** (one per case variant instead of 'AB'..'ac').  Equality and ranges are
@@ -124,6 +131,36 @@ static size_t patternPrefix(const char *z, int bLike){
 }
 
 /*
+** True if like() (bLike) or glob() of connection db behaves as SQLite's
+** built-in function on probes where an application-defined one (ICU's,
+** or one with other wildcards or folding) differs: ASCII-only case
+** folding for LIKE (either setting of case_sensitive_like), exact bytes for
+** GLOB, and each function's wildcards only.
+*/
+static int builtinPatternFunc(sqlite3 *db, int bLike){
+  static const char zLike[] =
+      "SELECT like('a%','abc')=1 AND like('a_c','abc')=1 AND like('a%','bac')=0"
+      " AND like('%','')=1 AND like('a*','abc')=0 AND like('a?c','abc')=0"
+      " AND like('\xc3\xa4','\xc3\x84')=0 AND like('s','\xc5\xbf')=0"
+      " AND like('k','\xe2\x84\xaa')=0 AND like('ab','ab')=1"
+      " AND like('ab','AB')=like('AB','ab') AND like('a%','ab\xc3\xa4')=1";
+  static const char zGlob[] =
+      "SELECT glob('a*','abc')=1 AND glob('A*','abc')=0 AND glob('a?c','abc')=1"
+      " AND glob('[ab]*','bc')=1 AND glob('a%','abc')=0 AND glob('a_c','abc')=0"
+      " AND glob('s*','\xc5\xbfun')=0 AND glob('\xc3\xa4','\xc3\x84')=0"
+      " AND glob('*','')=1 AND glob('[!a]*','bc')=1";
+  sqlite3_stmt *pStmt = 0;
+  const char *zSql = bLike ? zLike : zGlob;
+  int bOk = 0;
+  if( sqlite3_prepare_v2(db, zSql, -1, &pStmt, 0)==SQLITE_OK
+   && sqlite3_step(pStmt)==SQLITE_ROW ){
+    bOk = sqlite3_column_int(pStmt, 0)==1;
+  }
+  sqlite3_finalize(pStmt);
+  return bOk;
+}
+
+/*
 ** For a pattern known while planning (SQLite 3.38 and later), true if it
 ** has no literal prefix, so that the pattern plan would be a full scan.
 */
@@ -200,6 +237,7 @@ int tinkvBestIndex(sqlite3_vtab *pVtab, sqlite3_index_info *pInfo){
   TinkvTable *pTab = (TinkvTable*)pVtab;
   double nKeys = pTab->pKv ? (double)tkv_count(pTab->pKv) : 0.0;
   int iEq = -1, iRowid = -1, iLo = -1, iHi = -1, iGlob = -1, iLike = -1;
+  int bGlobOk = -1, bLikeOk = -1;    /* built-in glob()/like()? -1: unknown */
   int idxNum = 0;
   int nArg = 0;
   double nRows = nKeys;
@@ -228,10 +266,16 @@ int tinkvBestIndex(sqlite3_vtab *pVtab, sqlite3_index_info *pInfo){
         if( iHi<0 && isBinary(pInfo, i) ) iHi = i;
         break;
       case SQLITE_INDEX_CONSTRAINT_GLOB:
-        if( iGlob<0 && !patternIsUnbounded(pInfo, i, 0) ) iGlob = i;
+        if( iGlob<0 && !patternIsUnbounded(pInfo, i, 0) ){
+          if( bGlobOk<0 ) bGlobOk = builtinPatternFunc(pTab->db, 0);
+          if( bGlobOk ) iGlob = i;
+        }
         break;
       case SQLITE_INDEX_CONSTRAINT_LIKE:
-        if( iLike<0 && !patternIsUnbounded(pInfo, i, 1) ) iLike = i;
+        if( iLike<0 && !patternIsUnbounded(pInfo, i, 1) ){
+          if( bLikeOk<0 ) bLikeOk = builtinPatternFunc(pTab->db, 1);
+          if( bLikeOk ) iLike = i;
+        }
         break;
     }
   }
@@ -671,6 +715,7 @@ static int filterKeyEq(TinkvTable *pTab, TinkvCursor *pCsr,
   sqlite3_value *pNum = 0;
   int rc;
   if( sqlite3_value_type(pVal)==SQLITE_NULL ) return SQLITE_OK;
+  if( tinkvTableBadText(pTab, pVal) ) return SQLITE_OK;  /* never stored */
   if( isNumber(pVal) ){
     rc = numberEqRanges(pCsr, pVal);
     if( rc ) return rc;
@@ -709,6 +754,7 @@ static int filterKeyIn(TinkvTable *pTab, TinkvCursor *pCsr,
       rc==SQLITE_OK && pVal;
       rc=sqlite3_vtab_in_next(pList, &pVal)){
     if( sqlite3_value_type(pVal)==SQLITE_NULL ) continue;
+    if( tinkvTableBadText(pTab, pVal) ) continue;           /* never stored */
     rc = isNumber(pVal) ? numberEqRanges(pCsr, pVal) : pointRange(pCsr, pVal);
     if( rc ) return rc;
   }

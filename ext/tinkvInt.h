@@ -174,6 +174,7 @@ size_t tinkvKeyTwin(const u8 *aKey, size_t nKey);
 int tinkvKeyIsInteger(const u8 *aKey, size_t nKey);
 int tinkvKeyResult(sqlite3_context *ctx, const u8 *aKey, size_t nKey);
 int tinkvKeyCompare(const u8 *a, size_t na, const u8 *b, size_t nb);
+int tinkvText16IsWellFormed(sqlite3_value *pVal);
 
 /* -------------------------------------------------------- valuecodec.c */
 
@@ -196,6 +197,7 @@ struct TinkvTable {
   u8 bDefaultPath;            /* path derived from the table name */
   u8 bPrivate;                /* private directory of an in-memory schema */
   u8 eOwner;                  /* TINKV_OWNER_*: how the table got the store */
+  u8 eEnc;                    /* 0 not known yet, 1 UTF-8, 2 UTF-16 database */
   tkv_options opts;           /* the table's options */
   unsigned mGiven;            /* TINKV_OPT_* bits given explicitly */
   tkv_db *pKv;                /* engine handle; NULL: the table is closed */
@@ -213,6 +215,7 @@ int tinkvTableError(TinkvTable *pTab, int rc, const char *zFmt, ...);
 int tinkvTableStatus(TinkvTable *pTab, int rc);
 int tinkvTableBegin(TinkvTable *pTab);
 int tinkvTableReady(TinkvTable *pTab);
+int tinkvTableBadText(TinkvTable *pTab, sqlite3_value *pVal);
 extern sqlite3_module tinkvModule;
 
 /* -------------------------------------------------------------- scan.c */

@@ -43,10 +43,18 @@ static int rowidError(TinkvTable *pTab){
       "of table '%s': the rowid is the store's id of the key", pTab->zName);
 }
 
+/* TEXT with an unpaired UTF-16 surrogate (see tinkvText16IsWellFormed). */
+static int badTextError(TinkvTable *pTab, const char *zWhat){
+  return tinkvTableError(pTab, SQLITE_MISMATCH, "tinkv: a TEXT %s with an "
+      "unpaired UTF-16 surrogate cannot be stored in table '%s' (it would "
+      "read back as different text)", zWhat, pTab->zName);
+}
+
 /* Encode key pKey into pTab->key, refusing NULL and oversized keys. */
 static int encodeKey(TinkvTable *pTab, sqlite3_value *pKey){
   int rc;
   if( sqlite3_value_type(pKey)==SQLITE_NULL ) return notNullError(pTab);
+  if( tinkvTableBadText(pTab, pKey) ) return badTextError(pTab, "key");
   rc = tinkvKeyEncode(pKey, &pTab->key);
   if( rc ) return rc;
   if( pTab->key.n > TKV_KEY_MAX ){
@@ -59,7 +67,9 @@ static int encodeKey(TinkvTable *pTab, sqlite3_value *pKey){
 
 /* Encode value pVal into pTab->val, refusing oversized values. */
 static int encodeValue(TinkvTable *pTab, sqlite3_value *pVal){
-  int rc = tinkvValueEncode(pVal, &pTab->val);
+  int rc;
+  if( tinkvTableBadText(pTab, pVal) ) return badTextError(pTab, "value");
+  rc = tinkvValueEncode(pVal, &pTab->val);
   if( rc ) return rc;
   if( pTab->val.n > TKV_VALUE_MAX ){
     return tinkvTableError(pTab, SQLITE_TOOBIG, "tinkv: value too big (%llu "

@@ -86,6 +86,26 @@ int tinkvTableReady(TinkvTable *pTab){
                          pTab->zName);
 }
 
+/*
+** True if pVal is TEXT of a UTF-16 database that cannot be stored as it is
+** (tinkvText16IsWellFormed).  The database's encoding is asked once.
+*/
+int tinkvTableBadText(TinkvTable *pTab, sqlite3_value *pVal){
+  if( sqlite3_value_type(pVal)!=SQLITE_TEXT ) return 0;
+  if( pTab->eEnc==0 ){
+    sqlite3_stmt *pStmt = 0;
+    pTab->eEnc = 1;
+    if( sqlite3_prepare_v2(pTab->db, "PRAGMA encoding", -1, &pStmt, 0)
+          ==SQLITE_OK
+     && sqlite3_step(pStmt)==SQLITE_ROW ){
+      const char *z = (const char*)sqlite3_column_text(pStmt, 0);
+      if( z && sqlite3_strnicmp(z, "UTF-16", 6)==0 ) pTab->eEnc = 2;
+    }
+    sqlite3_finalize(pStmt);
+  }
+  return pTab->eEnc==2 && !tinkvText16IsWellFormed(pVal);
+}
+
 /* Start the engine transaction of this table if it has none. */
 int tinkvTableBegin(TinkvTable *pTab){
   int rc = tinkvTableReady(pTab);

@@ -466,6 +466,119 @@ static void test_in_near_key_limit(void **state){
   free(zBig);
 }
 
+/* A Unicode-folding stand-in for ICU: lower-case ASCII, and map the Kelvin
+** sign (U+212A) to 'k' and the long s (U+017F) to 's'.  Returns a new
+** string (sqlite3_free). */
+static char *foldText(const unsigned char *z){
+  sqlite3_str *pStr = sqlite3_str_new(0);
+  while( z && *z ){
+    if( z[0]==0xE2 && z[1]==0x84 && z[2]==0xAA ){
+      sqlite3_str_appendchar(pStr, 1, 'k'); z += 3;
+    }else if( z[0]==0xC5 && z[1]==0xBF ){
+      sqlite3_str_appendchar(pStr, 1, 's'); z += 2;
+    }else{
+      char c = (char)*z++;
+      if( c>='A' && c<='Z' ) c = (char)(c - 'A' + 'a');
+      sqlite3_str_appendchar(pStr, 1, c);
+    }
+  }
+  return sqlite3_str_finish(pStr);
+}
+
+/* Match folded text against a folded pattern with wildcards zAny/zOne
+** (single bytes), like a simple LIKE or GLOB. */
+static int matchFolded(const char *zPat, const char *z, char cAny, char cOne){
+  if( *zPat==0 ) return *z==0;
+  if( *zPat==cAny ){
+    for(;; z++){
+      if( matchFolded(zPat+1, z, cAny, cOne) ) return 1;
+      if( *z==0 ) return 0;
+    }
+  }
+  if( *z==0 ) return 0;
+  if( *zPat!=cOne && *zPat!=*z ) return 0;
+  return matchFolded(zPat+1, z+1, cAny, cOne);
+}
+
+static void foldingMatch(sqlite3_context *ctx, int argc, sqlite3_value **argv,
+                         char cAny, char cOne){
+  char *zPat, *z;
+  (void)argc;
+  if( sqlite3_value_type(argv[0])==SQLITE_NULL
+   || sqlite3_value_type(argv[1])==SQLITE_NULL ) return;
+  zPat = foldText(sqlite3_value_text(argv[0]));
+  z = foldText(sqlite3_value_text(argv[1]));
+  sqlite3_result_int(ctx, matchFolded(zPat ? zPat : "", z ? z : "", cAny,
+                                      cOne));
+  sqlite3_free(zPat);
+  sqlite3_free(z);
+}
+static void appLike(sqlite3_context *ctx, int argc, sqlite3_value **argv){
+  foldingMatch(ctx, argc, argv, '%', '_');
+}
+static void appGlob(sqlite3_context *ctx, int argc, sqlite3_value **argv){
+  foldingMatch(ctx, argc, argv, '*', '?');
+}
+
+/* 7. With an application-defined like() and glob() (as ICU installs),
+** LIKE and GLOB on the key find what a native table finds. */
+static void test_application_like_glob(void **state){
+  Fixture *f = *state;
+  static const char *azQuery[] = {
+    "SELECT key FROM %s WHERE key LIKE 'kel%%' ORDER BY key",
+    "SELECT key FROM %s WHERE key LIKE 'sun' ORDER BY key",
+    "SELECT key FROM %s WHERE key GLOB 'SUN*' ORDER BY key",
+    "SELECT key FROM %s WHERE key GLOB 'k*' ORDER BY key",
+    "SELECT key FROM %s WHERE key LIKE 'O%%' ORDER BY key",
+  };
+  size_t q;
+  sh_exec(f->db, "INSERT INTO kv VALUES ('\xe2\x84\xaa" "elvin',1),"
+      "('kelvin',2),('Kelvin',3),('\xc5\xbf" "un',4),('sun',5),('SUN',6),"
+      "('other',7); INSERT INTO ref SELECT key, value FROM kv");
+  /* The built-in functions first: the pattern plans are used. */
+  for(q=0; q<sizeof(azQuery)/sizeof(azQuery[0]); q++){
+    assertSameAsRef(f->db, azQuery[q]);
+  }
+  assert_int_equal(sqlite3_create_function(f->db, "like", 2, SQLITE_UTF8, 0,
+                                           appLike, 0, 0), SQLITE_OK);
+  assert_int_equal(sqlite3_create_function(f->db, "glob", 2, SQLITE_UTF8, 0,
+                                           appGlob, 0, 0), SQLITE_OK);
+  for(q=0; q<sizeof(azQuery)/sizeof(azQuery[0]); q++){
+    assertSameAsRef(f->db, azQuery[q]);
+  }
+  sh_assert_query(f->db, "Kelvin\nkelvin\n\xe2\x84\xaa" "elvin",
+                  "SELECT key FROM kv WHERE key LIKE 'kel%%' ORDER BY key");
+}
+
+/* 9. In a UTF-16 database, TEXT with an unpaired surrogate (which SQLite
+** would turn into the UTF-8 of another, valid string) is refused as a key
+** or value, never stored as a different key; valid text round-trips. */
+static void test_utf16_keys(void **state){
+  Fixture *f = *state;
+  sqlite3 *db;
+  char zDb[4200];
+  (void)f;
+  snprintf(zDb, sizeof zDb, "%s/u16.db", f->zDir);
+  db = sh_open(zDb);
+  sh_exec(db, "PRAGMA encoding='UTF-16le';"
+              "CREATE VIRTUAL TABLE kv USING tinkv('%q/u16kv')", f->zDir);
+  sh_exec(db, "INSERT INTO kv VALUES (CAST(x'00d841dc' AS TEXT), 'pair'),"
+              "('\xc3\xa4', 'a-umlaut')");
+  sh_fails(db, SQLITE_MISMATCH, "unpaired UTF-16 surrogate",
+           "INSERT INTO kv VALUES (CAST(x'00d84100' AS TEXT), 'lone')");
+  sh_fails(db, SQLITE_MISMATCH, "unpaired UTF-16 surrogate",
+           "INSERT INTO kv VALUES ('v', CAST(x'41dc' AS TEXT))");
+  sh_assert_query(db, "00D841DC|pair\nE400|a-umlaut",
+                  "SELECT hex(key), value FROM kv ORDER BY value DESC");
+  sh_assert_query(db, "", "SELECT value FROM kv "
+                  "WHERE key = CAST(x'00d84100' AS TEXT)");
+  sh_assert_query(db, "", "SELECT value FROM kv "
+                  "WHERE key IN (CAST(x'00d84100' AS TEXT), 'zz')");
+  sh_assert_query(db, "pair", "SELECT value FROM kv "
+                  "WHERE key = CAST(x'00d841dc' AS TEXT)");
+  sqlite3_close(db);
+}
+
 int main(void){
   const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(test_update_or_replace_chain, setup,
@@ -487,6 +600,9 @@ int main(void){
     cmocka_unit_test_setup_teardown(test_affinity_text_arguments, setup,
                                     teardown),
     cmocka_unit_test_setup_teardown(test_in_near_key_limit, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_application_like_glob, setup,
+                                    teardown),
+    cmocka_unit_test_setup_teardown(test_utf16_keys, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
