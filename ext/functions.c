@@ -77,6 +77,8 @@ static TinkvTable *tableArgument(sqlite3_context *ctx, sqlite3_value *pArg){
   if( rc!=SQLITE_OK ){
     sqlite3_result_error(ctx, pTab->base.zErrMsg, -1);
     sqlite3_result_error_code(ctx, rc);
+    sqlite3_free(pTab->base.zErrMsg);    /* no method returns it to SQLite */
+    pTab->base.zErrMsg = 0;
     return 0;
   }
   return pTab;

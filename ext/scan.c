@@ -3,7 +3,8 @@
 **
 ** The keydir is ordered in the byte order of the key encoding (keycodec.c),
 ** which is SQLite's order of the key column, so every plan produces rows in
-** ascending key order and ORDER BY key (ascending) is consumed.
+** ascending key order and ORDER BY key (ascending) is consumed (not in
+** UTF-16 databases, whose text order differs: see boundRange).
 **
 ** Plans, as bits of idxNum; the xFilter arguments come in this order:
 **
@@ -148,7 +149,7 @@ static int builtinPatternFunc(sqlite3 *db, int bLike){
       "SELECT glob('a*','abc')=1 AND glob('A*','abc')=0 AND glob('a?c','abc')=1"
       " AND glob('[ab]*','bc')=1 AND glob('a%','abc')=0 AND glob('a_c','abc')=0"
       " AND glob('s*','\xc5\xbfun')=0 AND glob('\xc3\xa4','\xc3\x84')=0"
-      " AND glob('*','')=1 AND glob('[!a]*','bc')=1";
+      " AND glob('*','')=1 AND glob('[^a]*','bc')=1";
   sqlite3_stmt *pStmt = 0;
   const char *zSql = bLike ? zLike : zGlob;
   int bOk = 0;
@@ -340,7 +341,7 @@ int tinkvBestIndex(sqlite3_vtab *pVtab, sqlite3_index_info *pInfo){
     pInfo->estimatedCost = 3.0 + nKeys;
     pInfo->estimatedRows = (sqlite3_int64)nKeys;
   }
-  if( pInfo->nOrderBy>=1
+  if( pInfo->nOrderBy>=1 && !tinkvTableIsUtf16(pTab)
    && pInfo->aOrderBy[0].iColumn==0 && !pInfo->aOrderBy[0].desc ){
     /* Keys are unique, so terms after the first do not matter. */
     pInfo->orderByConsumed = 1;
@@ -821,17 +822,31 @@ static int filterRowidEq(TinkvTable *pTab, TinkvCursor *pCsr,
   return SQLITE_OK;
 }
 
-/* Add the range between pLo and pHi (either may be NULL: unbounded). */
-static int boundRange(TinkvCursor *pCsr, int idxNum, sqlite3_value *pLo,
-                      sqlite3_value *pHi){
+/*
+** Add the range between pLo and pHi (either may be NULL: unbounded).  In a
+** UTF-16 database a TEXT bound becomes the edge of all TEXT keys: SQLite
+** orders text there by UTF-16 code units, which is not the keydir's UTF-8
+** order for characters above U+00FF (UTF-16le) or outside the BMP.
+*/
+static int boundRange(TinkvTable *pTab, TinkvCursor *pCsr, int idxNum,
+                      sqlite3_value *pLo, sqlite3_value *pHi){
+  static const u8 aTextLo[] = { TINKV_KEY_TEXT };
+  static const u8 aTextHi[] = { TINKV_KEY_TEXT+1 };
   size_t iLo = 0, nLo = 0, iHi = 0, nHi = 0;
+  int bWide = tinkvTableIsUtf16(pTab);
   int rc = SQLITE_OK;
-  if( pLo ){
+  if( pLo && bWide && sqlite3_value_type(pLo)==SQLITE_TEXT ){
+    rc = addBound(pCsr, aTextLo, 1, &iLo);
+    nLo = 1;
+  }else if( pLo ){
     rc = encodeBound(pCsr, pLo, (idxNum & PLAN_LOWER_INCL)==0);
     if( rc==SQLITE_OK ) rc = addBound(pCsr, pCsr->key.a, pCsr->key.n, &iLo);
     nLo = pCsr->key.n;
   }
-  if( rc==SQLITE_OK && pHi ){
+  if( rc==SQLITE_OK && pHi && bWide && sqlite3_value_type(pHi)==SQLITE_TEXT ){
+    rc = addBound(pCsr, aTextHi, 1, &iHi);
+    nHi = 1;
+  }else if( rc==SQLITE_OK && pHi ){
     rc = encodeBound(pCsr, pHi, (idxNum & PLAN_UPPER_INCL)!=0);
     if( rc==SQLITE_OK ) rc = addBound(pCsr, pCsr->key.a, pCsr->key.n, &iHi);
     nHi = pCsr->key.n;
@@ -860,13 +875,13 @@ static int filterRange(TinkvTable *pTab, TinkvCursor *pCsr, int idxNum,
    || (pHi && sqlite3_value_type(pHi)==SQLITE_NULL) ){
     return SQLITE_OK;                        /* nothing compares with NULL */
   }
-  rc = boundRange(pCsr, idxNum, pLo, pHi);
+  rc = boundRange(pTab, pCsr, idxNum, pLo, pHi);
   bNumText = (pLo && isNumber(pLo)) || (pHi && isNumber(pHi));
   if( rc==SQLITE_OK && !(idxNum & PLAN_LITERAL) ){
     rc = textAsNumber(pLo, &pLoNum);
     if( rc==SQLITE_OK ) rc = textAsNumber(pHi, &pHiNum);
     if( rc==SQLITE_OK && (pLoNum || pHiNum) ){
-      rc = boundRange(pCsr, idxNum, pLoNum ? pLoNum : pLo,
+      rc = boundRange(pTab, pCsr, idxNum, pLoNum ? pLoNum : pLo,
                       pHiNum ? pHiNum : pHi);
       bNumText = 1;
     }

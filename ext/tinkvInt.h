@@ -216,6 +216,7 @@ int tinkvTableStatus(TinkvTable *pTab, int rc);
 int tinkvTableBegin(TinkvTable *pTab);
 int tinkvTableReady(TinkvTable *pTab);
 int tinkvTableBadText(TinkvTable *pTab, sqlite3_value *pVal);
+int tinkvTableIsUtf16(TinkvTable *pTab);
 extern sqlite3_module tinkvModule;
 
 /* -------------------------------------------------------------- scan.c */

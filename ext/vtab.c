@@ -88,10 +88,20 @@ int tinkvTableReady(TinkvTable *pTab){
 
 /*
 ** True if pVal is TEXT of a UTF-16 database that cannot be stored as it is
-** (tinkvText16IsWellFormed).  The database's encoding is asked once.
+** (tinkvText16IsWellFormed).
 */
 int tinkvTableBadText(TinkvTable *pTab, sqlite3_value *pVal){
   if( sqlite3_value_type(pVal)!=SQLITE_TEXT ) return 0;
+  return tinkvTableIsUtf16(pTab) && !tinkvText16IsWellFormed(pVal);
+}
+
+/*
+** True if the table's database is UTF-16.  Its BINARY collation then
+** orders text by UTF-16 code units, while keys are stored (and the keydir
+** ordered) as UTF-8: the planner widens TEXT ranges and leaves ORDER BY to
+** SQLite.  The encoding is asked once.
+*/
+int tinkvTableIsUtf16(TinkvTable *pTab){
   if( pTab->eEnc==0 ){
     sqlite3_stmt *pStmt = 0;
     pTab->eEnc = 1;
@@ -103,7 +113,7 @@ int tinkvTableBadText(TinkvTable *pTab, sqlite3_value *pVal){
     }
     sqlite3_finalize(pStmt);
   }
-  return pTab->eEnc==2 && !tinkvText16IsWellFormed(pVal);
+  return pTab->eEnc==2;
 }
 
 /* Start the engine transaction of this table if it has none. */
@@ -236,6 +246,7 @@ static void freeTable(TinkvTable *pTab){
   sqlite3_free(pTab->zName);
   sqlite3_free(pTab->zPath);
   sqlite3_free(pTab->zClosed);
+  sqlite3_free(pTab->base.zErrMsg);   /* set outside a method (functions) */
   sqlite3_free(pTab);
 }
 

@@ -13,10 +13,18 @@
 ** message), changes() and the whole table contents (with types, in key
 ** order) must be equal.
 **
-** Statements whose outcome depends on the order in which a native table
-** visits its rows (multi-row UPDATEs that change keys, INSERT ... SELECT
-** without ORDER BY) are not generated: they can differ without either side
-** being wrong.
+** Multi-row UPDATEs that change keys depend on the order in which rows are
+** processed: SQLite processes a native table's rows in rowid order and a
+** virtual table's in the order of its scan (key order for tinkv).  Such
+** statements (with every conflict clause) are generated right after the
+** native table was rewritten in key order, so that both orders agree.
+** INSERT ... SELECT without ORDER BY is not generated.
+**
+** Seeds vary the set-up: seed%4==1 runs in UTF-16be databases, seed%4==2
+** in UTF-16le ones, seed%4==3 with an application-defined like() and
+** glob() that fold more than ASCII (as ICU's do).  Keys and bounds at
+** the 1 MiB key limit, subqueries, compound SELECTs and joins supplying
+** bounds from columns of every affinity are drawn in every seed.
 **
 ** Environment: TINKV_SO (the extension), TINKV_DIFF_SEEDS (default 12),
 ** TINKV_DIFF_STEPS (statements per seed, default 400), TINKV_DIFF_SEED
@@ -50,6 +58,8 @@ typedef struct Param {
   char z[32];                  /* text, also blob bytes (nz bytes) */
   int nz;
   int bBig;                    /* BLOB of BIG_BLOB bytes from aBig */
+  int nHuge;                   /* >0: TEXT ('k' x nHuge) or BLOB (aBig) of
+                               ** this size, near the key size limit */
 } Param;
 
 /* The outcome of one statement on one side. */
@@ -63,6 +73,13 @@ typedef struct Outcome {
 
 static uint64_t gRand;
 static unsigned char *aBig;    /* pattern of the 1 MiB blobs */
+static char *aHuge;            /* 'k' x (KEY_MAX+2): text near the limit */
+static int bUniKeys;           /* draw keys with characters above U+00FF */
+static int bUtf16;             /* UTF-16 databases: no random-byte BLOB keys
+                               ** (as text they may hold unpaired surrogates,
+                               ** which tinkv refuses; see README) */
+
+#define KEY_MAX (1 << 20)      /* tinkv's limit on an encoded key */
 
 static unsigned rnd(unsigned n){ return (unsigned)(tu_rand(&gRand) % n); }
 
@@ -82,6 +99,12 @@ static const char *const azTextKey[] = {
   "1e1", "+3"
 };
 static const char *const azBlobKey[] = { "", "\x00", "a", "ab", "\xff", "1" };
+/* Keys that Unicode-folding like()/glob() match differently (Kelvin sign,
+** long s, A with macron). */
+static const char *const azUniKey[] = {
+  "\xe2\x84\xaa" "elvin", "kelvin", "Kelvin", "\xc5\xbf" "un", "sun", "SUN",
+  "\xc4\x80"
+};
 
 /*
 ** SQLite compares an INTEGER with a REAL through long double where that is
@@ -116,6 +139,20 @@ static void checkIntRealCompare(void){
 /* A random key (or, rarely, NULL). */
 static void genKey(Param *p){
   memset(p, 0, sizeof(*p));
+  if( rnd(400)==0 ){
+    /* At the limit: TEXT of KEY_MAX-1 bytes (KEY_MAX encoded) or one
+    ** less, or a BLOB of KEY_MAX-1 bytes. */
+    p->nHuge = KEY_MAX - 1 - (int)rnd(2);
+    p->eType = (rnd(3) || bUtf16) ? SQLITE_TEXT : SQLITE_BLOB;
+    return;
+  }
+  if( bUniKeys && rnd(12)==0 ){
+    const char *z = azUniKey[rnd(sizeof(azUniKey)/sizeof(azUniKey[0]))];
+    p->eType = SQLITE_TEXT;
+    p->nz = (int)strlen(z);
+    memcpy(p->z, z, (size_t)p->nz);
+    return;
+  }
   switch( rnd(10) ){
     case 0: case 1: case 2:
       p->eType = SQLITE_INTEGER;
@@ -187,11 +224,11 @@ static void genValue(Param *p){
 static void genPattern(Param *p, int bGlob){
   static const char *const azLike[] = {
     "a%", "A%", "user%", "USER:1%", "1%", "%b", "U_er%", "x\\%%", "%",
-    "-%", "i%", "\xc3\xa9%", "a_%", "1.0%", "ab"
+    "-%", "i%", "\xc3\xa9%", "a_%", "1.0%", "ab", "kel%", "sun", "s%", "k%"
   };
   static const char *const azGlob[] = {
     "a*", "A*", "u*", "user:1*", "1*", "[ab]*", "*", "?", "-*", "I*", "a?b",
-    "*b"
+    "*b", "SUN*", "k*", "s*", "kel*"
   };
   const char *z = bGlob ? azGlob[rnd(sizeof(azGlob)/sizeof(azGlob[0]))]
                         : azLike[rnd(sizeof(azLike)/sizeof(azLike[0]))];
@@ -217,18 +254,30 @@ static void sqlAppend(Stmt *s, const char *zFmt, ...){
 }
 
 static void addKey(Stmt *s){ genKey(&s->aParam[s->nParam++]); sqlAppend(s, "?"); }
+
+/* A key to compare with: any key, or rarely TEXT longer than any key. */
+static void addBound(Stmt *s){
+  Param *p = &s->aParam[s->nParam++];
+  genKey(p);
+  if( rnd(200)==0 ){
+    memset(p, 0, sizeof(*p));
+    p->eType = SQLITE_TEXT;
+    p->nHuge = KEY_MAX - 1 + (int)rnd(3);
+  }
+  sqlAppend(s, "?");
+}
 static void addValue(Stmt *s){ genValue(&s->aParam[s->nParam++]); sqlAppend(s, "?"); }
 
 /* A WHERE condition on the table (most of them on the key). */
 static void addWhere(Stmt *s){
   switch( rnd(16) ){
-    case 0: case 1: sqlAppend(s, "key = "); addKey(s); break;
+    case 0: case 1: sqlAppend(s, "key = "); addBound(s); break;
     case 2: sqlAppend(s, "key IS "); addKey(s); break;
-    case 3: sqlAppend(s, "key > "); addKey(s); break;
-    case 4: sqlAppend(s, "key <= "); addKey(s); break;
+    case 3: sqlAppend(s, "key > "); addBound(s); break;
+    case 4: sqlAppend(s, "key <= "); addBound(s); break;
     case 5:
-      sqlAppend(s, "key >= "); addKey(s);
-      sqlAppend(s, " AND key < "); addKey(s);
+      sqlAppend(s, "key >= "); addBound(s);
+      sqlAppend(s, " AND key < "); addBound(s);
       break;
     case 6:
       sqlAppend(s, "key BETWEEN "); addKey(s);
@@ -243,7 +292,7 @@ static void addWhere(Stmt *s){
       genPattern(&s->aParam[s->nParam++], 1);
       break;
     case 9:
-      sqlAppend(s, "key IN ("); addKey(s); sqlAppend(s, ", "); addKey(s);
+      sqlAppend(s, "key IN ("); addBound(s); sqlAppend(s, ", "); addBound(s);
       sqlAppend(s, ", "); addKey(s); sqlAppend(s, ")");
       break;
     case 10: sqlAppend(s, "typeof(key) = 'integer'"); break;
@@ -297,35 +346,104 @@ static void genTxn(Stmt *s){
 */
 static void genAffinity(Stmt *s){
   static const char *const azCol[] = { "i", "t", "n", "r", "b" };
-  static const char *const azOp[] = { "=", "=", "IS", ">", "<=", ">=", "<" };
+  static const char *const azOp[] = {
+    "=", "=", "IS", ">", "<=", ">=", "<"
+  };
+  static const char *const azLit[] = {
+    "'5'", "'!'", "' 6'", "'2.5'", "'a'", "'01'", "5", "x'31'", "'1e1'"
+  };
   const char *zCol = azCol[rnd(5)];
-  switch( rnd(5) ){
+  const char *zOp = azOp[rnd(7)];
+  unsigned iRow = 1+rnd(8);
+  switch( rnd(10) ){
     case 0: case 1:
       sqlAppend(s, "SELECT aff.rowid, kv.key FROM aff JOIN kv ON kv.key %s "
-                "aff.%s ORDER BY 1, 2", azOp[rnd(7)], zCol);
+                "aff.%s ORDER BY 1, 2", zOp, zCol);
       break;
     case 2:
       sqlAppend(s, "SELECT key FROM kv WHERE key IN (SELECT %s FROM aff) "
                 "ORDER BY key", zCol);
       break;
     case 3:
-      sqlAppend(s, "DELETE FROM kv WHERE key = (SELECT %s FROM aff WHERE "
-                "rowid = %u)", zCol, 1+rnd(6));
+      sqlAppend(s, "DELETE FROM kv WHERE key %s (SELECT %s FROM aff WHERE "
+                "rowid = %u)", rnd(2) ? "=" : zOp, zCol, iRow);
+      break;
+    case 4:
+      /* A subquery bound, or two (BETWEEN). */
+      if( rnd(2) ){
+        sqlAppend(s, "SELECT key FROM kv WHERE key %s (SELECT %s FROM aff "
+                  "WHERE rowid = %u) ORDER BY key", zOp, zCol, iRow);
+      }else{
+        sqlAppend(s, "SELECT key FROM kv WHERE key BETWEEN (SELECT %s FROM "
+                  "aff WHERE rowid = %u) AND (SELECT %s FROM aff WHERE rowid"
+                  " = %u) ORDER BY key", zCol, iRow, azCol[rnd(5)], 1+rnd(8));
+      }
+      break;
+    case 5:
+      /* A compound SELECT: its column has the affinity of the first arm's
+      ** column but holds the other arm's TEXT as it is. */
+      sqlAppend(s, "SELECT key FROM kv WHERE key %s (SELECT %s FROM aff "
+                "WHERE rowid = %u UNION ALL SELECT %s) ORDER BY key",
+                zOp, zCol, 100+rnd(2), azLit[rnd(9)]);
+      break;
+    case 6:
+      sqlAppend(s, "WITH c(y) AS (SELECT %s FROM aff WHERE rowid <= 2 UNION "
+                "ALL SELECT %s) SELECT c.y, kv.key FROM c CROSS JOIN kv "
+                "WHERE kv.key %s c.y ORDER BY 1, 2", zCol, azLit[rnd(9)], zOp);
+      break;
+    case 7:
+      sqlAppend(s, "SELECT aff.rowid, kv.key FROM aff LEFT JOIN kv ON kv.key "
+                "%s aff.%s AND kv.key %s aff.%s ORDER BY 1, 2", zOp, zCol,
+                azOp[3+rnd(4)], azCol[rnd(5)]);
+      break;
+    case 8:
+      sqlAppend(s, "SELECT key FROM kv WHERE key %s CAST(? AS %s) "
+                "ORDER BY key", zOp,
+                rnd(2) ? "INTEGER" : (rnd(2) ? "REAL" : "NUMERIC"));
+      genValue(&s->aParam[s->nParam++]);
       break;
     default:
       sqlAppend(s, "UPDATE kv SET value = ");
       addValue(s);
       sqlAppend(s, " WHERE key %s (SELECT %s FROM aff WHERE rowid = %u)",
-                azOp[rnd(7)], zCol, 1+rnd(6));
+                zOp, zCol, iRow);
+      break;
+  }
+}
+
+/*
+** Multi-row UPDATEs that change keys, with every conflict clause.  Run
+** after the native table was rewritten in key order (see the header).
+*/
+static void genMultiUpdate(Stmt *s){
+  static const char *const azExpr[] = {
+    "key + 1", "key - 1", "6 - key", "key * 2", "key || 'x'",
+    "substr(key, 1, 1)", "-key", "key + 0.5", "CAST(key AS TEXT)",
+    "upper(key)"
+  };
+  sqlAppend(s, "UPDATE %skv SET key = %s", conflictClause(),
+            azExpr[rnd(sizeof(azExpr)/sizeof(azExpr[0]))]);
+  switch( rnd(4) ){
+    case 0: break;
+    case 1: sqlAppend(s, " WHERE key >= "); addKey(s); break;
+    case 2: sqlAppend(s, " WHERE typeof(key) = 'integer'"); break;
+    default:
+      sqlAppend(s, " WHERE key BETWEEN "); addKey(s);
+      sqlAppend(s, " AND "); addKey(s);
       break;
   }
 }
 
 /* One random statement; *pbRead says it is a query whose rows matter. */
-static void genStmt(Stmt *s, int *pbOrdered){
+static void genStmt(Stmt *s, int *pbOrdered, int *pbReorder){
   memset(s, 0, sizeof(*s));
   *pbOrdered = 1;
-  switch( rnd(27) ){
+  *pbReorder = 0;
+  switch( rnd(30) ){
+    case 27: case 28:
+      genMultiUpdate(s);
+      *pbReorder = 1;
+      break;
     case 0: case 1: case 2: case 3:
       sqlAppend(s, "INSERT %sINTO kv VALUES(", conflictClause());
       addKey(s); sqlAppend(s, ", "); addValue(s); sqlAppend(s, ")");
@@ -423,10 +541,16 @@ static void bindParams(sqlite3_stmt *pStmt, const Stmt *s){
       case SQLITE_INTEGER: sqlite3_bind_int64(pStmt, i+1, p->i); break;
       case SQLITE_FLOAT: sqlite3_bind_double(pStmt, i+1, p->r); break;
       case SQLITE_TEXT:
-        sqlite3_bind_text(pStmt, i+1, p->z, p->nz, SQLITE_STATIC);
+        if( p->nHuge ){
+          sqlite3_bind_text(pStmt, i+1, aHuge, p->nHuge, SQLITE_STATIC);
+        }else{
+          sqlite3_bind_text(pStmt, i+1, p->z, p->nz, SQLITE_STATIC);
+        }
         break;
       case SQLITE_BLOB:
-        if( p->bBig ){
+        if( p->nHuge ){
+          sqlite3_bind_blob(pStmt, i+1, aBig, p->nHuge, SQLITE_STATIC);
+        }else if( p->bBig ){
           sqlite3_bind_blob(pStmt, i+1, aBig, BIG_BLOB, SQLITE_STATIC);
         }else{
           sqlite3_bind_blob(pStmt, i+1, p->z, p->nz, SQLITE_STATIC);
@@ -518,7 +642,9 @@ static void runStmt(Side *pSide, const Stmt *s, int bOrdered, Outcome *pOut){
   if( rc==SQLITE_DONE ) rc = SQLITE_OK;
   pOut->rc = rc==SQLITE_OK ? SQLITE_OK : sqlite3_extended_errcode(pSide->db);
   if( rc!=SQLITE_OK ) pOut->zErr = strdup(sqlite3_errmsg(pSide->db));
-  pOut->nChange = sqlite3_changes(pSide->db);
+  /* changes() is the count of the last write: compared after writes. */
+  pOut->nChange = pStmt && !sqlite3_stmt_readonly(pStmt)
+                ? sqlite3_changes(pSide->db) : -1;
   sqlite3_finalize(pStmt);
   if( !bOrdered && pOut->zRows ) sortLines(pOut->zRows);
 }
@@ -549,9 +675,13 @@ static void describeParams(const Stmt *s){
     switch( p->eType ){
       case SQLITE_INTEGER: fprintf(stderr, "  ?%d = %lld\n", i+1, p->i); break;
       case SQLITE_FLOAT: fprintf(stderr, "  ?%d = %.17g\n", i+1, p->r); break;
-      case SQLITE_TEXT: fprintf(stderr, "  ?%d = '%.*s'\n", i+1, p->nz, p->z); break;
+      case SQLITE_TEXT:
+        if( p->nHuge ) fprintf(stderr, "  ?%d = 'k' x %d\n", i+1, p->nHuge);
+        else fprintf(stderr, "  ?%d = '%.*s'\n", i+1, p->nz, p->z);
+        break;
       case SQLITE_BLOB:
-        fprintf(stderr, "  ?%d = blob(%d)\n", i+1, p->bBig ? (int)BIG_BLOB : p->nz);
+        fprintf(stderr, "  ?%d = blob(%d)\n", i+1,
+                p->nHuge ? p->nHuge : p->bBig ? (int)BIG_BLOB : p->nz);
         break;
       default: fprintf(stderr, "  ?%d = NULL\n", i+1); break;
     }
@@ -563,12 +693,82 @@ static int sameStr(const char *a, const char *b){
   return strcmp(a, b)==0;
 }
 
-/* Open one side; bTinkv makes kv a tinkv table in directory zDir. */
-static void openSide(Side *pSide, int bTinkv, const char *zDir){
+/* Fold text as a Unicode-aware like()/glob() would (a stand-in for ICU's):
+** ASCII lower case, Kelvin sign to k, long s to s, A with macron to a. */
+static char *foldText(const unsigned char *z){
+  sqlite3_str *pStr = sqlite3_str_new(0);
+  while( z && *z ){
+    if( z[0]==0xE2 && z[1]==0x84 && z[2]==0xAA ){
+      sqlite3_str_appendchar(pStr, 1, 'k'); z += 3;
+    }else if( z[0]==0xC5 && z[1]==0xBF ){
+      sqlite3_str_appendchar(pStr, 1, 's'); z += 2;
+    }else if( z[0]==0xC4 && (z[1]==0x80 || z[1]==0x81) ){
+      sqlite3_str_appendchar(pStr, 1, 'a'); z += 2;
+    }else{
+      char c = (char)*z++;
+      if( c>='A' && c<='Z' ) c = (char)(c - 'A' + 'a');
+      sqlite3_str_appendchar(pStr, 1, c);
+    }
+  }
+  return sqlite3_str_finish(pStr);
+}
+
+static int matchFolded(const char *zPat, const char *z, char cAny, char cOne){
+  if( *zPat==0 ) return *z==0;
+  if( *zPat==cAny ){
+    for(;; z++){
+      if( matchFolded(zPat+1, z, cAny, cOne) ) return 1;
+      if( *z==0 ) return 0;
+    }
+  }
+  if( *z==0 ) return 0;
+  if( *zPat!=cOne && *zPat!=*z ) return 0;
+  return matchFolded(zPat+1, z+1, cAny, cOne);
+}
+
+static void foldMatch(sqlite3_context *ctx, sqlite3_value **argv, char cAny,
+                      char cOne){
+  char *zPat, *z;
+  if( sqlite3_value_type(argv[0])==SQLITE_NULL
+   || sqlite3_value_type(argv[1])==SQLITE_NULL ) return;
+  zPat = foldText(sqlite3_value_text(argv[0]));
+  z = foldText(sqlite3_value_text(argv[1]));
+  sqlite3_result_int(ctx, matchFolded(zPat ? zPat : "", z ? z : "", cAny,
+                                      cOne));
+  sqlite3_free(zPat);
+  sqlite3_free(z);
+}
+static void appLike(sqlite3_context *ctx, int argc, sqlite3_value **argv){
+  (void)argc;
+  foldMatch(ctx, argv, '%', '_');
+}
+static void appGlob(sqlite3_context *ctx, int argc, sqlite3_value **argv){
+  (void)argc;
+  foldMatch(ctx, argv, '*', '?');
+}
+
+/*
+** Open one side; bTinkv makes kv a tinkv table in directory zDir.  The
+** seed chooses the database encoding and whether like()/glob() are the
+** application's (see the header).
+*/
+static void openSide(Side *pSide, int bTinkv, const char *zDir,
+                     uint64_t seed){
   char *zErr = 0;
   char zSql[4200];
   assert_int_equal(sqlite3_open(":memory:", &pSide->db), SQLITE_OK);
   pSide->zName = bTinkv ? "tinkv" : "native";
+  if( seed%4==1 || seed%4==2 ){
+    assert_int_equal(sqlite3_exec(pSide->db, seed%4==1
+        ? "PRAGMA encoding='UTF-16be'" : "PRAGMA encoding='UTF-16le'",
+        0, 0, 0), SQLITE_OK);
+  }
+  if( seed%4==3 ){
+    assert_int_equal(sqlite3_create_function(pSide->db, "like", 2,
+                     SQLITE_UTF8, 0, appLike, 0, 0), SQLITE_OK);
+    assert_int_equal(sqlite3_create_function(pSide->db, "glob", 2,
+                     SQLITE_UTF8, 0, appGlob, 0, 0), SQLITE_OK);
+  }
   if( bTinkv ){
     const char *zSo = getenv("TINKV_SO");
     sqlite3_enable_load_extension(pSide->db, 1);
@@ -586,7 +786,9 @@ static void openSide(Side *pSide, int bTinkv, const char *zDir){
           "n NUMERIC, r REAL, b); INSERT INTO aff VALUES"
           "(1, '1', 1, 1.0, '1'), (2, '2.5', '2.5', 2.5, 2), "
           "(10, ' 2', '01', 1e1, '01'), (-1, 'a', '-1', -1, x'31'), "
-          "(0, '', '1e1', 0.0, 2.5), ('01', '+3', ' 2 ', '3', 'Inf')",
+          "(0, '', '1e1', 0.0, 2.5), ('01', '+3', ' 2 ', '3', 'Inf'),"
+          "('!', '5', 'x5', 'abc', ' 6'), ('5x', '-1', '!', '2.5e0', '5'),"
+          "(100, 100, 100, 100, 100), (' 7 ', ' 7 ', ' 7 ', ' 7 ', ' 7 ')",
           0, 0, &zErr) ){
     fprintf(stderr, "%s: %s\n", zSql, zErr);
     fail();
@@ -606,17 +808,30 @@ static long runSeed(uint64_t seed, long nStep){
   Side a, b;
   long iStep;
   snprintf(zDirCopy, sizeof zDirCopy, "%s", zDir);
-  openSide(&a, 1, zDirCopy);
-  openSide(&b, 0, zDirCopy);
+  openSide(&a, 1, zDirCopy, seed);
+  openSide(&b, 0, zDirCopy, seed);
+  bUniKeys = 1;
+  bUtf16 = seed%4==1 || seed%4==2;
   gRand = seed*2654435761u + 1;
   nSavepoint = 0;
   bInTxn = 0;
   for(iStep=0; iStep<nStep; iStep++){
     Stmt s;
     Outcome oa, ob;
-    int bOrdered;
+    int bOrdered, bReorder;
     char *zDumpA, *zDumpB;
-    genStmt(&s, &bOrdered);
+    genStmt(&s, &bOrdered, &bReorder);
+    if( bReorder ){
+      /* Rewrite the native table in key order: rowid order = key order. */
+      static const char zReorder[] =
+          "CREATE TEMP TABLE ro AS SELECT key, value FROM kv ORDER BY key;"
+          "DELETE FROM kv; INSERT INTO kv SELECT key, value FROM ro "
+          "ORDER BY key; DROP TABLE ro";
+      if( sqlite3_exec(b.db, zReorder, 0, 0, 0)!=SQLITE_OK ){
+        fprintf(stderr, "reorder: %s\n", sqlite3_errmsg(b.db));
+        fail();
+      }
+    }
     if( strncmp(s.zSql, "SAVEPOINT", 9)==0 ) nSavepoint++;
     runStmt(&a, &s, bOrdered, &oa);
     runStmt(&b, &s, bOrdered, &ob);
@@ -628,6 +843,10 @@ static long runSeed(uint64_t seed, long nStep){
     trackTxn(b.db);
     zDumpA = tableDump(&a);
     zDumpB = tableDump(&b);
+    /* changes(): a multi-row UPDATE OR REPLACE whose REPLACE removed a row
+    ** the statement had still to update counts that row on tinkv (SQLite
+    ** counts every xUpdate; a native table skips the row).  See README. */
+    if( bReorder && strstr(s.zSql, "OR REPLACE") ) oa.nChange = ob.nChange;
     if( oa.rc!=ob.rc || !sameStr(oa.zErr, ob.zErr) || oa.nChange!=ob.nChange
      || !sameStr(oa.zRows, ob.zRows) || strcmp(zDumpA, zDumpB)!=0
      || sqlite3_get_autocommit(a.db)!=sqlite3_get_autocommit(b.db) ){
@@ -683,7 +902,10 @@ int main(void){
   uint64_t r = 7;
   aBig = malloc(BIG_BLOB);
   for(i=0; i<BIG_BLOB; i++) aBig[i] = (unsigned char)(tu_rand(&r) >> 56);
+  aHuge = malloc(KEY_MAX + 2);
+  memset(aHuge, 'k', KEY_MAX + 2);
   i = (size_t)cmocka_run_group_tests(tests, 0, 0);
   free(aBig);
+  free(aHuge);
   return (int)i;
 }
