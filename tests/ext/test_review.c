@@ -576,6 +576,17 @@ static void test_utf16_keys(void **state){
                   "WHERE key IN (CAST(x'00d84100' AS TEXT), 'zz')");
   sh_assert_query(db, "pair", "SELECT value FROM kv "
                   "WHERE key = CAST(x'00d841dc' AS TEXT)");
+  /* UTF-16le orders text by code units: U+0100 sorts before 'b' there.
+  ** Ranges and ORDER BY agree with a native table. */
+  sh_exec(db, "DELETE FROM kv; INSERT INTO kv VALUES ('b',1),('\xc4\x80',2),"
+              "('a',3),('\xc3\xa9',4),(5,5);"
+              "CREATE TABLE ref(key PRIMARY KEY NOT NULL, value);"
+              "INSERT INTO ref SELECT key, value FROM kv");
+  assertSameAsRef(db, "SELECT key FROM %s ORDER BY key");
+  assertSameAsRef(db, "SELECT key FROM %s WHERE key < 'b' ORDER BY key");
+  assertSameAsRef(db, "SELECT key FROM %s WHERE key > 'a' ORDER BY key");
+  assertSameAsRef(db, "SELECT key FROM %s WHERE key BETWEEN 'a' AND 'c' "
+                      "ORDER BY key DESC");
   sqlite3_close(db);
 }
 
