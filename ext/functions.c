@@ -202,12 +202,14 @@ static void checkFunc(sqlite3_context *ctx, int argc, sqlite3_value **argv){
 ** (see tkv_backup) and return what was done as a JSON object.
 */
 static void backupFunc(sqlite3_context *ctx, int argc, sqlite3_value **argv){
-  TinkvTable *pTab = tableArgument(ctx, argv[0]);
+  TinkvTable *pTab;
   const char *zDir, *zMode = 0;
   tkv_backup_report rep;
   unsigned flags = 0;
   char *z;
   int rc;
+  if( !tinkvSideEffectsAllowed(ctx, "tinkv_backup") ) return;
+  pTab = tableArgument(ctx, argv[0]);
   if( pTab==0 ) return;
   zDir = (const char*)sqlite3_value_text(argv[1]);
   if( sqlite3_value_type(argv[1])!=SQLITE_TEXT || zDir==0 || zDir[0]==0 ){

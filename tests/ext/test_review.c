@@ -380,6 +380,12 @@ static void test_check_constraint_compact(void **state){
   sh_assert_query(db, "0", "SELECT json_extract(tinkv_stats('kv'), "
                            "'$.compactions')");
   sh_assert_query(db, "0", "SELECT count(*) FROM c");
+  /* The same for tinkv_backup, which writes files where it is told. */
+  sh_exec(db, "CREATE TABLE c2(a CHECK (tinkv_backup('kv', '%q/bk') "
+              "IS NOT NULL))", f->zDir);
+  sh_fails(db, SQLITE_AUTH, "runs only from a statement that writes nothing",
+           "INSERT INTO c2 VALUES(1)");
+  assert_false(tu_exists(tu_path(f->zDir, "bk")));
   /* Called directly, it runs. */
   sh_exec(db, "SELECT tinkv_compact('kv')");
   sh_assert_query(db, "1", "SELECT json_extract(tinkv_stats('kv'), "
