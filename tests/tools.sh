@@ -55,6 +55,16 @@ check "check passes a sound store" "$ctl" check "$tmp/kv"
 check "check prints ok" sh -c "'$ctl' check '$tmp/kv' | grep -q ': ok$'"
 check "no progress bar off a terminal" sh -c \
   "'$ctl' check '$tmp/kv' 2>'$tmp/err' >/dev/null && test ! -s '$tmp/err'"
+if command -v script >/dev/null 2>&1; then
+  # script(1) runs the command on a pseudo-terminal.
+  script -qec "'$ctl' check '$tmp/kv'" /dev/null >"$tmp/pty" 2>&1
+  check "a progress bar on a terminal" sh -c \
+    "grep -q '100%' '$tmp/pty' && grep -q ': ok' '$tmp/pty'"
+  script -qec "'$ctl' -q check '$tmp/kv'" /dev/null >"$tmp/pty" 2>&1
+  check "-q: no progress bar on a terminal" sh -c "! grep -q '%' '$tmp/pty'"
+else
+  echo "skip progress bar on a terminal: no script(1) to make one"
+fi
 
 # dump | load round trip, then the SQL view of the loaded store.
 check "dump" sh -c "'$ctl' dump '$tmp/kv' >'$tmp/dump.txt'"
