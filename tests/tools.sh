@@ -128,6 +128,31 @@ check "tinkvctl compact" sh -c "'$ctl' compact '$tmp/bk2' | grep -q 'bytes freed
 listing "$tmp/bk2" >"$tmp/bk2c.txt" 2>&1
 check "compaction keeps every row" cmp "$tmp/now.txt" "$tmp/bk2c.txt"
 
+# SQL tinkv_stats() and the server's /v1/stats: the same fields, by name
+# and in order (one writer, tkv_stats_json).
+srv="$root/$build/tinkv-server"
+if [ -x "$srv" ] && command -v curl >/dev/null 2>&1; then
+  cp -r "$tmp/bk2" "$tmp/srvstore"
+  "$srv" --dir "$tmp/srvstore" --port 0 --http-port 0 --bind 127.0.0.1 \
+    >"$tmp/srv.log" 2>&1 &
+  spid=$!
+  i=0
+  until grep -q ' HTTP on ' "$tmp/srv.log" || [ $i -gt 200 ]; do
+    i=$((i + 1)); sleep 0.05
+  done
+  hport=$(sed -n 's/.* HTTP on [^ ]*:\([0-9]*\).*/\1/p' "$tmp/srv.log" | tail -n 1)
+  rest=$(curl -s "http://127.0.0.1:$hport/v1/stats")
+  kill -TERM "$spid"; wait "$spid" 2>/dev/null
+  restnames=$(sql :memory: "SELECT group_concat(key, ',') FROM json_each('$rest');" 2>&1)
+  sqlnames=$(sql :memory: "CREATE VIRTUAL TABLE t USING tinkv('$tmp/bk2');" \
+    "SELECT group_concat(key, ',') FROM json_each(tinkv_stats('t'));" 2>&1)
+  printf 'rest: %s\nsql:  %s\n' "$restnames" "$sqlnames" >"$tmp/log"
+  check "REST /v1/stats and SQL tinkv_stats() have the same fields" \
+    sh -c "[ -n '$sqlnames' ] && [ '$restnames' = '$sqlnames' ]"
+else
+  echo "skip REST and SQL stats fields: no tinkv-server or curl"
+fi
+
 # Damage: one flipped byte in the middle of the first segment.
 cp -r "$tmp/kv" "$tmp/dmg"
 seg=$(ls "$tmp/dmg"/*.seg | head -n 1)
