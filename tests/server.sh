@@ -338,10 +338,10 @@ else
 fi
 
 echo "== flow control, SCAN, listeners and limits (beside redis-server)"
-suite 500 python3 "$here/server/test_flow.py" "$bin" "$tmp/flow"
+suite 500 python3 "$here/server/test_flow.py" "$bin" "$tmp/flow" "$san"
 
 echo "== every reply against redis-server's (tests/server/test_diff.py)"
-suite 300 python3 "$here/server/test_diff.py" "$bin" "$tmp/diff"
+suite 300 python3 "$here/server/test_diff.py" "$bin" "$tmp/diff" 1 "$san"
 
 # A sanitizer report in any server log is a failure of its own.
 for l in "$tmp"/*.log "$tmp"/*/*.log; do

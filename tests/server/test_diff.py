@@ -4,7 +4,10 @@ some pipelined, with WATCH/MULTI/EXEC from two clients, binary keys and
 values, inline commands) against tinkv-server and Debian's redis-server;
 every reply must be the same.
 
-    test_diff.py SERVER_BINARY SCRATCH_DIR [SEED]
+    test_diff.py SERVER_BINARY SCRATCH_DIR [SEED [SANITIZER]]
+
+With a SANITIZER argument (a sanitizer build of the server, slow) only 4 of
+the 20 random rounds run.
 
 Skips (with a message, and counts as passed) when redis-server is absent.
 Prints one line per difference and "diff: N passed, M failed" last.
@@ -278,7 +281,8 @@ def main():
         check("inline %r" % data, raw_replies(tport, data), raw_replies(rport, data))
     watch_cases(tport, rport)
     rng = random.Random(seed)
-    for rnd in range(20):
+    rounds = 4 if len(sys.argv) > 4 and sys.argv[4] else 20
+    for rnd in range(rounds):
         cmds = [["FLUSHALL"]] + random_cmds(rng, 200)
         tr = [t.cmd(*c) for c in cmds] if rnd % 2 else t.pipeline(cmds)
         rr = [r.cmd(*c) for c in cmds] if rnd % 2 else r.pipeline(cmds)
