@@ -260,6 +260,7 @@ int compact_locked(tkv_engine *e, uint64_t *preclaimed){
   uint64_t before = 0, after = 0, data = 0;
   size_t n = 0;
   int nold, renamed = 0, deleted, rc;
+  ASSERT_MU(e);
   if( preclaimed ) *preclaimed = 0;
   if( e->writer ){
     return tkv_err(TKV_BUSY, "cannot compact %s: a transaction is open", e->dir);

@@ -34,6 +34,7 @@
 #include <assert.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <time.h>
 
 #define ENTRY_NEW     KD_SHADOW      /* added by the open transaction */
 #define ENTRY_CHANGED KD_TOMBSTONE   /* has a pending state in the overlay */
@@ -70,6 +71,8 @@ struct tkv_engine {
   pthread_mutex_t mu;
   pthread_cond_t idle;        /* signalled when the writer slot frees */
   pthread_rwlock_t rw;
+  pthread_t mu_holder;        /* who holds mu, when mu_held (for assert()) */
+  int mu_held;
   int rw_excl;                /* rw is held exclusively (for assert()) */
   int opening;                /* recovery: no other thread sees the engine */
 
@@ -122,11 +125,66 @@ struct tkv_db {
 };
 
 /*
+** The locks are taken through these helpers, which note who holds them so
+** that "caller holds ..." comments are assert()s:
+**   engine_lock/unlock      mu; mu_holder and mu_held are written by the
+**                           holder only, so a holder reading them is no race
+**                           (a thread that wrongly reads them without mu is
+**                           one, and ThreadSanitizer says so);
+**   engine_rdlock/unlock    rw shared; engine_rd_depth counts this thread's
+**                           shared holds (at most one: rw is not recursive);
+**   engine_wrlock/unlock    rw exclusively, by a holder of mu.
+*/
+extern _Thread_local int engine_rd_depth;
+
+#define ENGINE_MU_HELD(e) \
+  ((e)->mu_held && pthread_equal((e)->mu_holder, pthread_self()))
+/* Caller holds mu (or the engine is being recovered, by one thread). */
+#define ASSERT_MU(e) assert( (e)->opening || ENGINE_MU_HELD(e) )
+/* Caller holds rw shared, or mu. */
+#define ASSERT_READER(e) \
+  assert( engine_rd_depth>0 || (e)->opening || ENGINE_MU_HELD(e) )
+
+static inline void engine_lock(tkv_engine *e){
+  pthread_mutex_lock(&e->mu);
+  e->mu_holder = pthread_self();
+  e->mu_held = 1;
+}
+static inline void engine_unlock(tkv_engine *e){
+  assert( ENGINE_MU_HELD(e) );
+  e->mu_held = 0;
+  pthread_mutex_unlock(&e->mu);
+}
+/* Wait on cond, giving mu up meanwhile (0 or ETIMEDOUT). */
+static inline int engine_timedwait(tkv_engine *e, pthread_cond_t *cond,
+                                   const struct timespec *deadline){
+  int rc;
+  assert( ENGINE_MU_HELD(e) );
+  e->mu_held = 0;
+  rc = pthread_cond_timedwait(cond, &e->mu, deadline);
+  e->mu_holder = pthread_self();
+  e->mu_held = 1;
+  return rc;
+}
+
+static inline void engine_rdlock(tkv_engine *e){
+  assert( engine_rd_depth==0 );
+  pthread_rwlock_rdlock(&e->rw);
+  engine_rd_depth++;
+}
+static inline void engine_rdunlock(tkv_engine *e){
+  assert( engine_rd_depth==1 );
+  engine_rd_depth--;
+  pthread_rwlock_unlock(&e->rw);
+}
+
+/*
 ** Take rw exclusively (caller holds mu) and give it back.  rw_excl is only
 ** written by holders of mu, so a holder of mu may read it in assert()s of
 ** "caller holds rw exclusively".
 */
 static inline void engine_wrlock(tkv_engine *e){
+  ASSERT_MU(e);
   pthread_rwlock_wrlock(&e->rw);
   e->rw_excl = 1;
 }

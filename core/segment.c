@@ -148,6 +148,7 @@ void seg_table_remove(tkv_engine *e, tkv_segment *s){
 /* The segment with this file id, or NULL.  Caller holds mu or rw. */
 tkv_segment *seg_find(tkv_engine *e, uint32_t id){
   int i;
+  ASSERT_READER(e);
   /* The active segment is the usual answer; then a linear walk (stores
   ** have tens of segments, and the table is in replay order, not id order). */
   if( e->active && e->active->id==id ) return e->active;
@@ -182,6 +183,7 @@ static int seg_reserve(tkv_engine *e, tkv_segment *s, uint64_t upto){
 int seg_flush(tkv_engine *e){
   tkv_segment *s = e->active;
   int rc;
+  ASSERT_MU(e);
   if( !s || e->buf_len==0 ) return TKV_OK;
   rc = seg_reserve(e, s, e->buf_off + e->buf_len);
   if( rc ) return rc;
@@ -341,6 +343,7 @@ int seg_seal_active(tkv_engine *e){
 int seg_start_write(tkv_engine *e){
   tkv_segment *s;
   int rc;
+  ASSERT_MU(e);
   if( e->active && e->active->end>=e->opts.max_file_size ){
     rc = seg_seal_active(e);
     if( rc ) return rc;

@@ -38,6 +38,9 @@
 #define IDENTITY_FILE "TINKV"
 #define LOCK_FILE     "LOCK"
 
+/* Shared holds of an engine's rw by this thread (engine.h). */
+_Thread_local int engine_rd_depth;
+
 /* Engines open in this process, by canonical path. */
 static pthread_mutex_t registry_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t registry_cv = PTHREAD_COND_INITIALIZER; /* a close
@@ -461,7 +464,7 @@ int tkv_open(const char *path, const tkv_options *opts, tkv_db **pdb){
 static int engine_close(tkv_engine *e){
   tkv_segment *s;
   int rc;
-  pthread_mutex_lock(&e->mu);
+  engine_lock(e);
   s = e->active;
   rc = seg_flush(e);
   if( !rc && s && e->broken ){
@@ -475,7 +478,7 @@ static int engine_close(tkv_engine *e){
     rc = tkv_err(TKV_BROKEN, "%s had a failure that only a reopen can "
                  "settle%s%s", e->dir, rc ? "; closing: " : "", cause);
   }
-  pthread_mutex_unlock(&e->mu);
+  engine_unlock(e);
   engine_release(e);
   return rc;
 }
@@ -542,7 +545,7 @@ static int check_key(const void *key, size_t klen){
 static int flush_for_reader(tkv_engine *e, tkv_loc loc, uint64_t size){
   tkv_segment *s;
   int rc = TKV_OK;
-  pthread_mutex_lock(&e->mu);
+  engine_lock(e);
   s = seg_find(e, loc.file);
   if( !s || loc.off + size <= atomic_load(&s->flushed) ){
     /* Gone (a compaction moved it) or flushed meanwhile: look again. */
@@ -553,7 +556,7 @@ static int flush_for_reader(tkv_engine *e, tkv_loc loc, uint64_t size){
                  "%u): an earlier failure was not undone; reopen the store",
                  s->path, loc.off);
   }
-  pthread_mutex_unlock(&e->mu);
+  engine_unlock(e);
   return rc;
 }
 
@@ -568,16 +571,16 @@ static int read_key(tkv_db *db, const void *key, size_t klen, uint64_t *pid,
     kd_entry *en;
     tkv_loc loc;
     int rc = TKV_OK;
-    pthread_rwlock_rdlock(&e->rw);
+    engine_rdlock(e);
     en = kd_index_find(e->index, key, klen);
     if( !en || !txn_visible(db, en, &loc) ){
-      pthread_rwlock_unlock(&e->rw);
+      engine_rdunlock(e);
       return TKV_NOTFOUND;
     }
     if( pid ) *pid = txn_id(db, en);
     if( pvlen ) *pvlen = loc.vlen;
     if( pval ) rc = seg_read(e, loc, key, klen, pval);
-    pthread_rwlock_unlock(&e->rw);
+    engine_rdunlock(e);
     if( rc!=-2 ) return rc;
     rc = flush_for_reader(e, loc, tkv_rec_size((uint32_t)klen, loc.vlen));
     if( rc ) return rc;
@@ -613,9 +616,9 @@ uint64_t tkv_count(tkv_db *db){
   uint64_t n;
   if( !handle_usable(db) ) return 0;
   pthread_mutex_lock(&db->mu);
-  pthread_mutex_lock(&db->e->mu);
+  engine_lock(db->e);
   n = db->e->keys + (uint64_t)txn_count_delta(db);
-  pthread_mutex_unlock(&db->e->mu);
+  engine_unlock(db->e);
   pthread_mutex_unlock(&db->mu);
   return n;
 }
@@ -760,6 +763,7 @@ void tkv_cursor_close(tkv_cursor *c){
 /* Settle on en or the first visible entry after it.  Caller holds rw. */
 static int cursor_settle(tkv_cursor *c, kd_entry *en){
   tkv_loc loc;
+  assert( engine_rd_depth>0 );
   while( en && !txn_visible(c->db, en, &loc) ) en = kd_iter_next(&c->it);
   c->en = en;
   c->version = atomic_load(&c->db->e->version);
@@ -784,9 +788,9 @@ int tkv_cursor_seek(tkv_cursor *c, const void *key, size_t klen){
   if( rc ) return rc;
   CHECK_HANDLE(c->db);
   pthread_mutex_lock(&c->db->mu);
-  pthread_rwlock_rdlock(&e->rw);
+  engine_rdlock(e);
   rc = cursor_settle(c, kd_iter_seek(&c->it, e->index, key, klen, 0));
-  pthread_rwlock_unlock(&e->rw);
+  engine_rdunlock(e);
   pthread_mutex_unlock(&c->db->mu);
   return rc;
 }
@@ -798,7 +802,7 @@ int tkv_cursor_seek_id(tkv_cursor *c, uint64_t id){
   int rc = TKV_NOTFOUND;
   CHECK_HANDLE(c->db);
   pthread_mutex_lock(&c->db->mu);
-  pthread_rwlock_rdlock(&e->rw);
+  engine_rdlock(e);
   c->en = NULL;
   en = txn_entry_of_id(c->db, kd_entry_by_id(e->arena, id));
   if( en && txn_visible(c->db, en, &loc) ){
@@ -806,7 +810,7 @@ int tkv_cursor_seek_id(tkv_cursor *c, uint64_t id){
     const uint8_t *key = kd_entry_key(en, &klen);
     rc = cursor_settle(c, kd_iter_seek(&c->it, e->index, key, klen, 0));
   }
-  pthread_rwlock_unlock(&e->rw);
+  engine_rdunlock(e);
   pthread_mutex_unlock(&c->db->mu);
   return rc;
 }
@@ -818,14 +822,14 @@ int tkv_cursor_next(tkv_cursor *c){
   if( !c->en ) return TKV_OK;
   CHECK_HANDLE(c->db);
   pthread_mutex_lock(&c->db->mu);
-  pthread_rwlock_rdlock(&e->rw);
+  engine_rdlock(e);
   if( c->version==atomic_load(&e->version) ){
     en = kd_iter_next(&c->it);
   }else{
     en = kd_iter_seek(&c->it, e->index, c->key, c->klen, 1);
   }
   rc = cursor_settle(c, en);
-  pthread_rwlock_unlock(&e->rw);
+  engine_rdunlock(e);
   pthread_mutex_unlock(&c->db->mu);
   return rc;
 }
@@ -856,12 +860,12 @@ static int cursor_value_fast(tkv_cursor *c, void **pval, size_t *pvlen){
   tkv_engine *e = c->db->e;
   tkv_loc loc;
   int rc = -2;
-  pthread_rwlock_rdlock(&e->rw);
+  engine_rdlock(e);
   if( c->version==atomic_load(&e->version) && txn_visible(c->db, c->en, &loc) ){
     rc = seg_read(e, loc, c->key, c->klen, pval);
     if( rc==TKV_OK ) *pvlen = loc.vlen;
   }
-  pthread_rwlock_unlock(&e->rw);
+  engine_rdunlock(e);
   return rc;
 }
 
@@ -884,7 +888,7 @@ int tkv_stats_get(tkv_db *db, tkv_stats *st){
   tkv_engine *e = db->e;
   memset(st, 0, sizeof *st);
   CHECK_HANDLE(db);
-  pthread_mutex_lock(&e->mu);
+  engine_lock(e);
   st->keys = e->keys;
   st->live_bytes = e->live_bytes;
   st->stale_bytes = e->total_bytes - e->live_bytes;
@@ -902,7 +906,7 @@ int tkv_stats_get(tkv_db *db, tkv_stats *st){
   st->last_check_usec = e->last_check_usec;
   st->backups = e->backups;
   st->last_backup_usec = e->last_backup_usec;
-  pthread_mutex_unlock(&e->mu);
+  engine_unlock(e);
   return TKV_OK;
 }
 
@@ -913,9 +917,9 @@ int tkv_compact(tkv_db *db, uint64_t *preclaimed){
   if( db->txn ){
     rc = tkv_err(TKV_BUSY, "cannot compact inside a transaction");
   }else{
-    pthread_mutex_lock(&db->e->mu);
+    engine_lock(db->e);
     rc = compact_locked(db->e, preclaimed);
-    pthread_mutex_unlock(&db->e->mu);
+    engine_unlock(db->e);
   }
   pthread_mutex_unlock(&db->mu);
   return rc;
@@ -927,7 +931,7 @@ int tkv_sync(tkv_db *db){
   tkv_engine *e = db->e;
   int rc;
   CHECK_HANDLE(db);
-  pthread_mutex_lock(&e->mu);
+  engine_lock(e);
   if( e->broken ){
     rc = engine_broken_err(e);
   }else{
@@ -941,7 +945,7 @@ int tkv_sync(tkv_db *db){
       }
     }
   }
-  pthread_mutex_unlock(&e->mu);
+  engine_unlock(e);
   return rc;
 }
 

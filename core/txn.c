@@ -151,6 +151,7 @@ static void over_del(tkv_txn *t, kd_entry *en){
 ** entries only.  Caller holds rw or mu.
 */
 int txn_visible(tkv_db *db, kd_entry *en, tkv_loc *ploc){
+  ASSERT_READER(db->e);
   unsigned flags = kd_entry_flags(en);
   if( db->txn ){
     if( flags & ENTRY_CHANGED ){
@@ -226,6 +227,7 @@ static int acquire_locked(tkv_db *db){
   tkv_engine *e = db->e;
   pthread_t self = pthread_self();
   struct timespec deadline;
+  ASSERT_MU(e);
   clock_gettime(CLOCK_REALTIME, &deadline);
   deadline.tv_sec += BUSY_WAIT_SECONDS;
   while( e->writer && e->writer!=db ){
@@ -233,7 +235,7 @@ static int acquire_locked(tkv_db *db){
       return tkv_err(TKV_BUSY, "another handle of this thread has a "
                      "transaction open on %s", e->dir);
     }
-    if( pthread_cond_timedwait(&e->idle, &e->mu, &deadline)==ETIMEDOUT ){
+    if( engine_timedwait(e, &e->idle, &deadline)==ETIMEDOUT ){
       return tkv_err(TKV_BUSY, "another transaction is open on %s", e->dir);
     }
   }
@@ -249,6 +251,7 @@ static int acquire_locked(tkv_db *db){
 ** is reopened.  Caller holds mu.
 */
 int engine_broken_err(tkv_engine *e){
+  ASSERT_MU(e);
   if( e->broken==BROKEN_SYNC ){
     return tkv_err(TKV_BROKEN, "an fdatasync failed earlier on %s, so what "
                    "was written since may not be on disk: writes are "
@@ -266,6 +269,7 @@ int engine_broken_err(tkv_engine *e){
 */
 static int undo_failed(tkv_engine *e, const char *what){
   char cause[512];
+  ASSERT_MU(e);
   snprintf(cause, sizeof cause, "%s", tkv_errmsg());
   return tkv_err(TKV_BROKEN, "%s could not take its records out of the "
                  "segment (%s): the next open decides whether they count; "
@@ -275,6 +279,7 @@ static int undo_failed(tkv_engine *e, const char *what){
 
 /* Give the writer slot back.  Caller holds mu. */
 void txn_release_writer(tkv_engine *e){
+  ASSERT_MU(e);
   e->writer = NULL;
   pthread_cond_broadcast(&e->idle);
 }
@@ -324,7 +329,7 @@ int txn_begin(tkv_db *db, int autocommit){
     if( !t ) return tkv_err_nomem();
     db->spare = t;
   }
-  pthread_mutex_lock(&e->mu);
+  engine_lock(e);
   rc = acquire_locked(db);
   if( !rc ){
     rc = seg_start_write(e);
@@ -336,7 +341,7 @@ int txn_begin(tkv_db *db, int autocommit){
     db->spare = NULL;
     db->txn = t;
   }
-  pthread_mutex_unlock(&e->mu);
+  engine_unlock(e);
   return rc;
 }
 
@@ -431,23 +436,23 @@ int txn_write(tkv_db *db, int del, const void *key, size_t klen,
   if( t->prepared ){
     return tkv_err(TKV_MISUSE, "write after the transaction was prepared");
   }
-  pthread_mutex_lock(&e->mu);
+  engine_lock(e);
   if( e->broken ){
     /* The transaction's records past the last undo point may be in the
     ** file or not: nothing more may be added to it (it can only be rolled
     ** back). */
     rc = engine_broken_err(e);
-    pthread_mutex_unlock(&e->mu);
+    engine_unlock(e);
     return rc;
   }
   en = kd_index_find(e->index, key, klen);
   visible = en && txn_visible(db, en, &cur);
   if( del && !visible ){
-    pthread_mutex_unlock(&e->mu);
+    engine_unlock(e);
     return TKV_NOTFOUND;
   }
   if( !del && visible && (flags & TKV_NOOVERWRITE) ){
-    pthread_mutex_unlock(&e->mu);
+    engine_unlock(e);
     return TKV_EXISTS;
   }
   rc = undo_reserve(t);
@@ -462,7 +467,7 @@ int txn_write(tkv_db *db, int del, const void *key, size_t klen,
     if( !repl ) rc = tkv_err_nomem();
   }
   if( rc ){
-    pthread_mutex_unlock(&e->mu);
+    engine_unlock(e);
     return rc;
   }
   if( t->autocommit ) type = del ? TKV_REC_DEL : TKV_REC_PUT;
@@ -471,7 +476,7 @@ int txn_write(tkv_db *db, int del, const void *key, size_t klen,
   if( rc ){
     if( created ) drop_entry(e, en);
     if( repl ) free_repl(e, repl);
-    pthread_mutex_unlock(&e->mu);
+    engine_unlock(e);
     return rc;
   }
   if( created ){
@@ -490,7 +495,7 @@ int txn_write(tkv_db *db, int del, const void *key, size_t klen,
   if( !t->autocommit ) t->nrec++;
   e->writer_thread = pthread_self();
   if( pid ) *pid = txn_id(db, en);
-  pthread_mutex_unlock(&e->mu);
+  engine_unlock(e);
   return TKV_OK;
 }
 
@@ -537,12 +542,12 @@ int txn_rollback(tkv_db *db){
   tkv_engine *e = db->e;
   tkv_txn *t = db->txn;
   int rc;
-  pthread_mutex_lock(&e->mu);
+  engine_lock(e);
   rc = seg_rewind(e, t->start_off);
   if( rc ) rc = undo_failed(e, "rollback");
   undo_to(e, t, 0);
   txn_end(db);
-  pthread_mutex_unlock(&e->mu);
+  engine_unlock(e);
   return rc;
 }
 
@@ -558,15 +563,15 @@ int txn_savepoint(tkv_db *db, int n){
     t->sp = p;
     t->sp_cap = cap;
   }
-  pthread_mutex_lock(&db->e->mu);
+  engine_lock(db->e);
   if( db->e->broken ){
     int rc = engine_broken_err(db->e);
-    pthread_mutex_unlock(&db->e->mu);
+    engine_unlock(db->e);
     return rc;
   }
   cur.undo_len = t->undo_len;
   cur.file_off = db->e->buf_off + db->e->buf_len;
-  pthread_mutex_unlock(&db->e->mu);
+  engine_unlock(db->e);
   cur.nrec = t->nrec;
   cur.count_delta = t->count_delta;
   if( n<t->nsp ) t->nsp = n;
@@ -589,7 +594,7 @@ int txn_rollback_to(tkv_db *db, int n){
     to.file_off = t->start_off;
     to.nrec = 0;
   }
-  pthread_mutex_lock(&e->mu);
+  engine_lock(e);
   if( e->broken ){
     rc = engine_broken_err(e);
   }else{
@@ -603,7 +608,7 @@ int txn_rollback_to(tkv_db *db, int n){
     undo_to(e, t, to.undo_len);
     t->nrec = to.nrec;
   }
-  pthread_mutex_unlock(&e->mu);
+  engine_unlock(e);
   return rc;
 }
 
@@ -638,15 +643,15 @@ int txn_prepare(tkv_db *db){
   uint64_t before;
   int rc = TKV_OK, appended = 1;
   if( t->prepared ) return TKV_OK;
-  pthread_mutex_lock(&e->mu);
+  engine_lock(e);
   if( e->broken ){
     rc = engine_broken_err(e);
-    pthread_mutex_unlock(&e->mu);
+    engine_unlock(e);
     return rc;
   }
   if( !t->autocommit && t->nrec==0 ){
     t->prepared = 1;
-    pthread_mutex_unlock(&e->mu);
+    engine_unlock(e);
     return TKV_OK;
   }
   before = e->buf_off + e->buf_len;
@@ -680,7 +685,7 @@ int txn_prepare(tkv_db *db){
   }else{
     t->prepared = 1;
   }
-  pthread_mutex_unlock(&e->mu);
+  engine_unlock(e);
   return rc;
 }
 
@@ -729,7 +734,7 @@ void txn_finish(tkv_db *db){
   tkv_engine *e = db->e;
   tkv_txn *t = db->txn;
   size_t i;
-  pthread_mutex_lock(&e->mu);
+  engine_lock(e);
   engine_wrlock(e);
   for(i=0; i<t->undo_len; i++){
     if( t->undo[i].created ) publish_created(e, t->undo[i].en);
@@ -746,5 +751,5 @@ void txn_finish(tkv_db *db){
   engine_wrunlock(e);
   txn_end(db);
   compact_maybe(e);
-  pthread_mutex_unlock(&e->mu);
+  engine_unlock(e);
 }
