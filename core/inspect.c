@@ -32,12 +32,12 @@ int tkv_segments(tkv_db *db, tkv_segment_info **pa, int *pn){
   int n;
   *pa = NULL;
   *pn = 0;
-  pthread_mutex_lock(&e->mu);
+  engine_lock(e);
   n = e->nseg;
   a = tkv_mem_calloc((size_t)n + 1, sizeof *a);
   ix = tkv_mem_calloc((size_t)n + 1, sizeof *ix);
   if( !a || !ix ){
-    pthread_mutex_unlock(&e->mu);
+    engine_unlock(e);
     tkv_mem_free(a);
     tkv_mem_free(ix);
     return tkv_err_nomem();
@@ -61,7 +61,7 @@ int tkv_segments(tkv_db *db, tkv_segment_info **pa, int *pn){
     hit = bsearch(&key, ix, (size_t)n, sizeof *ix, cmp_id);
     if( hit ) a[hit->ix].live_bytes += entry_rec_size(en, loc);
   }
-  pthread_mutex_unlock(&e->mu);
+  engine_unlock(e);
   tkv_mem_free(ix);
   *pa = a;
   *pn = n;

@@ -105,7 +105,7 @@ int snap_take(tkv_db *db, snap_locked_fn fn, void *ctx, snap *s){
   memset(s, 0, sizeof *s);
   s->lock_fd = -1;
   s->live = 1;
-  pthread_mutex_lock(&e->mu);
+  engine_lock(e);
   /* Committed records still in the write buffer go to the file first. */
   rc = seg_flush(e);
   if( !rc ){
@@ -119,7 +119,7 @@ int snap_take(tkv_db *db, snap_locked_fn fn, void *ctx, snap *s){
     rc = pin_segment(e, e->segs[i], f);
   }
   if( !rc && fn ) rc = fn(ctx, s);
-  pthread_mutex_unlock(&e->mu);
+  engine_unlock(e);
   if( rc ) snap_free(s);
   return rc;
 }
