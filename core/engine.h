@@ -155,7 +155,15 @@ static inline void engine_unlock(tkv_engine *e){
   e->mu_held = 0;
   pthread_mutex_unlock(&e->mu);
 }
-/* Wait on cond, giving mu up meanwhile (0 or ETIMEDOUT). */
+/* Wait on cond, giving mu up meanwhile. */
+static inline void engine_wait(tkv_engine *e, pthread_cond_t *cond){
+  assert( ENGINE_MU_HELD(e) );
+  e->mu_held = 0;
+  pthread_cond_wait(cond, &e->mu);
+  e->mu_holder = pthread_self();
+  e->mu_held = 1;
+}
+/* The same with a deadline (0 or ETIMEDOUT). */
 static inline int engine_timedwait(tkv_engine *e, pthread_cond_t *cond,
                                    const struct timespec *deadline){
   int rc;
