@@ -142,17 +142,25 @@ static int join(char *out, size_t n, const char *dir, const char *name){
   return TKV_OK;
 }
 
-/* Nonzero if the directory has no entries besides . and .. */
-static int dir_is_empty(const char *dir){
+/*
+** Nonzero if the directory has no entries besides . and .. and, with
+** leftovers_ok, the files a creation of a store makes before its identity
+** file is in place (LOCK, TINKV.tmp): a process killed while creating the
+** store leaves them, and the directory must still be creatable then.
+*/
+static int dir_is_empty(const char *dir, int leftovers_ok){
   DIR *d = opendir(dir);
   struct dirent *de;
   int empty = 1;
   if( !d ) return 0;
   while( (de = readdir(d))!=NULL ){
-    if( strcmp(de->d_name, ".") && strcmp(de->d_name, "..") ){
-      empty = 0;
-      break;
+    if( !strcmp(de->d_name, ".") || !strcmp(de->d_name, "..") ) continue;
+    if( leftovers_ok && (!strcmp(de->d_name, LOCK_FILE)
+                         || !strcmp(de->d_name, IDENTITY_FILE ".tmp")) ){
+      continue;
     }
+    empty = 0;
+    break;
   }
   closedir(d);
   return empty;
@@ -323,7 +331,7 @@ static int prepare_dir(const char *path, int create, char *canon, int *pfresh){
     return tkv_err_sys(errno, "cannot use store directory", canon);
   }
   rc = identity_check(canon);
-  if( rc==TKV_NOTSTORE && create && (made || dir_is_empty(canon)) ){
+  if( rc==TKV_NOTSTORE && create && (made || dir_is_empty(canon, 1)) ){
     *pfresh = 1;
     return TKV_OK;
   }
@@ -1012,7 +1020,7 @@ int tkv_destroy(const char *path){
     if( !rc ) rc = join(file, sizeof file, canon, LOCK_FILE);
     if( !rc ) rc = tkv_io_unlink(file);
     tkv_io_close(fd);
-    if( !rc && dir_is_empty(canon) ) rc = tkv_io_rmdir(canon);
+    if( !rc && dir_is_empty(canon, 0) ) rc = tkv_io_rmdir(canon);
   }
   pthread_mutex_unlock(&registry_mu);
   return rc;

@@ -585,6 +585,28 @@ static void test_open_foreign_dir(void **state){
   assert_false(tkv_is_store(f->dir));
 }
 
+/* A process killed while it created a store leaves LOCK (and perhaps
+** TINKV.tmp) without TINKV: not a store, but one can be created there. */
+static void test_create_after_killed_creation(void **state){
+  fixture *f = *state;
+  tkv_options o = store_options(TKV_SYNC_FULL, 0, UINT64_MAX);
+  tkv_db *db = NULL;
+  assert_int_equal(mkdir(f->dir, 0755), 0);
+  assert_int_equal(tu_write_file(tu_path(f->dir, "LOCK"), "123\n", 4), 0);
+  assert_int_equal(tu_write_file(tu_path(f->dir, "TINKV.tmp"), "TKV", 3), 0);
+  o.create = 0;
+  assert_tkv(TKV_NOTSTORE, tkv_open(f->dir, &o, &db));
+  assert_false(tkv_is_store(f->dir));
+  o.create = 1;
+  db = open_with(f->dir, &o);
+  put_str(db, NULL, "k", "v");
+  close_ok(db);
+  o.create = 0;
+  db = open_with(f->dir, &o);
+  expect_str(db, "k", "v");
+  close_ok(db);
+}
+
 static void test_open_path_is_file(void **state){
   fixture *f = *state;
   tkv_options o = store_options(TKV_SYNC_FULL, 0, 0);
@@ -733,6 +755,7 @@ int main(void){
     CORE_TEST(test_options_validation),
     CORE_TEST(test_open_missing_dir),
     CORE_TEST(test_open_foreign_dir),
+    CORE_TEST(test_create_after_killed_creation),
     CORE_TEST(test_open_path_is_file),
     CORE_TEST(test_open_missing_parent),
     CORE_TEST(test_open_no_permission),
