@@ -333,10 +333,10 @@ int tkv_backup(tkv_db *db, const char *dest, unsigned flags,
   tkv_mem_free(b.have);
   rep->usec = now_usec() - t0;
   if( rc==TKV_OK ){
-    pthread_mutex_lock(&db->e->mu);
+    engine_lock(db->e);
     db->e->backups++;
     db->e->last_backup_usec = rep->usec;
-    pthread_mutex_unlock(&db->e->mu);
+    engine_unlock(db->e);
   }
   return rc;
 }

@@ -354,9 +354,9 @@ int tkv_check_db(tkv_db *db, tkv_problem_fn problem_fn,
   if( rc ) return rc;
   rc = check_snap(&s, problem_fn, progress_fn, ctx, rep);
   snap_free(&s);
-  pthread_mutex_lock(&db->e->mu);
+  engine_lock(db->e);
   db->e->checks++;
   db->e->last_check_usec = rep->usec;
-  pthread_mutex_unlock(&db->e->mu);
+  engine_unlock(db->e);
   return rc;
 }
