@@ -60,6 +60,8 @@
 */
 #include "tinkvInt.h"
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define PLAN_KEY_EQ      0x01
@@ -611,6 +613,70 @@ static int encodeBound(TinkvCursor *pCsr, sqlite3_value *pVal, int bAfter){
   return SQLITE_OK;
 }
 
+/* Add the range of TEXT keys whose text starts with byte c. */
+static int textLeadRange(TinkvCursor *pCsr, u8 c){
+  u8 aPrefix[2];
+  aPrefix[0] = TINKV_KEY_TEXT;
+  aPrefix[1] = c;
+  return addPrefixRange(pCsr, aPrefix, 2);
+}
+
+/*
+** The TEXT keys that numeric affinity could make equal to the number pVal,
+** as ranges.  Such text is white space, an optional sign, digits with a
+** decimal point and an exponent.  Unless it starts with white space, a
+** sign, '0' or '.', its digits start with the significant digits of the
+** number (shortest form, trailing zeros dropped) with the point at some
+** place among them, or right after them (then the exponent makes up the
+** rest): so the ranges are one prefix per place of the point, plus the
+** keys starting with white space, a sign, '0' or '.'.  Infinities (text
+** such as '1e999') take every TEXT key that starts like a number.
+*/
+static int numTextEqRanges(TinkvCursor *pCsr, sqlite3_value *pVal){
+  static const u8 aLead[] = { 0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x20, '+', '-',
+                              '.', '0' };
+  char zDig[32];
+  u8 aPrefix[40];
+  int nDig = 0, i, rc = SQLITE_OK;
+  if( sqlite3_value_type(pVal)==SQLITE_INTEGER ){
+    i64 v = sqlite3_value_int64(pVal);
+    u64 u = v<0 ? (u64)0 - (u64)v : (u64)v;
+    nDig = snprintf(zDig, sizeof zDig, "%llu", (unsigned long long)u);
+  }else{
+    double r = sqlite3_value_double(pVal);
+    char zNum[40];
+    int p;
+    if( r<0 ) r = -r;
+    if( !(r<=1.7976931348623157e308) ){
+      return addRange(pCsr, aNumTextLo, sizeof(aNumTextLo),
+                      aNumTextHi, sizeof(aNumTextHi));
+    }
+    for(p=0; p<17; p++){
+      snprintf(zNum, sizeof zNum, "%.*e", p, r);
+      if( strtod(zNum, 0)==r ) break;
+    }
+    for(i=0; zNum[i] && zNum[i]!='e'; i++){
+      if( zNum[i]>='0' && zNum[i]<='9' ) zDig[nDig++] = zNum[i];
+    }
+    zDig[nDig] = 0;
+  }
+  while( nDig>0 && zDig[nDig-1]=='0' ) nDig--;
+  for(i=0; rc==SQLITE_OK && i<(int)sizeof(aLead); i++){
+    rc = textLeadRange(pCsr, aLead[i]);
+  }
+  if( nDig==0 ) return rc;                    /* zero: all start with 0 */
+  aPrefix[0] = TINKV_KEY_TEXT;
+  memcpy(&aPrefix[1], zDig, (size_t)nDig);
+  if( rc==SQLITE_OK ) rc = addPrefixRange(pCsr, aPrefix, 1+(size_t)nDig);
+  for(i=1; rc==SQLITE_OK && i<nDig; i++){
+    memcpy(&aPrefix[1], zDig, (size_t)i);
+    aPrefix[1+i] = '.';
+    memcpy(&aPrefix[2+i], &zDig[i], (size_t)(nDig-i));
+    rc = addPrefixRange(pCsr, aPrefix, 2+(size_t)nDig);
+  }
+  return rc;
+}
+
 /*
 ** Ranges of key = pVal for a number: the key itself (both twin forms), and
 ** the TEXT keys that numeric affinity could make equal to it.
@@ -625,10 +691,7 @@ static int numberEqRanges(TinkvCursor *pCsr, sqlite3_value *pVal){
   if( rc==SQLITE_OK ){
     rc = pushRange(pCsr, 1, iLo, nLo, 1, iHi, pCsr->key.n);
   }
-  if( rc==SQLITE_OK ){
-    rc = addRange(pCsr, aNumTextLo, sizeof(aNumTextLo),
-                  aNumTextHi, sizeof(aNumTextHi));
-  }
+  if( rc==SQLITE_OK ) rc = numTextEqRanges(pCsr, pVal);
   return rc;
 }
 

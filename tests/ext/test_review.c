@@ -425,11 +425,15 @@ static void test_affinity_text_arguments(void **state){
     "SELECT key FROM %s WHERE key < (SELECT ' 6' UNION ALL SELECT x FROM "
         "lim) ORDER BY 1",
   };
-  static const char *azLim[] = { "'!'", "'5'", "6", "'x'", "' 5 '", "5.5" };
+  static const char *azLim[] = { "'!'", "'5'", "6", "'x'", "' 5 '", "5.5",
+                                  "-2", "'5.5'" };
   size_t a, q, l;
   sh_exec(f->db, "INSERT INTO kv VALUES ('5','t5'),('!','bang'),(7,'i7'),"
       "(5,'i5'),('05','t05'),(' 6','ts6'),(6,'i6'),('x','x'),(x'35','b5'),"
-      "(5.5,'r55'),('5.5','t55'),('-1','tm1'),(-2,'im2');"
+      "(5.5,'r55'),('5.5','t55'),('-1','tm1'),(-2,'im2'),"
+      "('5e0','a'),('.5e1','b'),('0.5e1','c'),('50e-1','d'),('+5','e'),"
+      "('5.','f'),('0005','g'),(' 5.0 ','h'),('55e-1','i'),('.55e1','j'),"
+      "('5.50','k'),('-2e0','l'),(' -2','m'),('-.2e1','n');"
       "INSERT INTO ref SELECT key, value FROM kv");
   for(a=0; a<sizeof(azAff)/sizeof(azAff[0]); a++){
     for(l=0; l<sizeof(azLim)/sizeof(azLim[0]); l++){
