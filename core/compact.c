@@ -75,7 +75,7 @@ static int out_new(out_writer *w){
     w->outs = p;
     w->out_cap = cap;
   }
-  rc = seg_create(e, e->next_id, w->base, TKV_SEG_COMPACTED, ".seg.tmp", &s);
+  rc = seg_create(e, e->next_id, w->base, TKV_SEG_COMPACTED, TKV_SUFFIX_SEG_TMP, &s);
   if( rc ) return rc;
   e->next_id++;
   s->sealed = 1;
@@ -126,7 +126,7 @@ static void out_discard(out_writer *w, int renamed){
     tkv_segment *s = w->outs[i];
     char hint[4096];
     if( tkv_io_unlink(s->path) && i<renamed ) w->e->broken = 1;
-    if( !seg_name(hint, sizeof hint, w->e->dir, s->id, ".hint") ){
+    if( !seg_name(hint, sizeof hint, w->e->dir, s->id, TKV_SUFFIX_HINT) ){
       tkv_io_unlink(hint);
     }
     seg_free(s);
@@ -202,7 +202,7 @@ static int install_outputs(tkv_engine *e, out_writer *w, int *prenamed){
     tkv_segment *s = w->outs[i];
     char path[4096];
     char *dup = NULL;
-    rc = seg_name(path, sizeof path, e->dir, s->id, ".seg");
+    rc = seg_name(path, sizeof path, e->dir, s->id, TKV_SUFFIX_SEG);
     if( !rc ){
       dup = tkv_mem_dup(path, strlen(path));
       if( !dup ) rc = tkv_err_nomem();
@@ -214,7 +214,7 @@ static int install_outputs(tkv_engine *e, out_writer *w, int *prenamed){
     s->path = dup;
   }
   if( !rc ) rc = tkv_io_sync_dir(e->dir);
-  for(int i=0; !rc && i<w->nout; i++) seg_write_hint(e, w->outs[i]);
+  for(int i=0; !rc && i<w->nout; i++) hint_write(e, w->outs[i]);
   return rc;
 }
 
@@ -230,7 +230,7 @@ static int delete_old(tkv_engine *e, tkv_segment **old, int nold){
   for(i=0; i<nold; i++){
     char hint[4096];
     if( tkv_io_unlink(old[i]->path) ) break;
-    if( !seg_name(hint, sizeof hint, e->dir, old[i]->id, ".hint") ){
+    if( !seg_name(hint, sizeof hint, e->dir, old[i]->id, TKV_SUFFIX_HINT) ){
       tkv_io_unlink(hint);
     }
   }

@@ -30,6 +30,7 @@
 #include "tinkv.h"
 #include "keydir.h"
 #include "format.h"
+#include "err.h"
 
 #include <assert.h>
 #include <pthread.h>
@@ -205,9 +206,16 @@ static inline void engine_wrunlock(tkv_engine *e){
 ** being recovered and no other thread can see it". */
 #define ASSERT_TABLE_LOCKED(e) assert( (e)->rw_excl || (e)->opening )
 
+/* Path of file `id` + suffix (TKV_SUFFIX_*) in dir, into out. */
+static inline int seg_name(char *out, size_t n, const char *dir, uint32_t id,
+                           const char *suffix){
+  if( tkv_fmt_name(out, n, dir, id, suffix) ){
+    return tkv_err(TKV_INVALID, "path too long: %s", dir);
+  }
+  return TKV_OK;
+}
+
 /* ---- segment.c: segment files and the write buffer. */
-int seg_name(char *out, size_t n, const char *dir, uint32_t id,
-             const char *suffix);
 int seg_create(tkv_engine *e, uint32_t id, uint32_t base, uint32_t flags,
                const char *suffix, tkv_segment **pseg);
 void seg_free(tkv_segment *s);
@@ -225,7 +233,6 @@ int seg_start_write(tkv_engine *e);
 int seg_seal_active(tkv_engine *e);
 int seg_read(tkv_engine *e, tkv_loc loc, const void *key, size_t klen,
              void **pval);
-int seg_write_hint(tkv_engine *e, tkv_segment *s);
 
 /* Committed records found by a segment scan.  val points at the value when
 ** it is small enough to be in the scan's window (up to 1 MiB), else NULL. */
@@ -241,10 +248,18 @@ typedef struct seg_scan_result {
 #define SCAN_ZERO  1
 #define SCAN_BAD   2
 #define SCAN_SHORT 3
+/* ---- scan.c: reading a segment's record stream. */
 int seg_scan(tkv_segment *s, uint64_t size, seg_scan_fn fn, void *ctx,
              seg_scan_result *r);
 int seg_valid_record_after(tkv_segment *s, uint64_t from, uint64_t size,
                            int *pfound);
+/* The TKV_CORRUPT error for a record of s at off that fails its checks. */
+int seg_corrupt(const tkv_segment *s, uint64_t off, const char *why);
+
+/* ---- hint.c: hint files of sealed segments. */
+int hint_write(tkv_engine *e, tkv_segment *s);
+int hint_load(tkv_engine *e, tkv_segment *s, uint64_t segsize,
+              seg_scan_fn fn, void *ctx, int *ploaded);
 
 /* ---- recovery.c */
 int recover_store(tkv_engine *e);

@@ -6,7 +6,57 @@
 #include "crc32c.h"
 #include "tinkv.h"
 
+#include <stdio.h>
 #include <string.h>
+
+/* ------------------------------------------------------------- Names. */
+
+int tkv_fmt_name(char *out, size_t n, const char *dir, uint32_t id,
+                 const char *suffix){
+  int len = snprintf(out, n, "%s/%010u%s", dir, id, suffix);
+  return (len<0 || (size_t)len>=n) ? -1 : 0;
+}
+
+int tkv_fmt_parse_name(const char *name, const char *suffix, uint32_t *pid){
+  uint64_t v = 0;
+  if( strlen(name)!=10 + strlen(suffix) || strcmp(name + 10, suffix) ){
+    return -1;
+  }
+  for(int i=0; i<10; i++){
+    if( name[i]<'0' || name[i]>'9' ) return -1;
+    v = v*10 + (uint64_t)(name[i] - '0');
+  }
+  if( v==0 || v>0xffffffffull ) return -1;
+  *pid = (uint32_t)v;
+  return 0;
+}
+
+int tkv_fmt_is_own_tmp(const char *name){
+  uint32_t id;
+  return !strcmp(name, TKV_IDENTITY_NAME TKV_SUFFIX_TMP)
+      || !tkv_fmt_parse_name(name, TKV_SUFFIX_SEG_TMP, &id)
+      || !tkv_fmt_parse_name(name, TKV_SUFFIX_HINT_TMP, &id);
+}
+
+int tkv_fmt_is_store_file(const char *name){
+  uint32_t id;
+  return !strcmp(name, TKV_IDENTITY_NAME) || !strcmp(name, TKV_LOCK_NAME)
+      || !tkv_fmt_parse_name(name, TKV_SUFFIX_SEG, &id)
+      || !tkv_fmt_parse_name(name, TKV_SUFFIX_HINT, &id)
+      || tkv_fmt_is_own_tmp(name);
+}
+
+/* ------------------------------------------------------ File headers. */
+
+void tkv_file_hdr_init(tkv_file_hdr *h, const char *magic, uint32_t file_id,
+                       uint32_t base, uint32_t flags){
+  memset(h, 0, sizeof *h);
+  memcpy(h->magic, magic, 8);
+  h->version = TKV_FORMAT_VERSION;
+  h->file_id = file_id;
+  h->base = base;
+  h->flags = flags;
+}
 
 void tkv_file_hdr_encode(const tkv_file_hdr *h, uint8_t out[TKV_FILE_HDR]){
   memcpy(out, h->magic, 8);
@@ -57,6 +107,17 @@ void tkv_rec_encode(uint8_t *out, int type, const void *key, uint32_t klen,
   tkv_put32(out, tkv_crc32c(0, out + 4, TKV_REC_HDR - 4 + (size_t)klen + vlen));
 }
 
+void tkv_rec_head_encode(uint8_t *out, int type, const void *key,
+                         uint32_t klen, const void *val, uint32_t vlen){
+  out[4] = (uint8_t)type;
+  out[5] = (uint8_t)klen;
+  out[6] = (uint8_t)(klen >> 8);
+  out[7] = (uint8_t)(klen >> 16);
+  tkv_put32(out + 8, vlen);
+  if( klen ) memcpy(out + TKV_REC_HDR, key, klen);
+  tkv_put32(out, tkv_rec_crc(out, key, klen, val, vlen));
+}
+
 int tkv_rec_hdr_decode(const uint8_t in[TKV_REC_HDR], tkv_rec_hdr *h,
                        int *pzero){
   static const uint8_t zeros[TKV_REC_HDR];
@@ -93,6 +154,13 @@ void tkv_hint_entry_decode(const uint8_t *in, int *ptype, uint32_t *pklen,
   *pklen = (uint32_t)in[1] | ((uint32_t)in[2] << 8) | ((uint32_t)in[3] << 16);
   *poff = tkv_get32(in + 4);
   *pvlen = tkv_get32(in + 8);
+}
+
+void tkv_hint_trailer_encode(uint8_t *file, size_t len, uint64_t count,
+                             uint32_t segsize){
+  tkv_put64(file + len, count);
+  tkv_put32(file + len + 8, segsize);
+  tkv_put32(file + len + 12, tkv_crc32c(0, file, len + 12));
 }
 
 int tkv_hint_trailer_decode(const uint8_t *file, size_t n, uint64_t *pcount,

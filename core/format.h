@@ -11,6 +11,30 @@
 
 #define TKV_FORMAT_VERSION 1
 
+/* ---- File names.  A store directory holds only these names (FORMAT.md,
+** "The store directory"); tinkv creates, reads and deletes no other. */
+#define TKV_IDENTITY_NAME "TINKV"
+#define TKV_LOCK_NAME     "LOCK"
+#define TKV_SUFFIX_SEG      ".seg"
+#define TKV_SUFFIX_HINT     ".hint"
+#define TKV_SUFFIX_SEG_TMP  ".seg.tmp"
+#define TKV_SUFFIX_HINT_TMP ".hint.tmp"
+#define TKV_SUFFIX_TMP      ".tmp"
+
+/* dir + "/" + ten-digit id + suffix into out (n bytes).  0, or -1 when it
+** does not fit. */
+int tkv_fmt_name(char *out, size_t n, const char *dir, uint32_t id,
+                 const char *suffix);
+/* Parse a directory entry named "%010u<suffix>".  0 and *pid set if name
+** is one, else -1. */
+int tkv_fmt_parse_name(const char *name, const char *suffix, uint32_t *pid);
+/* Nonzero if name is one tinkv itself creates in a store directory. */
+int tkv_fmt_is_store_file(const char *name);
+/* Nonzero if name is a temporary file of tinkv's own (a compaction output,
+** a hint or an identity file being written), the only files open removes
+** without being asked. */
+int tkv_fmt_is_own_tmp(const char *name);
+
 /* Every file starts with a 32-byte header. */
 #define TKV_FILE_HDR   32
 #define TKV_MAGIC_SEG  "tinkvSEG"     /* segment (data) file */
@@ -29,6 +53,9 @@ typedef struct tkv_file_hdr {
   uint32_t reserved;
 } tkv_file_hdr;
 
+/* Fill h for a new file of this format version. */
+void tkv_file_hdr_init(tkv_file_hdr *h, const char *magic, uint32_t file_id,
+                       uint32_t base, uint32_t flags);
 /* Encode h into 32 bytes (with its CRC). */
 void tkv_file_hdr_encode(const tkv_file_hdr *h, uint8_t out[TKV_FILE_HDR]);
 /* Decode and check 32 bytes against the expected magic.  0 if good; else -1
@@ -63,6 +90,15 @@ static inline uint64_t tkv_rec_size(uint32_t klen, uint32_t vlen){
 ** room for tkv_rec_size(klen, vlen) bytes. */
 void tkv_rec_encode(uint8_t *out, int type, const void *key, uint32_t klen,
                     const void *val, uint32_t vlen);
+/* Write a record's header and key (not its value) into out, which has room
+** for TKV_REC_HDR + klen bytes; the CRC covers val, written separately. */
+void tkv_rec_head_encode(uint8_t *out, int type, const void *key,
+                         uint32_t klen, const void *val, uint32_t vlen);
+/* The 4-byte value of a COMMIT record: the number of records it commits. */
+#define TKV_COMMIT_VLEN 4
+static inline void tkv_rec_commit_value(uint8_t out[TKV_COMMIT_VLEN],
+                                        uint32_t nrec);
+static inline uint32_t tkv_rec_commit_count(const uint8_t v[TKV_COMMIT_VLEN]);
 /* Decode a record header (no CRC check).  0 if the type and lengths are
 ** plausible, -1 if not; a header of all zeros (preallocated space) gives -1
 ** with *pzero set. */
@@ -83,6 +119,10 @@ void tkv_hint_entry_encode(uint8_t *out, int type, uint32_t klen,
                            uint32_t off, uint32_t vlen);
 void tkv_hint_entry_decode(const uint8_t *in, int *ptype, uint32_t *pklen,
                            uint32_t *poff, uint32_t *pvlen);
+/* Append the trailer to a hint image of len bytes (header and entries);
+** room for TKV_HINT_TRAILER more bytes must be there. */
+void tkv_hint_trailer_encode(uint8_t *file, size_t len, uint64_t count,
+                             uint32_t segsize);
 /* Check the trailer of a whole hint image of n bytes: 0 and the fields
 ** if its CRC is good, else -1. */
 int tkv_hint_trailer_decode(const uint8_t *file, size_t n, uint64_t *pcount,
@@ -103,6 +143,14 @@ static inline void tkv_put64(uint8_t *p, uint64_t v){
 }
 static inline uint64_t tkv_get64(const uint8_t *p){
   return (uint64_t)tkv_get32(p) | ((uint64_t)tkv_get32(p + 4) << 32);
+}
+
+static inline void tkv_rec_commit_value(uint8_t out[TKV_COMMIT_VLEN],
+                                        uint32_t nrec){
+  tkv_put32(out, nrec);
+}
+static inline uint32_t tkv_rec_commit_count(const uint8_t v[TKV_COMMIT_VLEN]){
+  return tkv_get32(v);
 }
 
 #endif

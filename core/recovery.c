@@ -10,7 +10,6 @@
 ** value of each key as of the compaction.
 */
 #include "engine.h"
-#include "crc32c.h"
 #include "err.h"
 #include "io.h"
 #include "mem.h"
@@ -59,90 +58,6 @@ static int apply_record(void *ctx, int type, const uint8_t *key, uint32_t klen,
     e->keys++;
   }
   e->live_bytes += tkv_rec_size(klen, vlen);
-  return TKV_OK;
-}
-
-/* Read a whole small file into a new buffer. */
-static int read_file(const char *path, uint8_t **pbuf, uint64_t *psize){
-  int fd, rc;
-  uint64_t size;
-  uint8_t *buf;
-  rc = tkv_io_open(path, O_RDONLY, 0, &fd);
-  if( rc ) return rc;
-  rc = tkv_io_size(fd, path, &size);
-  if( !rc && size>SIZE_MAX/2 ) rc = tkv_err(TKV_CORRUPT, "%s: too large", path);
-  buf = rc ? NULL : tkv_mem_alloc((size_t)size + 1);
-  if( !rc && !buf ) rc = tkv_err_nomem();
-  if( !rc ) rc = tkv_io_pread(fd, path, buf, (size_t)size, 0, NULL);
-  tkv_io_close(fd);
-  if( rc ){ tkv_mem_free(buf); return rc; }
-  *pbuf = buf;
-  *psize = size;
-  return TKV_OK;
-}
-
-/*
-** Check a hint file whole against segment s (of `segsize` bytes).  0 if it
-** can be trusted, -1 if not.
-*/
-static int hint_check(const uint8_t *p, uint64_t n, const tkv_segment *s,
-                      uint64_t segsize){
-  tkv_file_hdr h;
-  const char *why;
-  uint64_t pos = TKV_FILE_HDR, count = 0, end;
-  if( n < TKV_FILE_HDR + TKV_HINT_TRAILER ) return -1;
-  if( tkv_file_hdr_decode(p, TKV_MAGIC_HINT, &h, &why) ) return -1;
-  if( h.file_id!=s->id ) return -1;
-  end = n - TKV_HINT_TRAILER;
-  if( tkv_get32(p + n - 4)!=tkv_crc32c(0, p, (size_t)n - 4) ) return -1;
-  if( tkv_get32(p + end + 8)!=segsize ) return -1;
-  while( pos<end ){
-    int type;
-    uint32_t klen, off, vlen;
-    if( end - pos < TKV_HINT_ENTRY_HDR ) return -1;
-    tkv_hint_entry_decode(p + pos, &type, &klen, &off, &vlen);
-    if( (type!=TKV_REC_PUT && type!=TKV_REC_DEL) || klen>TKV_KEY_MAX ) return -1;
-    if( off<TKV_FILE_HDR || off + tkv_rec_size(klen, vlen) > segsize ) return -1;
-    pos += TKV_HINT_ENTRY_HDR + (uint64_t)klen;
-    if( pos>end ) return -1;
-    count++;
-  }
-  return count==tkv_get64(p + end) ? 0 : -1;
-}
-
-/* Load segment s from its hint file.  *ploaded = 0 when there is no hint
-** that can be trusted (the caller then scans the segment). */
-static int load_hint(tkv_engine *e, tkv_segment *s, uint64_t segsize,
-                     int *ploaded){
-  char path[4096];
-  uint8_t *p = NULL;
-  uint64_t n, pos = TKV_FILE_HDR;
-  replay rp;
-  int rc;
-  *ploaded = 0;
-  rc = seg_name(path, sizeof path, e->dir, s->id, ".hint");
-  if( rc ) return rc;
-  if( read_file(path, &p, &n) ) return TKV_OK;   /* absent or unreadable */
-  if( hint_check(p, n, s, segsize) ){
-    tkv_mem_free(p);
-    tkv_io_unlink(path);
-    return TKV_OK;
-  }
-  rp.e = e;
-  rp.file = s->id;
-  while( pos < n - TKV_HINT_TRAILER ){
-    int type;
-    uint32_t klen, off, vlen;
-    tkv_hint_entry_decode(p + pos, &type, &klen, &off, &vlen);
-    rc = apply_record(&rp, type, p + pos + TKV_HINT_ENTRY_HDR, klen, off, vlen,
-                      NULL);
-    if( rc ) break;
-    pos += TKV_HINT_ENTRY_HDR + (uint64_t)klen;
-  }
-  tkv_mem_free(p);
-  if( rc ) return rc;
-  s->hint_bytes = n;
-  *ploaded = 1;
   return TKV_OK;
 }
 
@@ -205,7 +120,7 @@ static int open_segment(tkv_engine *e, uint32_t id, int newest){
   const char *why = NULL;
   uint64_t size = 0;
   size_t got = 0;
-  int rc = seg_name(path, sizeof path, e->dir, id, ".seg");
+  int rc = seg_name(path, sizeof path, e->dir, id, TKV_SUFFIX_SEG);
   if( rc ) return rc;
   s = tkv_mem_calloc(1, sizeof *s);
   if( !s ) return tkv_err_nomem();
@@ -242,25 +157,13 @@ static int open_segment(tkv_engine *e, uint32_t id, int newest){
   return rc;
 }
 
-/* Parse "%010u<suffix>"; 0 if name matches. */
-static int parse_name(const char *name, const char *suffix, uint32_t *pid){
-  char *end;
-  unsigned long v;
-  if( strlen(name)!=10 + strlen(suffix) || strcmp(name + 10, suffix) ) return -1;
-  for(int i=0; i<10; i++) if( name[i]<'0' || name[i]>'9' ) return -1;
-  errno = 0;
-  v = strtoul(name, &end, 10);
-  if( errno || end!=name+10 || v>0xffffffffUL || v==0 ) return -1;
-  *pid = (uint32_t)v;
-  return 0;
-}
-
 static int cmp_u32(const void *a, const void *b){
   uint32_t x = *(const uint32_t*)a, y = *(const uint32_t*)b;
   return x<y ? -1 : x>y;
 }
 
-/* List segment ids, remove temporary files and orphan hints. */
+/* List segment ids and remove tinkv's own temporary files (only names
+** tinkv writes: a foreign *.tmp file is left alone). */
 static int list_dir(tkv_engine *e, uint32_t **pids, int *pn){
   DIR *d = opendir(e->dir);
   struct dirent *de;
@@ -268,15 +171,14 @@ static int list_dir(tkv_engine *e, uint32_t **pids, int *pn){
   int n = 0, cap = 0, rc = TKV_OK;
   if( !d ) return tkv_err_sys(errno, "cannot list", e->dir);
   while( (de = readdir(d))!=NULL ){
-    size_t len = strlen(de->d_name);
-    if( len>4 && !strcmp(de->d_name + len - 4, ".tmp") ){
+    if( tkv_fmt_is_own_tmp(de->d_name) ){
       char path[4096];
       snprintf(path, sizeof path, "%s/%s", e->dir, de->d_name);
       rc = tkv_io_unlink(path);
       if( rc ) break;
       continue;
     }
-    if( parse_name(de->d_name, ".seg", &id) ) continue;
+    if( tkv_fmt_parse_name(de->d_name, TKV_SUFFIX_SEG, &id) ) continue;
     if( n==cap ){
       uint32_t *p;
       cap = cap ? cap*2 : 64;
@@ -303,7 +205,7 @@ static void remove_orphan_hints(tkv_engine *e){
   if( !d ) return;
   while( (de = readdir(d))!=NULL ){
     char path[4096];
-    if( parse_name(de->d_name, ".hint", &id) || seg_find(e, id) ) continue;
+    if( tkv_fmt_parse_name(de->d_name, TKV_SUFFIX_HINT, &id) || seg_find(e, id) ) continue;
     snprintf(path, sizeof path, "%s/%s", e->dir, de->d_name);
     tkv_io_unlink(path);
   }
@@ -315,7 +217,10 @@ static void remove_orphan_hints(tkv_engine *e){
 static int load_segment(tkv_engine *e, tkv_segment *s, int last){
   uint64_t size = s->end;
   int loaded = 0, rc;
-  rc = load_hint(e, s, size, &loaded);
+  replay rp;
+  rp.e = e;
+  rp.file = s->id;
+  rc = hint_load(e, s, size, apply_record, &rp, &loaded);
   if( rc ) return rc;
   if( !loaded ){
     rc = scan_segment(e, s, size, last && !(s->flags & TKV_SEG_COMPACTED));
@@ -334,7 +239,7 @@ static int load_segment(tkv_engine *e, tkv_segment *s, int last){
     return TKV_OK;
   }
   s->sealed = 1;
-  if( !loaded ) seg_write_hint(e, s);
+  if( !loaded ) hint_write(e, s);
   return TKV_OK;
 }
 

@@ -35,8 +35,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define IDENTITY_FILE "TINKV"
-#define LOCK_FILE     "LOCK"
+#define IDENTITY_FILE TKV_IDENTITY_NAME
+#define LOCK_FILE     TKV_LOCK_NAME
 
 /* Shared holds of an engine's rw by this thread (engine.h). */
 _Thread_local int engine_rd_depth;
@@ -203,9 +203,7 @@ static int identity_create(const char *dir){
   int fd, rc = join(path, sizeof path, dir, IDENTITY_FILE);
   if( !rc ) rc = join(tmp, sizeof tmp, dir, IDENTITY_FILE ".tmp");
   if( rc ) return rc;
-  memset(&h, 0, sizeof h);
-  memcpy(h.magic, TKV_MAGIC_ID, 8);
-  h.version = TKV_FORMAT_VERSION;
+  tkv_file_hdr_init(&h, TKV_MAGIC_ID, 0, 0, 0);
   tkv_file_hdr_encode(&h, buf);
   rc = tkv_io_open(tmp, O_WRONLY|O_CREAT|O_TRUNC, 0644, &fd);
   if( rc ) return rc;
@@ -965,18 +963,6 @@ int tkv_is_store(const char *path){
   return identity_check(canon)==TKV_OK;
 }
 
-/* Nonzero if name is one of the files a store is made of. */
-static int is_store_file(const char *name){
-  size_t n = strlen(name);
-  if( !strcmp(name, IDENTITY_FILE) || !strcmp(name, LOCK_FILE) ) return 1;
-  if( !strcmp(name, IDENTITY_FILE ".tmp") ) return 1;
-  if( n<11 ) return 0;
-  for(int i=0; i<10; i++) if( name[i]<'0' || name[i]>'9' ) return 0;
-  name += 10;
-  return !strcmp(name, ".seg") || !strcmp(name, ".hint")
-      || !strcmp(name, ".seg.tmp") || !strcmp(name, ".hint.tmp");
-}
-
 int tkv_destroy(const char *path){
   char canon[PATH_MAX], file[PATH_MAX + 300];
   tkv_engine *e;
@@ -1008,7 +994,7 @@ int tkv_destroy(const char *path){
     d = opendir(canon);
     if( !d ) rc = tkv_err_sys(errno, "cannot list", canon);
     while( d && !rc && (de = readdir(d))!=NULL ){
-      if( !is_store_file(de->d_name) || !strcmp(de->d_name, IDENTITY_FILE)
+      if( !tkv_fmt_is_store_file(de->d_name) || !strcmp(de->d_name, IDENTITY_FILE)
        || !strcmp(de->d_name, LOCK_FILE) ) continue;
       snprintf(file, sizeof file, "%s/%s", canon, de->d_name);
       rc = tkv_io_unlink(file);

@@ -656,10 +656,10 @@ int txn_prepare(tkv_db *db){
   }
   before = e->buf_off + e->buf_len;
   if( !t->autocommit ){
-    uint8_t count[4];
+    uint8_t count[TKV_COMMIT_VLEN];
     tkv_loc loc;
-    tkv_put32(count, t->nrec);
-    rc = seg_append(e, TKV_REC_COMMIT, NULL, 0, count, 4, &loc);
+    tkv_rec_commit_value(count, t->nrec);
+    rc = seg_append(e, TKV_REC_COMMIT, NULL, 0, count, TKV_COMMIT_VLEN, &loc);
     appended = rc==TKV_OK;
   }
   if( !rc ) rc = seg_commit_sync(e);
