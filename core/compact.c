@@ -89,7 +89,7 @@ static int out_put(out_writer *w, const uint8_t *key, uint32_t klen,
   uint64_t size = tkv_rec_size(klen, vlen);
   tkv_segment *s = w->nout ? w->outs[w->nout-1] : NULL;
   int rc;
-  if( !s || (s->end>TKV_FILE_HDR
+  if( !s || (s->end>s->start
              && s->end + size > w->e->opts.max_file_size) ){
     rc = out_finish(w);
     if( !rc ) rc = out_new(w);
@@ -223,18 +223,22 @@ static uint64_t seg_disk(const tkv_segment *s){
   return s->alloc + s->hint_bytes;
 }
 
-/* Delete the replaced segments, oldest first (step 5).  Returns how many
-** were deleted; the rest stay in the table for the next compaction. */
+/* Delete the replaced segments, oldest first (step 5).  Each unlink is
+** made durable (directory sync) before the next: on a file system that
+** keeps directory changes in any order, a younger segment's removal (say,
+** of a tombstone) must never last while an older one's (the value it
+** deleted) is lost.  Returns how many were deleted; the rest stay in the
+** table for the next compaction. */
 static int delete_old(tkv_engine *e, tkv_segment **old, int nold){
   int i;
   for(i=0; i<nold; i++){
     char hint[4096];
     if( tkv_io_unlink(old[i]->path) ) break;
+    if( tkv_io_sync_dir(e->dir) ) break;
     if( !seg_name(hint, sizeof hint, e->dir, old[i]->id, TKV_SUFFIX_HINT) ){
       tkv_io_unlink(hint);
     }
   }
-  tkv_io_sync_dir(e->dir);
   return i;
 }
 
@@ -268,6 +272,9 @@ int compact_locked(tkv_engine *e, uint64_t *preclaimed){
   if( e->broken ){
     return tkv_err(TKV_BROKEN, "cannot compact %s: reopen the store", e->dir);
   }
+  /* Disk use as tkv_stats saw it, before sealing writes the active
+  ** segment's hint and gives back its reserved space. */
+  for(int i=0; i<e->nseg; i++) before += seg_disk(e->segs[i]);
   rc = seg_seal_active(e);
   if( rc ) return rc;
   nold = e->nseg;
@@ -280,7 +287,6 @@ int compact_locked(tkv_engine *e, uint64_t *preclaimed){
   if( !old || !w.buf || !mv ){ rc = tkv_err_nomem(); goto done; }
   memcpy(old, e->segs, nold * sizeof *old);
   for(int i=0; i<nold; i++){
-    before += seg_disk(old[i]);
     if( old[i]->id>w.base ) w.base = old[i]->id;
   }
   rc = copy_live(e, &w, mv, &n, old, nold);
@@ -305,7 +311,7 @@ int compact_locked(tkv_engine *e, uint64_t *preclaimed){
   for(int i=0; i<deleted; i++) seg_free(old[i]);
   for(int i=0; i<e->nseg; i++){
     after += seg_disk(e->segs[i]);
-    data += e->segs[i]->end - TKV_FILE_HDR;
+    data += e->segs[i]->end - e->segs[i]->start;
   }
   e->total_bytes = data;
   e->compactions++;

@@ -47,6 +47,12 @@ typedef struct tkv_segment {
   uint32_t id;              /* file id: the name is %010u.seg */
   uint32_t base;            /* replay position (see format.h) */
   uint32_t flags;           /* TKV_SEG_COMPACTED */
+  uint32_t version;         /* format version of the file */
+  uint32_t start;           /* offset of the first record */
+  uint64_t durable;         /* committed bytes known synced: [0, durable) */
+  uint32_t sync_seq;        /* sequence of the last sync slot written */
+  int unsynced;             /* written since its last fdatasync */
+  uint64_t written_hi;      /* highest offset a write may have reached */
   int fd;
   char *path;               /* the segment file */
   uint64_t end;             /* header plus whole records */
@@ -88,6 +94,8 @@ struct tkv_engine {
   uint8_t *buf;               /* write buffer of the active segment */
   size_t buf_len, buf_cap;
   uint64_t buf_off;           /* file offset of buf[0] */
+  uint64_t commit_end;        /* active segment: end of committed records */
+  int dir_dirty;              /* names changed since the last dir sync */
 
   tkv_db *writer;             /* handle holding the writer slot */
   pthread_t writer_thread;    /* thread that last used it */
@@ -231,6 +239,7 @@ int seg_commit_sync(tkv_engine *e);
 int seg_rewind(tkv_engine *e, uint64_t off);
 int seg_start_write(tkv_engine *e);
 int seg_seal_active(tkv_engine *e);
+int seg_sync_all(tkv_engine *e, int closing);
 int seg_read(tkv_engine *e, tkv_loc loc, const void *key, size_t klen,
              void **pval);
 
@@ -251,8 +260,6 @@ typedef struct seg_scan_result {
 /* ---- scan.c: reading a segment's record stream. */
 int seg_scan(tkv_segment *s, uint64_t size, seg_scan_fn fn, void *ctx,
              seg_scan_result *r);
-int seg_valid_record_after(tkv_segment *s, uint64_t from, uint64_t size,
-                           int *pfound);
 /* The TKV_CORRUPT error for a record of s at off that fails its checks. */
 int seg_corrupt(const tkv_segment *s, uint64_t off, const char *why);
 

@@ -81,7 +81,7 @@ int tkv_file_hdr_decode(const uint8_t in[TKV_FILE_HDR], const char *magic,
   h->base = tkv_get32(in + 16);
   h->flags = tkv_get32(in + 20);
   h->reserved = tkv_get32(in + 24);
-  if( h->version!=TKV_FORMAT_VERSION ){
+  if( h->version<TKV_FORMAT_OLDEST || h->version>TKV_FORMAT_VERSION ){
     *why = "unsupported format version";
     return -1;
   }
@@ -172,4 +172,28 @@ int tkv_hint_trailer_decode(const uint8_t *file, size_t n, uint64_t *pcount,
   *pcount = tkv_get64(t);
   *psegsize = tkv_get32(t + 8);
   return 0;
+}
+
+/* -------------------------------------------------- Segment sync area. */
+
+void tkv_sync_slot_encode(uint8_t out[TKV_SYNC_SLOT], uint32_t durable_end,
+                          uint32_t seq, uint64_t *poff){
+  tkv_put32(out, durable_end);
+  tkv_put32(out + 4, seq);
+  tkv_put32(out + 8, 0);
+  tkv_put32(out + 12, tkv_crc32c(0, out, 12));
+  *poff = TKV_FILE_HDR + (uint64_t)(seq & 1) * TKV_SYNC_SLOT;
+}
+
+void tkv_sync_area_decode(const uint8_t in[TKV_SYNC_AREA], uint32_t *pend,
+                          uint32_t *pseq){
+  *pend = 0;
+  *pseq = 0;
+  for(int i=0; i<2; i++){
+    const uint8_t *p = in + (size_t)i*TKV_SYNC_SLOT;
+    uint32_t seq = tkv_get32(p + 4);
+    if( tkv_get32(p + 12)!=tkv_crc32c(0, p, 12) || tkv_get32(p + 8) ) continue;
+    if( (seq & 1)!=(uint32_t)i || seq==0 ) continue;
+    if( seq>*pseq ){ *pseq = seq; *pend = tkv_get32(p); }
+  }
 }

@@ -9,7 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define TKV_FORMAT_VERSION 1
+#define TKV_FORMAT_VERSION 2     /* written; version 1 is still read */
+#define TKV_FORMAT_OLDEST  1
 
 /* ---- File names.  A store directory holds only these names (FORMAT.md,
 ** "The store directory"); tinkv creates, reads and deletes no other. */
@@ -42,6 +43,39 @@ int tkv_fmt_is_own_tmp(const char *name);
 #define TKV_MAGIC_ID   "tinkvID\0"    /* identity file of a store */
 
 #define TKV_SEG_COMPACTED 0x1         /* header flag: compaction output */
+
+/* Segment ids run from 1 to TKV_SEG_ID_MAX: the next id after the highest
+** is always representable, so it can never wrap to an older one. */
+#define TKV_SEG_ID_MAX 0xfffffffeu
+
+/* Offsets in a segment are 32-bit: no segment file is larger. */
+#define TKV_SEG_SIZE_LIMIT 0xffffffffull
+
+/*
+** A version 2 segment has a sync area after its header: two 16-byte slots,
+** each {durable end (u32), sequence (u32), 0 (u32), CRC-32C of the first
+** 12 bytes (u32)}.  A slot is written only after an fdatasync made the
+** segment's bytes [0, durable end) durable and that end closes a
+** committed record, so whatever slot survives a crash states a truth.
+** The valid slot with the higher sequence wins.  Records start after it.
+*/
+#define TKV_SYNC_AREA      32
+#define TKV_SYNC_SLOT      16
+#define TKV_SEG_DATA_V1    TKV_FILE_HDR                  /* version 1 */
+#define TKV_SEG_DATA       (TKV_FILE_HDR + TKV_SYNC_AREA) /* version 2 */
+
+/* Where the records of a segment of this format version start. */
+static inline uint32_t tkv_seg_data_start(uint32_t version){
+  return version>=2 ? TKV_SEG_DATA : TKV_SEG_DATA_V1;
+}
+/* Encode sync slot number seq&1: out receives its 16 bytes; *poff the
+** file offset to write them at. */
+void tkv_sync_slot_encode(uint8_t out[TKV_SYNC_SLOT], uint32_t durable_end,
+                          uint32_t seq, uint64_t *poff);
+/* Decode the sync area (TKV_SYNC_AREA bytes at offset TKV_FILE_HDR): the
+** durable end and sequence of the newer valid slot; 0,0 if none is. */
+void tkv_sync_area_decode(const uint8_t in[TKV_SYNC_AREA], uint32_t *pend,
+                          uint32_t *pseq);
 
 typedef struct tkv_file_hdr {
   char magic[8];

@@ -76,7 +76,7 @@ int hint_write(tkv_engine *e, tkv_segment *s){
   tkv_file_hdr_encode(&h, hb.p);
   tkv_hint_trailer_encode(hb.p, hb.len, hb.count, (uint32_t)s->end);
   hb.len += TKV_HINT_TRAILER;
-  rc = tkv_io_open(tmp, O_WRONLY|O_CREAT|O_TRUNC, 0644, &fd);
+  rc = tkv_io_create(tmp, O_WRONLY, &fd);
   if( !rc ) rc = tkv_io_pwrite(fd, tmp, hb.p, hb.len, 0);
   if( !rc && e->opts.sync==TKV_SYNC_FULL ) rc = tkv_io_sync(fd, tmp);
   tkv_io_close(fd);
@@ -88,15 +88,18 @@ done:
   return rc;
 }
 
-/* Read a whole small file into a new buffer. */
-static int read_file(const char *path, uint8_t **pbuf, uint64_t *psize){
+/* Read a whole file of at most `limit` bytes into a new buffer. */
+static int read_file(const char *path, uint64_t limit, uint8_t **pbuf,
+                     uint64_t *psize){
   int fd, rc;
   uint64_t size;
   uint8_t *buf;
-  rc = tkv_io_open(path, O_RDONLY, 0, &fd);
+  rc = tkv_io_open_regular(path, O_RDONLY, &fd);
   if( rc ) return rc;
   rc = tkv_io_size(fd, path, &size);
-  if( !rc && size>SIZE_MAX/2 ) rc = tkv_err(TKV_CORRUPT, "%s: too large", path);
+  if( !rc && (size>SIZE_MAX/2 || size>limit) ){
+    rc = tkv_err(TKV_CORRUPT, "%s: too large", path);
+  }
   buf = rc ? NULL : tkv_mem_alloc((size_t)size + 1);
   if( !rc && !buf ) rc = tkv_err_nomem();
   if( !rc ) rc = tkv_io_pread(fd, path, buf, (size_t)size, 0, NULL);
@@ -105,6 +108,74 @@ static int read_file(const char *path, uint8_t **pbuf, uint64_t *psize){
   *pbuf = buf;
   *psize = size;
   return TKV_OK;
+}
+
+/* Bytes [off, off+n) of segment s: from its map, else read into *pbuf
+** (grown as needed).  NULL if they cannot be had. */
+static const uint8_t *seg_bytes(const tkv_segment *s, uint64_t off, size_t n,
+                                uint8_t **pbuf, size_t *pcap){
+  if( s->map && off + n <= s->map_len ) return s->map + off;
+  if( n>*pcap ){
+    uint8_t *p = tkv_mem_realloc(*pbuf, n);
+    if( !p ) return NULL;
+    *pbuf = p;
+    *pcap = n;
+  }
+  if( tkv_io_pread(s->fd, s->path, *pbuf, n, off, NULL) ) return NULL;
+  return *pbuf;
+}
+
+/*
+** Check that the hint's entries are exactly the committed records of the
+** segment, in order: every entry's record is there, with its type, key
+** and value length; between entries only COMMIT records, each closing the
+** TX records before it; nothing after the last.  So a hint can never say
+** anything a scan of the segment would not (a stale value, a dropped
+** tombstone), only say it without reading the values.  Reading record
+** headers and keys is linear in the segment's records.  0 if it matches.
+*/
+static int hint_matches(const uint8_t *p, uint64_t end, const tkv_segment *s,
+                        uint64_t segsize){
+  uint8_t *buf = NULL;
+  size_t cap = 0;
+  uint64_t pos = TKV_FILE_HDR, at = s->start;
+  uint32_t ntx = 0;
+  int bad = 0;
+  while( !bad && (pos<end || at<segsize) ){
+    const uint8_t *r;
+    tkv_rec_hdr h;
+    int zero, type = 0;
+    uint32_t klen = 0, off = 0, vlen = 0;
+    if( pos<end ) tkv_hint_entry_decode(p + pos, &type, &klen, &off, &vlen);
+    if( pos>=end || at<off ){
+      /* A COMMIT record must be here. */
+      r = segsize - at >= tkv_rec_size(0, TKV_COMMIT_VLEN)
+        ? seg_bytes(s, at, (size_t)tkv_rec_size(0, TKV_COMMIT_VLEN), &buf, &cap)
+        : NULL;
+      bad = !r || tkv_rec_hdr_decode(r, &h, &zero) || h.type!=TKV_REC_COMMIT
+         || tkv_rec_crc(r, NULL, 0, r + TKV_REC_HDR, TKV_COMMIT_VLEN)!=h.crc
+         || tkv_rec_commit_count(r + TKV_REC_HDR)!=ntx;
+      ntx = 0;
+      at += tkv_rec_size(0, TKV_COMMIT_VLEN);
+      continue;
+    }
+    r = at==off ? seg_bytes(s, at, TKV_REC_HDR + (size_t)klen, &buf, &cap)
+                : NULL;
+    bad = !r || tkv_rec_hdr_decode(r, &h, &zero) || h.klen!=klen
+       || h.vlen!=vlen || memcmp(r + TKV_REC_HDR, p + pos + TKV_HINT_ENTRY_HDR,
+                                 klen);
+    if( !bad ){
+      int tx = h.type==TKV_REC_TXPUT || h.type==TKV_REC_TXDEL;
+      int put = h.type==TKV_REC_PUT || h.type==TKV_REC_TXPUT;
+      bad = (put ? TKV_REC_PUT : TKV_REC_DEL)!=type || h.type==TKV_REC_COMMIT
+         || (!tx && ntx);
+      if( tx ) ntx++;
+    }
+    at += tkv_rec_size(klen, vlen);
+    pos += TKV_HINT_ENTRY_HDR + (uint64_t)klen;
+  }
+  tkv_mem_free(buf);
+  return bad || ntx || at!=segsize ? -1 : 0;
 }
 
 /*
@@ -129,12 +200,13 @@ static int hint_check(const uint8_t *p, uint64_t n, const tkv_segment *s,
     if( end - pos < TKV_HINT_ENTRY_HDR ) return -1;
     tkv_hint_entry_decode(p + pos, &type, &klen, &off, &vlen);
     if( (type!=TKV_REC_PUT && type!=TKV_REC_DEL) || klen>TKV_KEY_MAX ) return -1;
-    if( off<TKV_FILE_HDR || off + tkv_rec_size(klen, vlen) > segsize ) return -1;
+    if( off<s->start || off + tkv_rec_size(klen, vlen) > segsize ) return -1;
     pos += TKV_HINT_ENTRY_HDR + (uint64_t)klen;
     if( pos>end ) return -1;
     count++;
   }
-  return count==want ? 0 : -1;
+  if( count!=want || h.base!=s->base || h.flags!=s->flags ) return -1;
+  return hint_matches(p, end, s, segsize);
 }
 
 /*
@@ -152,7 +224,11 @@ int hint_load(tkv_engine *e, tkv_segment *s, uint64_t segsize,
   *ploaded = 0;
   rc = seg_name(path, sizeof path, e->dir, s->id, TKV_SUFFIX_HINT);
   if( rc ) return rc;
-  if( read_file(path, &p, &n) ) return TKV_OK;   /* absent or unreadable */
+  /* Absent or unreadable.  An entry is never larger than its record, so a
+  ** hint larger than its segment (a huge sparse file) is not read. */
+  if( read_file(path, segsize + TKV_FILE_HDR + TKV_HINT_TRAILER, &p, &n) ){
+    return TKV_OK;
+  }
   if( hint_check(p, n, s, segsize) ){
     tkv_mem_free(p);
     tkv_io_unlink(path);

@@ -56,6 +56,39 @@ int tkv_io_open(const char *path, int flags, int mode, int *pfd){
   return TKV_OK;
 }
 
+int tkv_io_open_regular(const char *path, int flags, int *pfd){
+  struct stat st;
+  int fd, rc, err = injected(TKV_IO_OPEN, path);
+  if( err ) return tkv_err_sys(err, "cannot open", path);
+  do{
+    fd = open(path, flags|O_NOFOLLOW|O_NONBLOCK|O_CLOEXEC);
+  }while( fd<0 && errno==EINTR );
+  if( fd<0 && errno==ELOOP ){
+    return tkv_err(TKV_CORRUPT, "%s is a symbolic link, not a store file", path);
+  }
+  if( fd<0 ) return tkv_err_sys(errno, "cannot open", path);
+  if( fstat(fd, &st) ){
+    rc = tkv_err_sys(errno, "cannot stat", path);
+    close(fd);
+    return rc;
+  }
+  if( !S_ISREG(st.st_mode) ){
+    close(fd);
+    return tkv_err(TKV_CORRUPT, "%s is not a regular file", path);
+  }
+  /* Regular files ignore O_NONBLOCK; clear it all the same. */
+  (void)fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+  *pfd = fd;
+  observe(TKV_IO_OPEN, path, NULL, fd, flags, NULL, 0, 0);
+  return TKV_OK;
+}
+
+int tkv_io_create(const char *path, int flags, int *pfd){
+  int rc = tkv_io_unlink(path);
+  if( rc ) return rc;
+  return tkv_io_open(path, flags|O_CREAT|O_EXCL|O_NOFOLLOW, 0644, pfd);
+}
+
 void tkv_io_close(int fd){
   if( fd>=0 ) close(fd);
 }

@@ -20,6 +20,14 @@ enum tkv_io_op {
 
 /* open(2) a file; *pfd receives the descriptor. */
 int tkv_io_open(const char *path, int flags, int mode, int *pfd);
+/* Open an existing file of the store for reading or writing: never through
+** a symbolic link, never blocking (a FIFO or device named like a store file
+** opens at once and is refused), and only a regular file.  TKV_CORRUPT
+** names the file when it is not one. */
+int tkv_io_open_regular(const char *path, int flags, int *pfd);
+/* Create a new file of the store (O_EXCL, never through a link); a
+** leftover of the same name is removed first. */
+int tkv_io_create(const char *path, int flags, int *pfd);
 /* close(2), ignoring errors (every durable write was synced before). */
 void tkv_io_close(int fd);
 /* Read exactly n bytes at off.  *pgot (may be NULL) receives the bytes read

@@ -61,34 +61,69 @@ static int apply_record(void *ctx, int type, const uint8_t *key, uint32_t klen,
   return TKV_OK;
 }
 
+/* Why a scan stopped, for an error message. */
+static const char *stop_reason(const seg_scan_result *r){
+  switch( r->why ){
+    case SCAN_BAD:  return "checksum mismatch";
+    case SCAN_ZERO: return "zeros where records should be";
+    case SCAN_SHORT: return "bad header or length";
+  }
+  return "transaction without its commit record";
+}
+
 /*
-** Scan segment s.  For the last segment a bad or short record with nothing
-** valid after it is a torn tail and is cut off, as is a transaction that
-** never committed; anywhere else it is corruption.
+** Scan segment s (`size` bytes) into the keydir and decide where its log
+** ends.  The rule (FORMAT.md, "Recovery"):
+**   - Records count only as whole committed transactions: a PUT or DEL, or
+**     TX records followed by their COMMIT, every one intact.  The scan
+**     walks record by record by their lengths and never looks inside a
+**     value, so its cost is linear in the bytes it reads.
+**   - The durable part of a segment is what an fdatasync is known to have
+**     covered: all of it for any segment but the newest appended one
+**     (sealing syncs; compaction output is synced before it is named), and
+**     for the newest one [0, D), D from its sync area.  Anything wrong in
+**     the durable part is corruption, reported with file and offset.
+**   - Past D in the newest segment, the first record that is not intact
+**     ends the log: what follows the last whole transaction is a torn
+**     tail of writes that never became durable.  It is cut off, and the
+**     cut is synced before anything else is written.
 */
 static int scan_segment(tkv_engine *e, tkv_segment *s, uint64_t size,
                         int last){
   seg_scan_result r;
   replay rp;
-  int rc, found = 0;
+  uint64_t durable = last ? s->durable : size;
+  int rc;
   rp.e = e;
   rp.file = s->id;
+  if( durable<s->start ) durable = s->start;
+  if( durable>size ){
+    return tkv_err(TKV_CORRUPT, "corrupt segment %s at offset %llu: the file "
+                   "ends before its synced end %llu", s->path,
+                   (unsigned long long)size, (unsigned long long)durable);
+  }
   rc = seg_scan(s, size, apply_record, &rp, &r);
   if( rc ) return rc;
-  if( r.why==SCAN_BAD || r.why==SCAN_SHORT ){
-    if( last ) rc = seg_valid_record_after(s, r.stop, size, &found);
-    if( rc ) return rc;
-    if( !last || found ){
-      return tkv_err(TKV_CORRUPT, "corrupt record in %s at offset %llu: %s",
-                     s->path, (unsigned long long)r.stop,
-                     r.why==SCAN_BAD ? "checksum mismatch"
-                                     : "bad header or length");
+  if( !last ){
+    /* Durable whole.  Zeros to the end are space a crash kept allocated
+    ** after the seal's sync, before its truncate. */
+    if( r.why==SCAN_BAD || r.why==SCAN_SHORT ){
+      return seg_corrupt(s, r.stop, stop_reason(&r));
     }
+    s->end = r.stop;
+    s->alloc = size;
+    return TKV_OK;
   }
-  s->end = last ? r.committed_end : r.stop;
+  if( r.committed_end<durable ){
+    uint64_t at = r.stop<durable ? r.stop : r.committed_end;
+    return seg_corrupt(s, at, r.stop<durable ? stop_reason(&r)
+                              : "transaction without its commit record");
+  }
+  s->end = r.committed_end;
   s->alloc = size;
-  if( last && (r.why!=SCAN_ZERO || r.stop!=r.committed_end) && size>s->end ){
+  if( size>s->end && (r.why!=SCAN_ZERO || r.stop!=r.committed_end) ){
     rc = tkv_io_truncate(s->fd, s->path, s->end);
+    if( !rc ) rc = tkv_io_sync(s->fd, s->path);
     if( rc ) return rc;
     s->alloc = s->end;
   }
@@ -114,7 +149,7 @@ static int file_is_zero(tkv_segment *s){
 ** removed instead. */
 static int open_segment(tkv_engine *e, uint32_t id, int newest){
   char path[4096];
-  uint8_t hdr[TKV_FILE_HDR];
+  uint8_t hdr[TKV_SEG_DATA];
   tkv_file_hdr h;
   tkv_segment *s;
   const char *why = NULL;
@@ -127,14 +162,23 @@ static int open_segment(tkv_engine *e, uint32_t id, int newest){
   s->fd = -1;
   s->path = tkv_mem_dup(path, strlen(path));
   rc = s->path ? TKV_OK : tkv_err_nomem();
-  if( !rc ) rc = tkv_io_open(path, O_RDWR, 0, &s->fd);
+  if( !rc && id>TKV_SEG_ID_MAX ){
+    rc = tkv_err(TKV_CORRUPT, "bad segment %s: id %u is out of range (1 to "
+                 "%u)", path, id, TKV_SEG_ID_MAX);
+  }
+  if( !rc ) rc = tkv_io_open_regular(path, O_RDWR, &s->fd);
   if( !rc ) rc = tkv_io_size(s->fd, path, &size);
+  if( !rc && size>TKV_SEG_SIZE_LIMIT ){
+    rc = tkv_err(TKV_CORRUPT, "bad segment %s at offset %llu: larger than "
+                 "any segment (4 GiB)", path,
+                 (unsigned long long)TKV_SEG_SIZE_LIMIT);
+  }
   if( !rc ) rc = tkv_io_pread(s->fd, path, hdr, sizeof hdr, 0, &got);
   if( rc ){ seg_free(s); return rc; }
-  if( got<sizeof hdr || tkv_file_hdr_decode(hdr, TKV_MAGIC_SEG, &h, &why) ){
+  if( got<TKV_FILE_HDR || tkv_file_hdr_decode(hdr, TKV_MAGIC_SEG, &h, &why) ){
     static const uint8_t zero[TKV_FILE_HDR];
-    if( newest && (got<sizeof hdr
-                   || (!memcmp(hdr, zero, sizeof hdr) && file_is_zero(s))) ){
+    if( newest && (got<TKV_FILE_HDR
+                   || (!memcmp(hdr, zero, TKV_FILE_HDR) && file_is_zero(s))) ){
       seg_free(s);
       return tkv_io_unlink(path);
     }
@@ -151,7 +195,15 @@ static int open_segment(tkv_engine *e, uint32_t id, int newest){
   s->id = id;
   s->base = h.base;
   s->flags = h.flags;
-  s->end = s->alloc = size;
+  s->version = h.version;
+  s->start = tkv_seg_data_start(h.version);
+  if( h.version>=2 ){
+    uint32_t d;
+    if( got<TKV_SEG_DATA ) memset(hdr + got, 0, TKV_SEG_DATA - got);
+    tkv_sync_area_decode(hdr + TKV_FILE_HDR, &d, &s->sync_seq);
+    s->durable = d;
+  }
+  s->end = s->alloc = s->written_hi = size;
   rc = seg_table_add(e, s);
   if( rc ) seg_free(s);
   return rc;
@@ -220,13 +272,17 @@ static int load_segment(tkv_engine *e, tkv_segment *s, int last){
   replay rp;
   rp.e = e;
   rp.file = s->id;
+  if( !last ){
+    s->sealed = 1;
+    seg_map(e, s);          /* hint_load reads record headers through it */
+  }
   rc = hint_load(e, s, size, apply_record, &rp, &loaded);
   if( rc ) return rc;
   if( !loaded ){
     rc = scan_segment(e, s, size, last && !(s->flags & TKV_SEG_COMPACTED));
     if( rc ) return rc;
   }
-  e->total_bytes += s->end - TKV_FILE_HDR;
+  e->total_bytes += s->end > s->start ? s->end - s->start : 0;
   atomic_store(&s->flushed, s->end);
   s->sealed = !(last && !loaded && !(s->flags & TKV_SEG_COMPACTED)
                 && s->end<e->opts.max_file_size);
@@ -234,7 +290,9 @@ static int load_segment(tkv_engine *e, tkv_segment *s, int last){
   if( last && !loaded && !(s->flags & TKV_SEG_COMPACTED)
    && s->end<e->opts.max_file_size ){
     e->active = s;
-    e->buf_off = s->end;
+    e->buf_off = e->commit_end = s->end;
+    if( s->durable>s->end ) s->durable = s->end;
+    s->written_hi = s->end;       /* zeros follow: allocated, never written */
     e->buf_len = 0;
     return TKV_OK;
   }

@@ -144,7 +144,7 @@ static int replay_group(scan_win *w, uint64_t from, uint64_t to,
 
 static int scan_loop(scan_win *w, seg_scan_fn fn, void *ctx,
                      seg_scan_result *r){
-  uint64_t pos = TKV_FILE_HDR, group = 0;
+  uint64_t pos = w->s->start, group = 0;
   uint32_t ngroup = 0;
   int in_group = 0, rc;
   r->committed_end = pos;
@@ -209,28 +209,6 @@ int seg_scan(tkv_segment *s, uint64_t size, seg_scan_fn fn, void *ctx,
   rc = win_open(&w, s, size);
   if( rc ) return rc;
   rc = scan_loop(&w, fn, ctx, r);
-  tkv_mem_free(w.buf);
-  return rc;
-}
-
-/*
-** Is there any whole, checksum-valid record starting after `from`?  Used
-** to tell a torn tail (nothing valid follows) from corruption.
-*/
-int seg_valid_record_after(tkv_segment *s, uint64_t from, uint64_t size,
-                           int *pfound){
-  scan_win w;
-  int rc = TKV_OK;
-  memset(&w, 0, sizeof w);
-  rc = win_open(&w, s, size);
-  if( rc ) return rc;
-  *pfound = 0;
-  for(uint64_t y=from+1; y + TKV_REC_HDR <= size && !*pfound; y++){
-    tkv_rec_hdr h;
-    int whole;
-    rc = win_check_record(&w, y, &h, pfound, &whole);
-    if( rc ) break;
-  }
   tkv_mem_free(w.buf);
   return rc;
 }

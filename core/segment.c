@@ -13,6 +13,7 @@
 #include "io.h"
 #include "mem.h"
 
+#include <assert.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
@@ -46,24 +47,32 @@ void seg_map(tkv_engine *e, tkv_segment *s){
 }
 
 /*
-** Create a new segment file (name: id + suffix) holding just its header.
-** The caller syncs the directory when the file's existence must last.
+** Create a new segment file (name: id + suffix) holding just its header
+** and an empty sync area.  The caller syncs the directory when the file's
+** existence must last.  Ids past TKV_SEG_ID_MAX are refused, so that the
+** id after the highest can never wrap around to an older one.
 */
 int seg_create(tkv_engine *e, uint32_t id, uint32_t base, uint32_t flags,
                const char *suffix, tkv_segment **pseg){
   char path[4096];
-  uint8_t hdr[TKV_FILE_HDR];
+  uint8_t hdr[TKV_SEG_DATA];
   tkv_file_hdr h;
   tkv_segment *s;
-  int rc = seg_name(path, sizeof path, e->dir, id, suffix);
+  int rc;
+  if( id==0 || id>TKV_SEG_ID_MAX ){
+    return tkv_err(TKV_TOOBIG, "no segment id left in %s (ids run to %u): "
+                   "the store cannot grow", e->dir, TKV_SEG_ID_MAX);
+  }
+  rc = seg_name(path, sizeof path, e->dir, id, suffix);
   if( rc ) return rc;
   s = tkv_mem_calloc(1, sizeof *s);
   if( !s ) return tkv_err_nomem();
   s->fd = -1;
   s->path = tkv_mem_dup(path, strlen(path));
   if( !s->path ){ seg_free(s); return tkv_err_nomem(); }
-  rc = tkv_io_open(path, O_RDWR|O_CREAT|O_EXCL, 0644, &s->fd);
+  rc = tkv_io_open(path, O_RDWR|O_CREAT|O_EXCL|O_NOFOLLOW, 0644, &s->fd);
   if( rc ){ seg_free(s); return rc; }
+  memset(hdr, 0, sizeof hdr);
   tkv_file_hdr_init(&h, TKV_MAGIC_SEG, id, base, flags);
   tkv_file_hdr_encode(&h, hdr);
   rc = tkv_io_pwrite(s->fd, path, hdr, sizeof hdr, 0);
@@ -75,8 +84,11 @@ int seg_create(tkv_engine *e, uint32_t id, uint32_t base, uint32_t flags,
   s->id = id;
   s->base = base;
   s->flags = flags;
-  s->end = s->alloc = TKV_FILE_HDR;
-  atomic_store(&s->flushed, TKV_FILE_HDR);
+  s->version = TKV_FORMAT_VERSION;
+  s->start = TKV_SEG_DATA;
+  s->end = s->alloc = s->written_hi = s->durable = TKV_SEG_DATA;
+  s->unsynced = 1;
+  atomic_store(&s->flushed, TKV_SEG_DATA);
   *pseg = s;
   return TKV_OK;
 }
@@ -172,6 +184,12 @@ int seg_flush(tkv_engine *e){
   if( !s || e->buf_len==0 ) return TKV_OK;
   rc = seg_reserve(e, s, e->buf_off + e->buf_len);
   if( rc ) return rc;
+  /* A write that fails part-way may leave some of its bytes in the file:
+  ** seg_rewind must then cut up to here. */
+  if( e->buf_off + e->buf_len > s->written_hi ){
+    s->written_hi = e->buf_off + e->buf_len;
+  }
+  s->unsynced = 1;
   rc = tkv_io_pwrite(s->fd, s->path, e->buf, e->buf_len, e->buf_off);
   if( rc ) return rc;
   e->buf_off += e->buf_len;
@@ -190,13 +208,20 @@ static int seg_append_direct(tkv_engine *e, int type, const void *key,
   if( !head ) return tkv_err_nomem();
   tkv_rec_head_encode(head, type, key, klen, val, vlen);
   rc = seg_reserve(e, s, off + tkv_rec_size(klen, vlen));
+  if( off + tkv_rec_size(klen, vlen) > s->written_hi ){
+    s->written_hi = off + tkv_rec_size(klen, vlen);
+  }
+  s->unsynced = 1;
   if( !rc ) rc = tkv_io_pwrite(s->fd, s->path, head, TKV_REC_HDR + klen, off);
   if( !rc ) rc = tkv_io_pwrite(s->fd, s->path, val, vlen, off+TKV_REC_HDR+klen);
   tkv_mem_free(head);
   if( rc ){
     /* Leave no partial record behind the end (zeros follow `end`). */
-    if( tkv_io_truncate(s->fd, s->path, off)==TKV_OK ) s->alloc = off;
-    else e->broken = 1;
+    if( tkv_io_truncate(s->fd, s->path, off)==TKV_OK ){
+      s->alloc = s->written_hi = off;
+    }else{
+      e->broken = 1;
+    }
     return rc;
   }
   e->buf_off = off + tkv_rec_size(klen, vlen);
@@ -238,13 +263,65 @@ int seg_append(tkv_engine *e, int type, const void *key, uint32_t klen,
   return TKV_OK;
 }
 
-/* Make what was appended as durable as the sync mode promises. */
+/*
+** fdatasync segment s, then (for the active segment) record in its sync
+** area that its committed bytes up to e->commit_end are durable.  The slot
+** write itself reaches the disk with the next fdatasync; until then the
+** older slot still holds a smaller, equally true end.  Caller holds mu and
+** has flushed the buffer.
+*/
+static int seg_sync(tkv_engine *e, tkv_segment *s){
+  uint8_t slot[TKV_SYNC_SLOT];
+  uint64_t off;
+  int rc = tkv_io_sync(s->fd, s->path);
+  if( rc ) return rc;
+  s->unsynced = 0;
+  if( s!=e->active || s->version<2 || e->commit_end<=s->durable ) return TKV_OK;
+  assert( e->commit_end<=e->buf_off );
+  tkv_sync_slot_encode(slot, (uint32_t)e->commit_end, s->sync_seq + 1, &off);
+  rc = tkv_io_pwrite(s->fd, s->path, slot, sizeof slot, off);
+  if( rc ) return rc;
+  s->sync_seq++;
+  s->durable = e->commit_end;
+  s->unsynced = 1;
+  return TKV_OK;
+}
+
+/*
+** A commit's records are all appended: they are committed from here on.
+** Make them as durable as the sync mode promises.  Caller holds mu.
+*/
 int seg_commit_sync(tkv_engine *e){
   int rc;
-  if( e->opts.sync==TKV_SYNC_OFF || !e->active ) return TKV_OK;
+  if( !e->active ) return TKV_OK;
+  e->commit_end = e->buf_off + e->buf_len;
+  if( e->opts.sync==TKV_SYNC_OFF ) return TKV_OK;
   rc = seg_flush(e);
   if( rc || e->opts.sync!=TKV_SYNC_FULL ) return rc;
-  return tkv_io_sync(e->active->fd, e->active->path);
+  return seg_sync(e, e->active);
+}
+
+/*
+** Make everything committed so far durable, in every sync mode: the
+** active segment (sealed ones were synced when sealed) and the names of
+** the directory.  With `closing`, sync once more so that the active
+** segment's sync area lasts too.  Caller holds mu.
+*/
+int seg_sync_all(tkv_engine *e, int closing){
+  tkv_segment *s = e->active;
+  int rc = seg_flush(e);
+  for(int i=0; !rc && i<e->nseg; i++){
+    if( e->segs[i]->unsynced && e->segs[i]!=s ){
+      rc = seg_sync(e, e->segs[i]);
+    }
+  }
+  if( !rc && s && s->unsynced ) rc = seg_sync(e, s);
+  if( !rc && closing && s && s->unsynced ) rc = seg_sync(e, s);
+  if( !rc && e->dir_dirty ){
+    rc = tkv_io_sync_dir(e->dir);
+    if( !rc ) e->dir_dirty = 0;
+  }
+  return rc;
 }
 
 /* Overwrite [off, end) of s with zeros: what lies past the end of a
@@ -264,43 +341,72 @@ static int seg_zero(tkv_segment *s, uint64_t off, uint64_t end){
 ** Forget everything appended to the active segment from `off` on.  Bytes
 ** already written to the file are cut off (or, if truncation fails,
 ** overwritten with zeros), and with sync=full that is synced, since the
-** bytes may include a commit record that was synced.  If even that fails
-** the engine refuses writes until reopened.
+** bytes may include a commit record that was synced.  That includes the
+** bytes a failed write left past the buffer's start (written_hi): nothing
+** of a rolled-back write stays in the file for a later commit to hide
+** behind.  If even that fails the engine refuses writes until reopened.
 */
 int seg_rewind(tkv_engine *e, uint64_t off){
   tkv_segment *s = e->active;
-  uint64_t written;
+  uint64_t written, cut;
   int rc;
   if( !s ) return TKV_OK;
+  if( e->commit_end>off ) e->commit_end = off;
+  if( off<s->durable ){
+    /* A prepared transaction rolled back: its records were synced and the
+    ** sync area says so.  Lower that first, and sync it in every mode, so
+    ** the area never claims bytes the file no longer has. */
+    uint8_t slot[TKV_SYNC_SLOT];
+    uint64_t at;
+    tkv_sync_slot_encode(slot, (uint32_t)off, s->sync_seq + 1, &at);
+    rc = tkv_io_pwrite(s->fd, s->path, slot, sizeof slot, at);
+    if( !rc ) rc = tkv_io_sync(s->fd, s->path);
+    if( rc ){ e->broken = 1; return rc; }
+    s->sync_seq++;
+    s->durable = off;
+  }
+  written = s->written_hi > e->buf_off ? s->written_hi : e->buf_off;
   if( off>=e->buf_off ){
     e->buf_len = (size_t)(off - e->buf_off);
     s->end = off;
-    return TKV_OK;
+    if( s->written_hi<=e->buf_off ) return TKV_OK;
+    cut = e->buf_off;         /* a failed flush left bytes past buf_off */
+  }else{
+    e->buf_len = 0;
+    e->buf_off = off;
+    s->end = off;
+    atomic_store(&s->flushed, off);
+    cut = off;
   }
-  written = e->buf_off;
-  e->buf_len = 0;
-  e->buf_off = off;
-  s->end = off;
-  atomic_store(&s->flushed, off);
-  rc = tkv_io_truncate(s->fd, s->path, off);
-  if( rc==TKV_OK ) s->alloc = off;
-  else rc = seg_zero(s, off, written);
+  rc = tkv_io_truncate(s->fd, s->path, cut);
+  if( rc==TKV_OK ) s->alloc = cut;
+  else rc = seg_zero(s, cut, written);
   if( !rc && e->opts.sync==TKV_SYNC_FULL ) rc = tkv_io_sync(s->fd, s->path);
   if( rc ) e->broken = 1;
+  else s->written_hi = cut;
   return rc;
 }
 
 /*
 ** Seal the active segment: flush, sync, give back the reserved space, and
 ** write its hint file.  A failed hint is not an error: the next open scans
-** the segment instead.
+** the segment instead.  The sync happens in every sync mode: a sealed
+** segment is durable whole before any newer segment exists, which is what
+** lets recovery treat a bad record in any segment but the newest as
+** corruption (FORMAT.md, "Recovery").
 */
 int seg_seal_active(tkv_engine *e){
   tkv_segment *s = e->active;
   int rc;
   if( !s ) return TKV_OK;
+  assert( e->commit_end<=e->buf_off + e->buf_len );
   rc = seg_flush(e);
-  if( !rc && e->opts.sync==TKV_SYNC_FULL ) rc = tkv_io_sync(s->fd, s->path);
+  if( !rc && s->unsynced ) rc = seg_sync(e, s);
+  if( !rc && e->dir_dirty ){
+    /* Its name too: a newer segment must never outlive it. */
+    rc = tkv_io_sync_dir(e->dir);
+    if( !rc ) e->dir_dirty = 0;
+  }
   if( !rc && s->alloc>s->end ){
     rc = tkv_io_truncate(s->fd, s->path, s->end);
     if( !rc ) s->alloc = s->end;
@@ -333,12 +439,15 @@ int seg_start_write(tkv_engine *e){
     e->buf_cap = WRITE_BUF_SIZE;
   }
   if( e->active ) return TKV_OK;
-  rc = seg_create(e, e->next_id, e->next_id, 0, ".seg", &s);
+  rc = seg_create(e, e->next_id, e->next_id, 0, TKV_SUFFIX_SEG, &s);
   if( rc ) return rc;
-  if( e->opts.sync==TKV_SYNC_FULL ){
-    rc = tkv_io_sync(s->fd, s->path);
-    if( !rc ) rc = tkv_io_sync_dir(e->dir);
-  }
+  /* Its header is synced in every mode before any record goes in: a
+  ** newest segment whose header is zeros while records follow is then
+  ** corruption, never an unsynced creation. */
+  rc = tkv_io_sync(s->fd, s->path);
+  if( !rc ) s->unsynced = 0;
+  if( !rc && e->opts.sync==TKV_SYNC_FULL ) rc = tkv_io_sync_dir(e->dir);
+  else e->dir_dirty = 1;      /* tkv_sync, close and the seal sync it */
   if( !rc ){
     seg_map(e, s);
     engine_wrlock(e);
@@ -351,7 +460,7 @@ int seg_start_write(tkv_engine *e){
     seg_free(s);
     return rc;
   }
-  e->buf_off = s->end;
+  e->buf_off = e->commit_end = s->end;
   e->buf_len = 0;
   return TKV_OK;
 }

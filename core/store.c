@@ -179,7 +179,7 @@ static int identity_check(const char *dir){
   if( access(path, F_OK) ){
     return tkv_err(TKV_NOTSTORE, "%s holds no tinkv store", dir);
   }
-  rc = tkv_io_open(path, O_RDONLY, 0, &fd);
+  rc = tkv_io_open_regular(path, O_RDONLY, &fd);
   if( rc ) return rc;
   rc = tkv_io_pread(fd, path, buf, sizeof buf, 0, &got);
   tkv_io_close(fd);
@@ -205,7 +205,7 @@ static int identity_create(const char *dir){
   if( rc ) return rc;
   tkv_file_hdr_init(&h, TKV_MAGIC_ID, 0, 0, 0);
   tkv_file_hdr_encode(&h, buf);
-  rc = tkv_io_open(tmp, O_WRONLY|O_CREAT|O_TRUNC, 0644, &fd);
+  rc = tkv_io_create(tmp, O_WRONLY, &fd);
   if( rc ) return rc;
   rc = tkv_io_pwrite(fd, tmp, buf, sizeof buf, 0);
   if( !rc ) rc = tkv_io_sync(fd, tmp);
@@ -472,12 +472,16 @@ static int engine_close(tkv_engine *e){
   int rc;
   engine_lock(e);
   s = e->active;
-  rc = seg_flush(e);
-  if( !rc && s && e->broken ){
-    rc = tkv_io_truncate(s->fd, s->path, s->end);
-    if( !rc ) s->alloc = s->end;
+  if( e->broken ){
+    rc = seg_flush(e);
+    if( !rc && s ){
+      rc = tkv_io_truncate(s->fd, s->path, s->end);
+      if( !rc ) s->alloc = s->end;
+    }
+    if( !rc && s ) rc = tkv_io_sync(s->fd, s->path);
+  }else{
+    rc = seg_sync_all(e, 1);    /* every segment written, the directory */
   }
-  if( !rc && s ) rc = tkv_io_sync(s->fd, s->path);
   if( e->broken ){
     char cause[512];
     snprintf(cause, sizeof cause, "%s", rc ? tkv_errmsg() : "");
@@ -941,14 +945,11 @@ int tkv_sync(tkv_db *db){
   if( e->broken ){
     rc = engine_broken_err(e);
   }else{
-    rc = seg_flush(e);
-    if( !rc && e->active ){
-      rc = tkv_io_sync(e->active->fd, e->active->path);
-      if( rc ){
-        e->broken = BROKEN_SYNC;
-        rc = tkv_err(rc, "%s; writes are refused until %s is reopened",
-                     tkv_errmsg(), e->dir);
-      }
+    rc = seg_sync_all(e, 0);    /* every segment written, the directory */
+    if( rc ){
+      e->broken = BROKEN_SYNC;
+      rc = tkv_err(rc, "%s; writes are refused until %s is reopened",
+                   tkv_errmsg(), e->dir);
     }
   }
   engine_unlock(e);

@@ -42,13 +42,14 @@ static void put(const char *name, const void *p, size_t n){
   fclose(f);
 }
 
-/* A 32-byte header with a correct CRC. */
+/* A 32-byte header with a correct CRC, of format version 1 (whose records
+** start right after it; opening version 1 stores is part of the contract). */
 static void header(uint8_t *out, const char *magic, uint32_t id,
                    uint32_t base, uint32_t flags){
   tkv_file_hdr h;
   memset(&h, 0, sizeof h);
   memcpy(h.magic, magic, 8);
-  h.version = TKV_FORMAT_VERSION;
+  h.version = TKV_FORMAT_OLDEST;     /* records right after the header */
   h.file_id = id;
   h.base = base;
   h.flags = flags;

@@ -437,9 +437,10 @@ static inline int seg_records(const char *path, seg_rec *recs, int max,
                               uint64_t *pend){
   size_t n = 0;
   uint8_t *p = tu_read_file(path, &n);
-  uint64_t off = TKV_FILE_HDR;
+  uint64_t off;
   int count = 0;
   if( !p ) fail_msg("cannot read %s", path);
+  off = n>=TKV_FILE_HDR ? tkv_seg_data_start(tkv_get32(p + 8)) : TKV_FILE_HDR;
   while( off + TKV_REC_HDR <= n ){
     static const uint8_t zero[TKV_REC_HDR];
     uint32_t klen, vlen;
@@ -461,6 +462,24 @@ static inline int seg_records(const char *path, seg_rec *recs, int max,
   free(p);
   if( pend ) *pend = off;
   return count;
+}
+
+/*
+** Rewrite the sync area of a (format 2) segment file to say that its bytes
+** up to `end` are durable, as it said when only those were synced: a crash
+** image of a moment before later syncs.
+*/
+static inline void seg_set_durable(const char *path, uint64_t end){
+  uint8_t area[TKV_SYNC_AREA];
+  uint64_t off;
+  FILE *fp = fopen(path, "r+b");
+  if( !fp ) fail_msg("cannot open %s", path);
+  memset(area, 0, sizeof area);
+  tkv_sync_slot_encode(area, (uint32_t)end, 2, &off);
+  if( fseek(fp, TKV_FILE_HDR, SEEK_SET) || fwrite(area, 1, sizeof area, fp)!=sizeof area ){
+    fail_msg("cannot write %s", path);
+  }
+  fclose(fp);
 }
 
 /* ------------------------------------------------------- Fault plans. */
