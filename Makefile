@@ -252,7 +252,7 @@ $(DUR_BIN)/%: tests/faults/%.c $(DUR_DEP)
 
 test-crash-short: durability-build
 	$(DUR_RUN) $(DUR_BIN)/crash -r 25 -x $(BUILD)/tinkv
-	$(DUR_RUN) $(DUR_BIN)/powerloss -n 45
+	$(DUR_RUN) $(DUR_BIN)/powerloss -n 30
 	$(DUR_RUN) $(DUR_BIN)/faults -m full
 	$(DUR_RUN) $(DUR_BIN)/corrupt -n 10
 	$(DUR_RUN) $(DUR_BIN)/checksweep -n 10

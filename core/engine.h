@@ -49,7 +49,8 @@ typedef struct tkv_segment {
   uint32_t flags;           /* TKV_SEG_COMPACTED */
   uint32_t version;         /* format version of the file */
   uint32_t start;           /* offset of the first record */
-  uint64_t durable;         /* committed bytes known synced: [0, durable) */
+  uint64_t durable;         /* what its sync area says is durable */
+  uint64_t synced_end;      /* committed end at its last fdatasync */
   uint32_t sync_seq;        /* sequence of the last sync slot written */
   int unsynced;             /* written since its last fdatasync */
   uint64_t written_hi;      /* highest offset a write may have reached */
@@ -96,6 +97,7 @@ struct tkv_engine {
   uint64_t buf_off;           /* file offset of buf[0] */
   uint64_t commit_end;        /* active segment: end of committed records */
   int dir_dirty;              /* names changed since the last dir sync */
+  int sync_failed;            /* the last commit's fdatasync failed */
 
   tkv_db *writer;             /* handle holding the writer slot */
   pthread_t writer_thread;    /* thread that last used it */

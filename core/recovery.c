@@ -96,7 +96,9 @@ static int scan_segment(tkv_engine *e, tkv_segment *s, uint64_t size,
   int rc;
   rp.e = e;
   rp.file = s->id;
-  if( durable<s->start ) durable = s->start;
+  /* Nothing is durable before the first record; a newest segment shorter
+  ** than its header and sync area was created and never synced. */
+  if( durable<s->start ) durable = s->start < size ? s->start : size;
   if( durable>size ){
     return tkv_err(TKV_CORRUPT, "corrupt segment %s at offset %llu: the file "
                    "ends before its synced end %llu", s->path,
@@ -292,6 +294,7 @@ static int load_segment(tkv_engine *e, tkv_segment *s, int last){
     e->active = s;
     e->buf_off = e->commit_end = s->end;
     if( s->durable>s->end ) s->durable = s->end;
+    s->synced_end = s->durable;
     s->written_hi = s->end;       /* zeros follow: allocated, never written */
     e->buf_len = 0;
     return TKV_OK;

@@ -264,26 +264,33 @@ int seg_append(tkv_engine *e, int type, const void *key, uint32_t klen,
 }
 
 /*
-** fdatasync segment s, then (for the active segment) record in its sync
-** area that its committed bytes up to e->commit_end are durable.  The slot
-** write itself reaches the disk with the next fdatasync; until then the
-** older slot still holds a smaller, equally true end.  Caller holds mu and
-** has flushed the buffer.
+** fdatasync segment s.  With `mark`, for the active segment, first record
+** in its sync area the committed end the previous successful sync made
+** durable (synced_end), so that this fdatasync carries it to the disk as
+** well: a slot only ever states an end that was already durable when it
+** was written.  A failed slot write is a failed write (nothing synced);
+** a failed fdatasync sets e->sync_failed.  Caller holds mu and has flushed
+** the buffer.
 */
-static int seg_sync(tkv_engine *e, tkv_segment *s){
-  uint8_t slot[TKV_SYNC_SLOT];
-  uint64_t off;
-  int rc = tkv_io_sync(s->fd, s->path);
-  if( rc ) return rc;
+static int seg_sync(tkv_engine *e, tkv_segment *s, int mark){
+  uint64_t end = e->commit_end;
+  int rc;
+  if( mark && s==e->active && s->version>=2 && s->synced_end>s->durable ){
+    uint8_t slot[TKV_SYNC_SLOT];
+    uint64_t off;
+    tkv_sync_slot_encode(slot, (uint32_t)s->synced_end, s->sync_seq + 1, &off);
+    rc = tkv_io_pwrite(s->fd, s->path, slot, sizeof slot, off);
+    if( rc ) return rc;
+    s->sync_seq++;
+    s->durable = s->synced_end;
+  }
+  rc = tkv_io_sync(s->fd, s->path);
+  if( rc ){
+    e->sync_failed = 1;
+    return rc;
+  }
   s->unsynced = 0;
-  if( s!=e->active || s->version<2 || e->commit_end<=s->durable ) return TKV_OK;
-  assert( e->commit_end<=e->buf_off );
-  tkv_sync_slot_encode(slot, (uint32_t)e->commit_end, s->sync_seq + 1, &off);
-  rc = tkv_io_pwrite(s->fd, s->path, slot, sizeof slot, off);
-  if( rc ) return rc;
-  s->sync_seq++;
-  s->durable = e->commit_end;
-  s->unsynced = 1;
+  if( s==e->active && end>s->synced_end ) s->synced_end = end;
   return TKV_OK;
 }
 
@@ -293,12 +300,13 @@ static int seg_sync(tkv_engine *e, tkv_segment *s){
 */
 int seg_commit_sync(tkv_engine *e){
   int rc;
+  e->sync_failed = 0;
   if( !e->active ) return TKV_OK;
   e->commit_end = e->buf_off + e->buf_len;
   if( e->opts.sync==TKV_SYNC_OFF ) return TKV_OK;
   rc = seg_flush(e);
   if( rc || e->opts.sync!=TKV_SYNC_FULL ) return rc;
-  return seg_sync(e, e->active);
+  return seg_sync(e, e->active, 1);
 }
 
 /*
@@ -312,11 +320,12 @@ int seg_sync_all(tkv_engine *e, int closing){
   int rc = seg_flush(e);
   for(int i=0; !rc && i<e->nseg; i++){
     if( e->segs[i]->unsynced && e->segs[i]!=s ){
-      rc = seg_sync(e, e->segs[i]);
+      rc = seg_sync(e, e->segs[i], 0);
     }
   }
-  if( !rc && s && s->unsynced ) rc = seg_sync(e, s);
-  if( !rc && closing && s && s->unsynced ) rc = seg_sync(e, s);
+  if( !rc && s && s->unsynced ) rc = seg_sync(e, s, 1);
+  /* Closing: once more, so that the sync area says all of it. */
+  if( !rc && closing && s && s->synced_end>s->durable ) rc = seg_sync(e, s, 1);
   if( !rc && e->dir_dirty ){
     rc = tkv_io_sync_dir(e->dir);
     if( !rc ) e->dir_dirty = 0;
@@ -365,6 +374,7 @@ int seg_rewind(tkv_engine *e, uint64_t off){
     s->sync_seq++;
     s->durable = off;
   }
+  if( s->synced_end>off ) s->synced_end = off;
   written = s->written_hi > e->buf_off ? s->written_hi : e->buf_off;
   if( off>=e->buf_off ){
     e->buf_len = (size_t)(off - e->buf_off);
@@ -401,7 +411,7 @@ int seg_seal_active(tkv_engine *e){
   if( !s ) return TKV_OK;
   assert( e->commit_end<=e->buf_off + e->buf_len );
   rc = seg_flush(e);
-  if( !rc && s->unsynced ) rc = seg_sync(e, s);
+  if( !rc && s->unsynced ) rc = seg_sync(e, s, 0);
   if( !rc && e->dir_dirty ){
     /* Its name too: a newer segment must never outlive it. */
     rc = tkv_io_sync_dir(e->dir);
@@ -461,6 +471,7 @@ int seg_start_write(tkv_engine *e){
     return rc;
   }
   e->buf_off = e->commit_end = s->end;
+  s->synced_end = s->durable = s->end;
   e->buf_len = 0;
   return TKV_OK;
 }

@@ -666,8 +666,7 @@ int txn_prepare(tkv_db *db){
   if( rc ){
     /* Everything appended reached the file (the buffer is empty), so the
     ** error came from the fdatasync. */
-    int sync_failed = appended && e->buf_len==0
-                   && e->opts.sync==TKV_SYNC_FULL;
+    int sync_failed = appended && e->sync_failed;
     char cause[512];
     snprintf(cause, sizeof cause, "%s", tkv_errmsg());
     if( sync_failed && !e->broken ) e->broken = BROKEN_SYNC;

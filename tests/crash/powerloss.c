@@ -1,25 +1,34 @@
 /*
-** Power-loss simulation for sync=full.  A test observer on the engine's
-** file-system calls (tkv_test_set_io_observer) keeps a model of what a
-** power cut would leave on disk:
+** Power-loss simulation, for every sync mode.  A test observer on the
+** engine's file-system calls (tkv_test_set_io_observer) keeps a model of
+** what a power cut would leave on disk:
 **   - each file has its current contents and its durable contents, which
 **     become the current ones only when the file is fdatasync'ed;
 **   - the directory has its current names and its durable names, which
 **     become the current ones only when the directory is fsync'ed.
+** The crash model is the weakest the README allows: unsynced writes may be
+** lost, kept, or kept in part, in any combination and order, per file and
+** per page (and per 512-byte sector within a page); a file's size may be
+** anywhere between its durable and its current size; name changes not
+** covered by a directory fsync may each be kept or lost, independently.
 ** Before every file-system call of a workload (commits across segment
-** rotations, automatic and requested compactions, close, reopen), the
-** disk a power cut would leave at that moment is written out, in three
-** variants: (a) only what was synced; (b) synced names plus a prefix of the
-** later name changes (ordered metadata, as a journaling file system does),
-** files at what was synced plus a random part of the later writes;
-** (c) synced names with every file's current contents.  Afterwards each
-** one is opened and must hold exactly the state after commit j with
-** j >= the last commit acknowledged before the cut (and at most one more):
-** nothing acknowledged is lost, nothing partial is visible.
+** rotations, automatic and requested compactions, tkv_sync, close,
+** reopen with recovery), the disk a power cut would leave at that moment is
+** written out, in four variants: (a) only what was synced; (b) synced
+** names plus a random subset of the later name changes, every file a
+** random per-page mix of synced and current bytes; (c) synced names with
+** every file's current contents; (d) every current name, files mixed as in
+** (b).  Afterwards each one is opened and must hold exactly the state after
+** commit j, with j at least what the sync mode promised at the cut (full:
+** the last commit acknowledged; normal and off: the last one before a
+** tkv_sync or tkv_close that returned) and at most one more than was
+** acknowledged: nothing promised is lost, nothing partial is visible, and
+** the store opens.
 **
-**   powerloss [-n TXNS] [-s SEED] [-v]
+**   powerloss [-n TXNS] [-s SEED] [-m full|normal|off] [-v]
 **
-** Prints the crash points checked and "powerloss: P passed, F failed".
+** Without -m, all three modes run, TXNS commits each.  Prints the crash
+** points checked and "powerloss: P passed, F failed".
 */
 #include "workload.h"
 #include "testutil.h"
@@ -65,9 +74,15 @@ static mchange *pending;
 static int npending, cpending;
 static int fdmap[MAXFD];
 static char storedir[4096], snapbase[4096];
+#define NVARIANT 4
+#define PAGE 4096
+#define SECTOR 512
+
 static uint32_t acked;           /* last commit acknowledged */
+static uint32_t promised;        /* last commit the sync mode promises */
 static long nsnap;               /* snapshots written */
 static uint32_t *snap_acked;     /* acked at each snapshot */
+static uint32_t *snap_promised;  /* promised at each snapshot */
 static long csnap;
 static uint64_t seed;
 static int model_error;
@@ -150,21 +165,53 @@ static void put_file(const char *dir, const char *name, const uint8_t *p,
   }
 }
 
-/* Write out the disk a power cut would leave now, in three variants. */
+/*
+** A file as a power cut may leave it: a size between its durable and its
+** current size; each page its durable bytes, its current bytes, or torn
+** (each sector one or the other).  Bytes past a source's length are zeros.
+*/
+static uint8_t *mix_file(const mfile *f, size_t *pn){
+  size_t lo = f->ndur < f->ncur ? f->ndur : f->ncur;
+  size_t hi = f->ndur < f->ncur ? f->ncur : f->ndur;
+  size_t n;
+  uint8_t *p;
+  switch( tu_rand(&seed) % 4 ){
+    case 0: n = f->ndur; break;
+    case 1: n = f->ncur; break;
+    default: n = lo + (size_t)(tu_rand(&seed) % (hi - lo + 1)); break;
+  }
+  p = calloc(1, n + 1);
+  if( !p ){ perror("calloc"); abort(); }
+  for(size_t a=0; a<n; a+=PAGE){
+    int how = (int)(tu_rand(&seed) % 3);      /* durable, current, torn */
+    for(size_t s=a; s<a+PAGE && s<n; s+=SECTOR){
+      int cur = how==1 || (how==2 && (tu_rand(&seed) & 1));
+      const uint8_t *src = cur ? f->cur : f->dur;
+      size_t len = cur ? f->ncur : f->ndur;
+      size_t e = s + SECTOR < n ? s + SECTOR : n;
+      if( s<len ) memcpy(p + s, src + s, (e < len ? e : len) - s);
+    }
+  }
+  *pn = n;
+  return p;
+}
+
+/* Write out the disk a power cut would leave now, in NVARIANT variants. */
 static void snapshot(void){
-  for(int v=0; v<3; v++){
+  for(int v=0; v<NVARIANT; v++){
     char dir[4200];
     mname names[MAXNAME];
     int nn = ndur;
     memcpy(names, dur_names, sizeof names[0] * (size_t)ndur);
-    if( v==1 && npending ){
-      int k = (int)(tu_rand(&seed) % (uint64_t)(npending + 1));
-      for(int i=0; i<k; i++) apply_change(names, &nn, &pending[i]);
+    for(int i=0; i<npending && v!=0 && v!=2; i++){
+      if( v==3 || (tu_rand(&seed) & 1) ) apply_change(names, &nn, &pending[i]);
     }
     if( nsnap==csnap ){
       csnap = csnap ? csnap*2 : 1024;
       snap_acked = realloc(snap_acked, (size_t)csnap * sizeof *snap_acked);
-      if( !snap_acked ){ perror("realloc"); abort(); }
+      snap_promised = realloc(snap_promised,
+                              (size_t)csnap * sizeof *snap_promised);
+      if( !snap_acked || !snap_promised ){ perror("realloc"); abort(); }
     }
     snprintf(dir, sizeof dir, "%s/%ld", snapbase, nsnap);
     if( mkdir(dir, 0755) ){ perror(dir); exit(2); }
@@ -175,18 +222,13 @@ static void snapshot(void){
       }else if( v==2 ){
         put_file(dir, names[i].name, f->cur, f->ncur);
       }else{
-        /* Synced bytes, then the current bytes up to a random cut. */
-        size_t cut = f->ncur ? (size_t)(tu_rand(&seed) % (f->ncur + 1)) : 0;
-        size_t n = cut > f->ndur ? cut : f->ndur;
-        uint8_t *p = malloc(n + 1);
-        if( !p ){ perror("malloc"); abort(); }
-        memset(p, 0, n);
-        if( f->ndur ) memcpy(p, f->dur, f->ndur);
-        if( cut ) memcpy(p, f->cur, cut);
+        size_t n;
+        uint8_t *p = mix_file(f, &n);
         put_file(dir, names[i].name, p, n);
         free(p);
       }
     }
+    snap_promised[nsnap] = promised;
     snap_acked[nsnap++] = acked;
   }
 }
@@ -262,13 +304,16 @@ static void observer(const tkv_io_event *ev, void *ctx){
   }
 }
 
-/* The workload: commits 1..n1, compactions, close, reopen, more commits. */
-static int workload(uint32_t n1, uint32_t n2){
+/*
+** The workload: commits 1..n1, compactions, tkv_sync every 4 commits,
+** close, reopen, more commits, close.
+*/
+static int workload(tkv_sync_mode mode, uint32_t n1, uint32_t n2){
   tkv_options o;
   tkv_db *db;
   int rc;
   tkv_options_init(&o);
-  o.sync = TKV_SYNC_FULL;
+  o.sync = mode;
   o.max_file_size = 4096;
   o.compact_threshold = 6000;
   o.create = 1;
@@ -277,39 +322,56 @@ static int workload(uint32_t n1, uint32_t n2){
     rc = wl_run_txn(db, n);
     if( rc ){ fprintf(stderr, "powerloss: commit %u: %s\n", n, wl_err); break; }
     acked = n;
+    if( mode==TKV_SYNC_FULL ) promised = n;
     if( n%9==0 ) rc = tkv_compact(db, NULL);
+    if( !rc && n%4==0 && mode!=TKV_SYNC_FULL ){
+      rc = tkv_sync(db);
+      if( !rc ) promised = n;
+    }
     if( !rc && n==n1 ){
       rc = tkv_close(db);
+      if( !rc ) promised = n;
       if( !rc ) rc = tkv_open(storedir, &o, &db);
     }
   }
   if( rc ){ fprintf(stderr, "powerloss: %s\n", tkv_errmsg()); return rc; }
-  return tkv_close(db);
+  rc = tkv_close(db);
+  if( !rc ) promised = acked;
+  return rc;
 }
 
-int main(int argc, char **argv){
-  uint32_t ntxn = 60;
-  int opt, verbose = 0;
+/* Reset the model for a new run. */
+static void model_reset(void){
+  for(int i=0; i<nfiles; i++){
+    free(files[i].cur);
+    free(files[i].dur);
+  }
+  memset(files, 0, sizeof files);
+  nfiles = ncur = ndur = npending = 0;
+  memset(fdmap, -1, sizeof fdmap);
+  acked = promised = 0;
+  nsnap = 0;
+}
+
+static const char *mode_name(tkv_sync_mode m){
+  return m==TKV_SYNC_FULL ? "full" : m==TKV_SYNC_NORMAL ? "normal" : "off";
+}
+
+/* One run in one sync mode: the workload under the observer, then every
+** snapshot checked.  Returns the number of bad snapshots (or 1 for a
+** failed workload). */
+static long run_mode(tkv_sync_mode mode, uint32_t ntxn, int verbose){
   long bad = 0, lost = 0;
   wl_model m;
   char dirbuf[2048];
-  seed = (uint64_t)time(NULL);
-  while( (opt = getopt(argc, argv, "n:s:v"))!=-1 ){
-    if( opt=='n' ) ntxn = (uint32_t)atol(optarg);
-    else if( opt=='s' ) seed = strtoull(optarg, NULL, 10);
-    else if( opt=='v' ) verbose = 1;
-    else{ fprintf(stderr, "usage: powerloss [-n TXNS] [-s SEED] [-v]\n"); return 2; }
-  }
-  printf("powerloss: seed %llu, %u commits\n", (unsigned long long)seed, ntxn);
+  model_reset();
   snprintf(dirbuf, sizeof dirbuf, "%s", tu_tmpdir("powerloss"));
   snprintf(storedir, sizeof storedir, "%s/store", dirbuf);
   snprintf(snapbase, sizeof snapbase, "%s/snap", dirbuf);
   mkdir(snapbase, 0755);
-  memset(fdmap, -1, sizeof fdmap);
   tkv_test_set_io_observer(observer, NULL);
-  if( workload(ntxn - ntxn/3, ntxn/3) ){
+  if( workload(mode, ntxn - ntxn/3, ntxn/3) ){
     tkv_test_set_io_observer(NULL, NULL);
-    printf("powerloss: 0 passed, 1 failed\n");
     return 1;
   }
   tkv_test_set_io_observer(NULL, NULL);
@@ -324,39 +386,72 @@ int main(int argc, char **argv){
     snprintf(dir, sizeof dir, "%s/%ld", snapbase, i);
     tkv_options_init(&o);
     rc = tkv_open(dir, &o, &db);
-    if( rc==TKV_NOTSTORE && snap_acked[i]==0 ){ tu_rmrf(dir); continue; }
+    if( rc==TKV_NOTSTORE && snap_promised[i]==0 ){ tu_rmrf(dir); continue; }
     if( rc ){
-      printf("powerloss: cut %ld (variant %c, %u acknowledged): open: %s\n",
-             i/3, (int)('a' + i%3), snap_acked[i], tkv_errmsg());
+      printf("powerloss %s: cut %ld (variant %c, %u promised): open: %s\n",
+             mode_name(mode), i/NVARIANT, (int)('a' + i%NVARIANT),
+             snap_promised[i], tkv_errmsg());
       bad++;
       continue;
     }
     rc = wl_read_counter(db, &j);
-    if( rc || j<snap_acked[i] || j>snap_acked[i] + 1 ){
-      printf("powerloss: cut %ld (variant %c): holds commit %u, %u "
-             "acknowledged%s\n", i/3, (int)('a' + i%3), j, snap_acked[i],
-             j<snap_acked[i] ? ": LOST" : "");
-      if( j<snap_acked[i] ) lost += snap_acked[i] - j;
+    if( rc || j<snap_promised[i] || j>snap_acked[i] + 1 ){
+      printf("powerloss %s: cut %ld (variant %c): holds commit %u, %u "
+             "promised, %u acknowledged%s\n", mode_name(mode),
+             i/NVARIANT, (int)('a' + i%NVARIANT), j, snap_promised[i],
+             snap_acked[i], j<snap_promised[i] ? ": LOST" : "");
+      if( j<snap_promised[i] ) lost += snap_promised[i] - j;
       bad++;
     }else{
       wl_model_to(&m, j);
       if( wl_check_store(db, &m, why, sizeof why) ){
-        printf("powerloss: cut %ld (variant %c): %s\n", i/3, (int)('a' + i%3), why);
+        printf("powerloss %s: cut %ld (variant %c): %s\n", mode_name(mode),
+               i/NVARIANT, (int)('a' + i%NVARIANT), why);
         bad++;
       }else if( verbose ){
-        printf("  cut %ld%c: commit %u (%u acknowledged)\n", i/3,
-               (int)('a' + i%3), j, snap_acked[i]);
+        printf("  %s cut %ld%c: commit %u (%u promised, %u acknowledged)\n",
+               mode_name(mode), i/NVARIANT, (int)('a' + i%NVARIANT), j,
+               snap_promised[i], snap_acked[i]);
       }
     }
     tkv_close(db);
     if( !bad ) tu_rmrf(dir);
   }
   wl_model_clear(&m);
-  printf("powerloss: %ld power cuts x 3 variants checked, %u commits, %ld lost, "
-         "%ld bad\n", nsnap/3, acked, lost, bad);
+  printf("powerloss %s: %ld power cuts x %d variants checked, %u commits, "
+         "%ld lost, %ld bad\n", mode_name(mode), nsnap/NVARIANT, NVARIANT,
+         acked, lost, bad);
   if( !bad && !model_error ) tu_rmrf(dirbuf);
   else printf("powerloss: snapshots kept in %s\n", snapbase);
-  printf("powerloss: %d passed, %d failed\n", bad || model_error ? 0 : 1,
-         bad || model_error ? 1 : 0);
-  return bad || model_error ? 1 : 0;
+  return bad + (model_error ? 1 : 0);
+}
+
+int main(int argc, char **argv){
+  uint32_t ntxn = 60;
+  int opt, verbose = 0, nmode = 3;
+  tkv_sync_mode modes[3] = { TKV_SYNC_FULL, TKV_SYNC_NORMAL, TKV_SYNC_OFF };
+  long bad = 0;
+  seed = (uint64_t)time(NULL);
+  while( (opt = getopt(argc, argv, "n:s:m:v"))!=-1 ){
+    if( opt=='n' ) ntxn = (uint32_t)atol(optarg);
+    else if( opt=='s' ) seed = strtoull(optarg, NULL, 10);
+    else if( opt=='m' ){
+      nmode = 1;
+      if( !strcmp(optarg, "full") ) modes[0] = TKV_SYNC_FULL;
+      else if( !strcmp(optarg, "normal") ) modes[0] = TKV_SYNC_NORMAL;
+      else if( !strcmp(optarg, "off") ) modes[0] = TKV_SYNC_OFF;
+      else{ fprintf(stderr, "powerloss: bad mode %s\n", optarg); return 2; }
+    }
+    else if( opt=='v' ) verbose = 1;
+    else{
+      fprintf(stderr, "usage: powerloss [-n TXNS] [-s SEED] "
+              "[-m full|normal|off] [-v]\n");
+      return 2;
+    }
+  }
+  printf("powerloss: seed %llu, %u commits per mode\n",
+         (unsigned long long)seed, ntxn);
+  for(int k=0; k<nmode; k++) bad += run_mode(modes[k], ntxn, verbose);
+  printf("powerloss: %d passed, %d failed\n", bad ? 0 : 1, bad ? 1 : 0);
+  return bad ? 1 : 0;
 }
