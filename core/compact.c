@@ -58,7 +58,7 @@ static int out_finish(out_writer *w){
     rc = tkv_io_sync(s->fd, s->path);
     s->alloc = s->end;
     atomic_store(&s->flushed, s->end);
-    seg_map(w->e, s);
+    seg_park(w->e, s);    /* reopened on demand: outputs may be many */
   }
   return rc;
 }

@@ -54,7 +54,11 @@ typedef struct tkv_segment {
   uint32_t sync_seq;        /* sequence of the last sync slot written */
   int unsynced;             /* written since its last fdatasync */
   uint64_t written_hi;      /* highest offset a write may have reached */
-  int fd;
+  tkv_engine *owner;        /* the engine whose table it is (or will be) in */
+  int fd;                   /* -1 while closed (see seg_pin) */
+  int pins;                 /* users of fd and map right now (fdmu) */
+  int in_lru;               /* sealed and in the table: may be closed */
+  struct tkv_segment *lru_prev, *lru_next;
   char *path;               /* the segment file */
   uint64_t end;             /* header plus whole records */
   uint64_t alloc;           /* file size, preallocated space included */
@@ -86,6 +90,12 @@ struct tkv_engine {
 
   kd_arena *arena;
   kd_index *index;
+
+  /* Open descriptors and maps of sealed segments: at most SEG_OPEN_MAX,
+  ** least recently used closed first (segment.c, seg_pin). */
+  pthread_mutex_t fdmu;       /* leaf lock: pins, fd, map of sealed ones */
+  tkv_segment *lru_head, *lru_tail;
+  int nopen;                  /* LRU members with an open descriptor */
 
   tkv_segment **segs;         /* in replay order */
   int nseg, nseg_alloc;
@@ -230,6 +240,12 @@ int seg_create(tkv_engine *e, uint32_t id, uint32_t base, uint32_t flags,
                const char *suffix, tkv_segment **pseg);
 void seg_free(tkv_segment *s);
 void seg_map(tkv_engine *e, tkv_segment *s);
+int seg_pin(tkv_segment *s);
+void seg_unpin(tkv_segment *s);
+void seg_park(tkv_engine *e, tkv_segment *s);
+void seg_lru_enter(tkv_engine *e, tkv_segment *s);
+/* Sealed segments whose descriptor and map stay open at once, at most. */
+#define SEG_OPEN_MAX 32
 tkv_segment *seg_find(tkv_engine *e, uint32_t id);
 int seg_table_reserve(tkv_engine *e, int n);
 int seg_table_add(tkv_engine *e, tkv_segment *s);

@@ -206,6 +206,10 @@ static int open_segment(tkv_engine *e, uint32_t id, int newest){
     s->durable = d;
   }
   s->end = s->alloc = s->written_hi = size;
+  /* Closed until it is loaded: a store may have more segments than the
+  ** process may have descriptors. */
+  tkv_io_close(s->fd);
+  s->fd = -1;
   rc = seg_table_add(e, s);
   if( rc ) seg_free(s);
   return rc;
@@ -274,15 +278,16 @@ static int load_segment(tkv_engine *e, tkv_segment *s, int last){
   replay rp;
   rp.e = e;
   rp.file = s->id;
-  if( !last ){
-    s->sealed = 1;
-    seg_map(e, s);          /* hint_load reads record headers through it */
-  }
-  rc = hint_load(e, s, size, apply_record, &rp, &loaded);
+  if( !last ) s->sealed = 1;
+  rc = seg_pin(s);          /* maps a sealed one: hint_load reads through it */
   if( rc ) return rc;
-  if( !loaded ){
+  rc = hint_load(e, s, size, apply_record, &rp, &loaded);
+  if( !rc && !loaded ){
     rc = scan_segment(e, s, size, last && !(s->flags & TKV_SEG_COMPACTED));
-    if( rc ) return rc;
+  }
+  if( rc ){
+    seg_unpin(s);
+    return rc;
   }
   e->total_bytes += s->end > s->start ? s->end - s->start : 0;
   atomic_store(&s->flushed, s->end);
@@ -297,10 +302,13 @@ static int load_segment(tkv_engine *e, tkv_segment *s, int last){
     s->synced_end = s->durable;
     s->written_hi = s->end;       /* zeros follow: allocated, never written */
     e->buf_len = 0;
+    seg_unpin(s);
     return TKV_OK;
   }
   s->sealed = 1;
   if( !loaded ) hint_write(e, s);
+  seg_unpin(s);
+  seg_lru_enter(e, s);
   return TKV_OK;
 }
 

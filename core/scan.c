@@ -206,9 +206,11 @@ int seg_scan(tkv_segment *s, uint64_t size, seg_scan_fn fn, void *ctx,
   scan_win w;
   int rc;
   memset(&w, 0, sizeof w);
-  rc = win_open(&w, s, size);
+  rc = seg_pin(s);
   if( rc ) return rc;
-  rc = scan_loop(&w, fn, ctx, r);
+  rc = win_open(&w, s, size);
+  if( !rc ) rc = scan_loop(&w, fn, ctx, r);
   tkv_mem_free(w.buf);
+  seg_unpin(s);
   return rc;
 }

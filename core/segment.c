@@ -26,10 +26,135 @@
 
 void seg_free(tkv_segment *s){
   if( !s ) return;
+  assert( s->pins==0 );     /* in_lru only when its whole engine goes */
   tkv_io_unmap((void*)s->map, s->map_len);
   tkv_io_close(s->fd);
   tkv_mem_free(s->path);
   tkv_mem_free(s);
+}
+
+/* ------------------------------------------- Descriptors of sealed ones.
+**
+** A store may have thousands of segments; the process may not have that
+** many descriptors (or mappings).  Sealed segments in the table are kept
+** in an LRU list; at most SEG_OPEN_MAX of them have their descriptor and
+** map open, and whoever uses a segment's fd or map pins it first
+** (seg_pin), which reopens it if it was closed.  The active segment and
+** a compaction's outputs being written are not in the list and stay open.
+** fdmu guards the list, the pins and the opening and closing; it is the
+** innermost lock, taken under rw (readers) or mu.
+*/
+
+static void lru_unlink(tkv_engine *e, tkv_segment *s){
+  if( s->lru_prev ) s->lru_prev->lru_next = s->lru_next;
+  else e->lru_head = s->lru_next;
+  if( s->lru_next ) s->lru_next->lru_prev = s->lru_prev;
+  else e->lru_tail = s->lru_prev;
+  s->lru_prev = s->lru_next = NULL;
+}
+
+static void lru_push(tkv_engine *e, tkv_segment *s){
+  s->lru_prev = NULL;
+  s->lru_next = e->lru_head;
+  if( e->lru_head ) e->lru_head->lru_prev = s;
+  else e->lru_tail = s;
+  e->lru_head = s;
+}
+
+/* Close s's map and descriptor, syncing first anything not yet synced
+** (so a closed segment never needs a sync).  -1 if the sync failed, and
+** then s stays open. */
+static int seg_close_files(tkv_segment *s){
+  if( s->fd<0 ) return 0;
+  if( s->unsynced && tkv_io_sync(s->fd, s->path) ) return -1;
+  s->unsynced = 0;
+  tkv_io_unmap((void*)s->map, s->map_len);
+  s->map = NULL;
+  s->map_len = 0;
+  tkv_io_close(s->fd);
+  s->fd = -1;
+  return 0;
+}
+
+/* Close least recently used, unpinned segments down to the bound.
+** Caller holds fdmu. */
+static void lru_trim(tkv_engine *e){
+  tkv_segment *s = e->lru_tail;
+  while( s && e->nopen>SEG_OPEN_MAX ){
+    tkv_segment *prev = s->lru_prev;
+    if( s->fd>=0 && s->pins==0 && seg_close_files(s)==0 ) e->nopen--;
+    s = prev;
+  }
+}
+
+/*
+** Make s's descriptor (and, for a sealed segment, its map) usable until
+** seg_unpin: reopen them if they were closed.  The file is reopened by
+** its name, with the checks of every store file (regular, no link).
+*/
+int seg_pin(tkv_segment *s){
+  tkv_engine *e = s->owner;
+  int rc = TKV_OK;
+  if( !e ) return s->fd>=0 ? TKV_OK : tkv_err(TKV_MISUSE, "segment closed");
+  pthread_mutex_lock(&e->fdmu);
+  if( s->fd<0 ){
+    rc = tkv_io_open_regular(s->path, O_RDWR, &s->fd);
+    if( !rc && s->sealed ) seg_map(e, s);
+    if( !rc && s->in_lru ) e->nopen++;
+  }
+  if( !rc ){
+    s->pins++;
+    if( s->in_lru && e->lru_head!=s ){
+      lru_unlink(e, s);
+      lru_push(e, s);
+    }
+    if( s->in_lru ) lru_trim(e);
+  }
+  pthread_mutex_unlock(&e->fdmu);
+  return rc;
+}
+
+void seg_unpin(tkv_segment *s){
+  tkv_engine *e = s->owner;
+  if( !e ) return;
+  pthread_mutex_lock(&e->fdmu);
+  assert( s->pins>0 );
+  s->pins--;
+  if( s->in_lru ) lru_trim(e);
+  /* Sealed but not in the table (yet): nobody keeps it open. */
+  else if( s->pins==0 && s->sealed ) (void)seg_close_files(s);
+  pthread_mutex_unlock(&e->fdmu);
+}
+
+/* A sealed segment joins the LRU list (idempotent). */
+void seg_lru_enter(tkv_engine *e, tkv_segment *s){
+  pthread_mutex_lock(&e->fdmu);
+  if( !s->in_lru && s->sealed && s!=e->active ){
+    s->in_lru = 1;
+    lru_push(e, s);
+    if( s->fd>=0 ) e->nopen++;
+    lru_trim(e);
+  }
+  pthread_mutex_unlock(&e->fdmu);
+}
+
+/* Leave the LRU list (the segment leaves the table). */
+static void seg_lru_leave(tkv_engine *e, tkv_segment *s){
+  pthread_mutex_lock(&e->fdmu);
+  if( s->in_lru ){
+    lru_unlink(e, s);
+    s->in_lru = 0;
+    if( s->fd>=0 ) e->nopen--;
+  }
+  pthread_mutex_unlock(&e->fdmu);
+}
+
+/* Close a segment not (yet) in the table whose descriptor is not needed
+** now, such as a finished compaction output: seg_pin reopens it. */
+void seg_park(tkv_engine *e, tkv_segment *s){
+  pthread_mutex_lock(&e->fdmu);
+  if( s->pins==0 && !s->in_lru ) (void)seg_close_files(s);
+  pthread_mutex_unlock(&e->fdmu);
 }
 
 /*
@@ -82,6 +207,7 @@ int seg_create(tkv_engine *e, uint32_t id, uint32_t base, uint32_t flags,
     return rc;
   }
   s->id = id;
+  s->owner = e;
   s->base = base;
   s->flags = flags;
   s->version = TKV_FORMAT_VERSION;
@@ -128,6 +254,8 @@ int seg_table_add(tkv_engine *e, tkv_segment *s){
   e->segs[i] = s;
   e->nseg++;
   if( s->id>=e->next_id ) e->next_id = s->id + 1;
+  s->owner = e;
+  seg_lru_enter(e, s);
   return TKV_OK;
 }
 
@@ -140,6 +268,7 @@ void seg_table_remove(tkv_engine *e, tkv_segment *s){
   if( i==e->nseg ) return;
   for(j=i; j<e->nseg-1; j++) e->segs[j] = e->segs[j+1];
   e->nseg--;
+  seg_lru_leave(e, s);
 }
 
 /* The segment with this file id, or NULL.  Caller holds mu or rw. */
@@ -319,9 +448,14 @@ int seg_sync_all(tkv_engine *e, int closing){
   tkv_segment *s = e->active;
   int rc = seg_flush(e);
   for(int i=0; !rc && i<e->nseg; i++){
-    if( e->segs[i]->unsynced && e->segs[i]!=s ){
-      rc = seg_sync(e, e->segs[i], 0);
+    tkv_segment *x = e->segs[i];
+    if( x==s ) continue;
+    pthread_mutex_lock(&e->fdmu);     /* a closed one was synced first */
+    if( x->fd>=0 && x->unsynced ){
+      rc = tkv_io_sync(x->fd, x->path);
+      if( !rc ) x->unsynced = 0;
     }
+    pthread_mutex_unlock(&e->fdmu);
   }
   if( !rc && s && s->unsynced ) rc = seg_sync(e, s, 1);
   /* Closing: once more, so that the sync area says all of it. */
@@ -428,6 +562,7 @@ int seg_seal_active(tkv_engine *e){
   engine_wrunlock(e);
   e->buf_len = 0;
   hint_write(e, s);
+  seg_lru_enter(e, s);
   return TKV_OK;
 }
 
@@ -513,6 +648,11 @@ int seg_read(tkv_engine *e, tkv_loc loc, const void *key, size_t klen,
   if( loc.off + size > atomic_load(&s->flushed) ) return -2;
   val = tkv_mem_alloc((size_t)loc.vlen + 1);
   if( !val ) return tkv_err_nomem();
+  rc = seg_pin(s);
+  if( rc ){
+    tkv_mem_free(val);
+    return rc;
+  }
   if( loc.off + size <= s->map_len ){
     /* Check the record in place, then copy out just the value. */
     const uint8_t *rec = s->map + loc.off;
@@ -534,6 +674,7 @@ int seg_read(tkv_engine *e, tkv_loc loc, const void *key, size_t klen,
     if( !rc ) rc = check_record(s, loc, head, key, klen, val);
     if( head!=small ) tkv_mem_free(head);
   }
+  seg_unpin(s);
   if( rc ){
     tkv_mem_free(val);
     return rc;

@@ -293,6 +293,7 @@ static void engine_release(tkv_engine *e){
   e->index = NULL;
   e->arena = NULL;
   pthread_mutex_destroy(&e->mu);
+  pthread_mutex_destroy(&e->fdmu);
   pthread_cond_destroy(&e->idle);
   pthread_rwlock_destroy(&e->rw);
 }
@@ -374,6 +375,7 @@ static int engine_open(const char *canon, const tkv_options *opts, int fresh,
   e->opts = *opts;
   e->next_id = 1;
   pthread_mutex_init(&e->mu, NULL);
+  pthread_mutex_init(&e->fdmu, NULL);
   pthread_cond_init(&e->idle, NULL);
   rw_init(&e->rw);
   e->opening = 1;

@@ -12,10 +12,12 @@
 ** cut of a torn tail), and feed open a table of crafted directory contents.
 */
 #include "engine_check.h"
+#include "engine.h"          /* SEG_OPEN_MAX */
 
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -771,6 +773,67 @@ static void test_compaction_unlinks_are_ordered(void **state){
   model_clear(&m);
 }
 
+/* Descriptors open in this process. */
+static int open_fds(void){
+  int n;
+  char **names = tu_list_files("/proc/self/fd", "", &n);
+  tu_free_names(names);
+  return n;
+}
+
+/*
+** A18: descriptors and maps are bounded per store, not one per segment.
+** A child limited to 48 descriptors fills ~150 segments, compacts, closes,
+** reopens and reads everything back.
+*/
+static void test_many_segments_few_descriptors(void **state){
+  fixture *f = *state;
+  pid_t pid = fork();
+  int status = 0;
+  assert_true(pid>=0);
+  if( pid==0 ){
+    tkv_options o = store_options(TKV_SYNC_NORMAL, 4096, UINT64_MAX);
+    struct rlimit rl = { 48, 48 };
+    tkv_db *db;
+    uint8_t val[1500];
+    int base, peak = 0;
+    if( setrlimit(RLIMIT_NOFILE, &rl) ) _exit(20);
+    base = open_fds();
+    if( tkv_open(f->dir, &o, &db) ) _exit(21);
+    for(int i=0; i<300; i++){
+      char k[16];
+      snprintf(k, sizeof k, "m%04d", i);
+      memset(val, 'a' + i%26, sizeof val);
+      if( tkv_put(db, k, strlen(k), val, sizeof val) ){
+        fprintf(stderr, "put %d: %s\n", i, tkv_errmsg());
+        _exit(22);
+      }
+      if( open_fds() - base > peak ) peak = open_fds() - base;
+    }
+    if( tkv_compact(db, NULL) ){ fprintf(stderr, "%s\n", tkv_errmsg()); _exit(23); }
+    if( tkv_close(db) ) _exit(24);
+    if( tkv_open(f->dir, &o, &db) ){ fprintf(stderr, "%s\n", tkv_errmsg()); _exit(25); }
+    for(int i=0; i<300; i++){
+      char k[16];
+      void *v;
+      size_t n;
+      snprintf(k, sizeof k, "m%04d", i);
+      if( tkv_get(db, k, strlen(k), &v, &n) || n!=sizeof val
+       || ((uint8_t*)v)[0]!='a' + i%26 ){
+        _exit(26);
+      }
+      tkv_free(v);
+    }
+    if( open_fds() - base > SEG_OPEN_MAX + 4 ) _exit(27);
+    if( tkv_close(db) ) _exit(28);
+    _exit(peak > SEG_OPEN_MAX + 4 ? 29 : 0);
+  }
+  assert_int_equal(waitpid(pid, &status, 0), pid);
+  assert_true(WIFEXITED(status));
+  assert_int_equal(WEXITSTATUS(status), 0);
+  assert_true(tu_count_files(f->dir, ".seg") > 2*SEG_OPEN_MAX);
+}
+
 int main(void){
   const struct CMUnitTest tests[] = {
     CORE_TEST(test_hole_in_unsynced_transaction),
@@ -786,6 +849,7 @@ int main(void){
     CORE_TEST(test_interrupted_creation),
     CORE_TEST(test_hostile_contents),
     CORE_TEST(test_compaction_unlinks_are_ordered),
+    CORE_TEST(test_many_segments_few_descriptors),
   };
   return run_core_tests(tests);
 }
