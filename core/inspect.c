@@ -46,7 +46,7 @@ int tkv_segments(tkv_db *db, tkv_segment_info **pa, int *pn){
     tkv_segment *s = e->segs[i];
     a[i].id = s->id;
     a[i].active = s==e->active;
-    a[i].bytes = s->end > TKV_FILE_HDR ? s->end - TKV_FILE_HDR : 0;
+    a[i].bytes = s->end > s->start ? s->end - s->start : 0;
     a[i].hint_bytes = s->hint_bytes;
     ix[i].id = s->id;
     ix[i].ix = i;

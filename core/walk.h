@@ -15,10 +15,10 @@
 
 /* Where the records of a segment whose header is h begin (h NULL: a
 ** header that cannot be read, assumed the current format's).  Format 1:
-** right after the header.  The one place check and salvage learn it. */
+** right after the header; format 2: after the sync area.  The one place
+** check and salvage learn it. */
 static inline uint64_t walk_data_start(const tkv_file_hdr *h){
-  (void)h;
-  return TKV_FILE_HDR;
+  return tkv_seg_data_start(h ? h->version : TKV_FORMAT_VERSION);
 }
 
 typedef struct walk_rec {
