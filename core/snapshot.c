@@ -92,7 +92,13 @@ static int pin_segment(tkv_engine *e, tkv_segment *s, snap_file *f){
   f->seg_end = f->active ? txn_committed_end(e) : s->end;
   f->seg_path = str_dup(s->path);
   if( !f->seg_path ) return tkv_err_nomem();
-  f->seg_fd = fcntl(s->fd, F_DUPFD_CLOEXEC, 0);
+  {
+    /* Sealed segments may be closed (segment.c, seg_pin). */
+    int rc = seg_pin(s);
+    if( rc ) return rc;
+    f->seg_fd = fcntl(s->fd, F_DUPFD_CLOEXEC, 0);
+    seg_unpin(s);
+  }
   if( f->seg_fd<0 ) return tkv_err_sys(errno, "cannot duplicate", s->path);
   if( fstat(f->seg_fd, &st) ) return tkv_err_sys(errno, "cannot stat", s->path);
   f->seg_size = (uint64_t)st.st_size;

@@ -246,7 +246,9 @@ static void write_single(tkv_db *db){
   }
 }
 
-#define REC_AT(i) (32 + (i)*32)   /* offset of record i of write_single */
+/* Offset of record i of write_single: records of 32 bytes after the
+** segment header and its sync area (format 2). */
+#define REC_AT(i) (64 + (i)*32)
 
 typedef struct seen { int n; char file[4200]; uint64_t off; } seen;
 static void problem_note(void *ctx, const char *file, uint64_t off,
@@ -277,8 +279,9 @@ static void test_salvage_recovers_undamaged(void **state){
   snprintf(seg, sizeof seg, "%s/kv/0000000001.seg", dir);
   size = tu_file_size(seg);
   assert_true(size>4000);
-  /* Record 300 of 400 (the second-round value of s100): after the 32-byte
-  ** file header, records of 12 + 4 + 16 bytes; flip a byte of its value. */
+  /* Record 300 of 400 (the second-round value of s100): after the 64-byte
+  ** header and sync area, records of 12 + 4 + 16 bytes; flip a byte of its
+  ** value. */
   assert_int_equal(tu_flip_byte(seg, REC_AT(300) + 12 + 4 + 3, 0x10), 0);
   memset(&s, 0, sizeof s);
   assert_int_equal(tkv_check(tu_path(dir, "kv"), problem_note, NULL, &s, NULL),
