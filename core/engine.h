@@ -58,6 +58,7 @@ typedef struct tkv_segment {
   int fd;                   /* -1 while closed (see seg_pin) */
   int pins;                 /* users of fd and map right now (fdmu) */
   int in_lru;               /* sealed and in the table: may be closed */
+  int parked;               /* not in the table yet, closed when unpinned */
   struct tkv_segment *lru_prev, *lru_next;
   char *path;               /* the segment file */
   uint64_t end;             /* header plus whole records */

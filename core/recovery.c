@@ -210,6 +210,7 @@ static int open_segment(tkv_engine *e, uint32_t id, int newest){
   ** process may have descriptors. */
   tkv_io_close(s->fd);
   s->fd = -1;
+  s->parked = 1;
   rc = seg_table_add(e, s);
   if( rc ) seg_free(s);
   return rc;
@@ -302,6 +303,7 @@ static int load_segment(tkv_engine *e, tkv_segment *s, int last){
     s->synced_end = s->durable;
     s->written_hi = s->end;       /* zeros follow: allocated, never written */
     e->buf_len = 0;
+    s->parked = 0;                /* the active segment stays open */
     seg_unpin(s);
     return TKV_OK;
   }

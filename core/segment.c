@@ -121,8 +121,8 @@ void seg_unpin(tkv_segment *s){
   assert( s->pins>0 );
   s->pins--;
   if( s->in_lru ) lru_trim(e);
-  /* Sealed but not in the table (yet): nobody keeps it open. */
-  else if( s->pins==0 && s->sealed ) (void)seg_close_files(s);
+  /* Parked (not in the table yet): nobody keeps it open. */
+  else if( s->pins==0 && s->parked ) (void)seg_close_files(s);
   pthread_mutex_unlock(&e->fdmu);
 }
 
@@ -131,6 +131,7 @@ void seg_lru_enter(tkv_engine *e, tkv_segment *s){
   pthread_mutex_lock(&e->fdmu);
   if( !s->in_lru && s->sealed && s!=e->active ){
     s->in_lru = 1;
+    s->parked = 0;
     lru_push(e, s);
     if( s->fd>=0 ) e->nopen++;
     lru_trim(e);
@@ -153,7 +154,10 @@ static void seg_lru_leave(tkv_engine *e, tkv_segment *s){
 ** now, such as a finished compaction output: seg_pin reopens it. */
 void seg_park(tkv_engine *e, tkv_segment *s){
   pthread_mutex_lock(&e->fdmu);
-  if( s->pins==0 && !s->in_lru ) (void)seg_close_files(s);
+  if( !s->in_lru ){
+    s->parked = 1;
+    if( s->pins==0 ) (void)seg_close_files(s);
+  }
   pthread_mutex_unlock(&e->fdmu);
 }
 
