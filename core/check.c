@@ -265,6 +265,27 @@ static int check_segment(checker *c, const snap_file *f, int live){
     start = walk_data_start(NULL);
   }else{
     start = walk_data_start(&h);
+    if( h.version>=2 ){
+      /* The sync area: a slot failing its checks is what a crash during
+      ** its write leaves, or damage; open ignores it either way. */
+      uint8_t area[TKV_SYNC_AREA];
+      uint32_t dend, seq;
+      if( pread(f->seg_fd, area, sizeof area, TKV_FILE_HDR)==(ssize_t)sizeof area ){
+        for(int i=0; i<2; i++){
+          if( tkv_sync_slot_check(area, i) ){
+            problem(c, f->seg_path, TKV_FILE_HDR + (uint64_t)i*TKV_SYNC_SLOT,
+                    "sync slot %d fails its checks", i);
+          }
+        }
+        tkv_sync_area_decode(area, &dend, &seq);
+        if( dend>f->seg_size ){
+          problem(c, f->seg_path, f->seg_size, "the file ends before its "
+                  "synced end %u", dend);
+        }
+      }else{
+        problem(c, f->seg_path, f->seg_size, "sync area cut short");
+      }
+    }
   }
   if( len>start ){
     map = mmap(NULL, (size_t)len, PROT_READ, MAP_SHARED, f->seg_fd, 0);

@@ -185,6 +185,15 @@ void tkv_sync_slot_encode(uint8_t out[TKV_SYNC_SLOT], uint32_t durable_end,
   *poff = TKV_FILE_HDR + (uint64_t)(seq & 1) * TKV_SYNC_SLOT;
 }
 
+int tkv_sync_slot_check(const uint8_t in[TKV_SYNC_AREA], int i){
+  static const uint8_t zero[TKV_SYNC_SLOT];
+  const uint8_t *p = in + (size_t)i*TKV_SYNC_SLOT;
+  uint32_t seq = tkv_get32(p + 4);
+  if( !memcmp(p, zero, TKV_SYNC_SLOT) ) return 0;
+  if( tkv_get32(p + 12)!=tkv_crc32c(0, p, 12) || tkv_get32(p + 8) ) return -1;
+  return (seq==0 || (seq & 1)!=(uint32_t)i) ? -1 : 0;
+}
+
 void tkv_sync_area_decode(const uint8_t in[TKV_SYNC_AREA], uint32_t *pend,
                           uint32_t *pseq){
   *pend = 0;

@@ -76,6 +76,9 @@ void tkv_sync_slot_encode(uint8_t out[TKV_SYNC_SLOT], uint32_t durable_end,
 ** durable end and sequence of the newer valid slot; 0,0 if none is. */
 void tkv_sync_area_decode(const uint8_t in[TKV_SYNC_AREA], uint32_t *pend,
                           uint32_t *pseq);
+/* 0 if slot i (0 or 1) of a sync area is unused (zeros) or valid, else -1
+** (for checks: open just ignores such a slot). */
+int tkv_sync_slot_check(const uint8_t in[TKV_SYNC_AREA], int i);
 
 typedef struct tkv_file_hdr {
   char magic[8];
