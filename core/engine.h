@@ -54,6 +54,13 @@ typedef struct tkv_segment {
   int sealed;               /* never appended to again */
   const uint8_t *map;       /* read-only map of the file, or NULL */
   size_t map_len;
+  /* Merge bookkeeping (merge.c, mergepolicy.c).  Changed holding mu and rw
+  ** exclusively, read holding either. */
+  uint64_t live_bytes;      /* record bytes the keydir points at */
+  uint64_t tomb_bytes;      /* bytes of tombstones appended (an estimate:
+                            ** segments loaded at open count none) */
+  int quarantined;          /* a merge found a record it cannot read and
+                            ** kept the file; the policy leaves it alone */
 } tkv_segment;
 
 struct tkv_engine {
@@ -91,10 +98,15 @@ struct tkv_engine {
   uint64_t keys;              /* committed live keys */
   uint64_t live_bytes;        /* record bytes of committed live keys */
   uint64_t total_bytes;       /* record bytes in all segments */
-  uint64_t compactions;
+  uint64_t compactions;       /* merges run since open */
   uint64_t last_reclaimed;
   int last_compact_rc;
   uint64_t compact_retry_at;  /* stale bytes before retrying a failed one */
+  uint64_t generation;        /* bumped at every change of the segment
+                              ** list (merge.c); see merge.c's header */
+  uint64_t user_bytes;        /* key+value bytes committed since open */
+  _Atomic uint64_t bytes_written; /* bytes written to files since open */
+  struct merge_state *merge;  /* background merge thread, or NULL */
   int broken;                 /* BROKEN_*: refuse writes until reopened */
   _Atomic uint64_t version;   /* bumped when the index gains or loses
                               ** entries; cursors then seek again */
@@ -177,15 +189,30 @@ typedef struct seg_scan_result {
 #define SCAN_SHORT 3
 int seg_scan(tkv_segment *s, uint64_t size, seg_scan_fn fn, void *ctx,
              seg_scan_result *r);
+int seg_scan_from(tkv_segment *s, uint64_t from, uint64_t size,
+                  seg_scan_fn fn, void *ctx, seg_scan_result *r);
+int seg_next_valid(tkv_segment *s, uint64_t from, uint64_t size,
+                   uint64_t *pnext);
 int seg_valid_record_after(tkv_segment *s, uint64_t from, uint64_t size,
                            int *pfound);
 
 /* ---- recovery.c */
 int recover_store(tkv_engine *e);
 
-/* ---- compact.c */
-int compact_locked(tkv_engine *e, uint64_t *preclaimed);
-void compact_maybe(tkv_engine *e);
+/* ---- merge.c: the merge mechanism and the background merge thread. */
+int merge_all(tkv_engine *e, uint64_t *preclaimed);
+void merge_notify(tkv_engine *e);
+void merge_stop(tkv_engine *e);
+void merge_stats(tkv_engine *e, tkv_stats *st);
+void merge_wait_idle(tkv_engine *e);
+
+/* Record bytes the keydir now points at in the segment of loc (n>0) or no
+** longer does (n<0).  Caller holds mu and rw exclusively (or is recovery,
+** which no other thread can see yet). */
+static inline void seg_account(tkv_engine *e, tkv_loc loc, int64_t n){
+  tkv_segment *s = seg_find(e, loc.file);
+  if( s ) s->live_bytes += (uint64_t)n;
+}
 
 /* ---- txn.c */
 int txn_acquire_writer(tkv_db *db);

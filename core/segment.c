@@ -187,6 +187,7 @@ int seg_flush(tkv_engine *e){
   if( rc ) return rc;
   rc = tkv_io_pwrite(s->fd, s->path, e->buf, e->buf_len, e->buf_off);
   if( rc ) return rc;
+  atomic_fetch_add(&e->bytes_written, e->buf_len);
   e->buf_off += e->buf_len;
   e->buf_len = 0;
   atomic_store(&s->flushed, e->buf_off);
@@ -219,6 +220,7 @@ static int seg_append_direct(tkv_engine *e, int type, const void *key,
     return rc;
   }
   e->buf_off = off + tkv_rec_size(klen, vlen);
+  atomic_fetch_add(&e->bytes_written, tkv_rec_size(klen, vlen));
   atomic_store(&s->flushed, e->buf_off);
   return TKV_OK;
 }
@@ -251,6 +253,7 @@ int seg_append(tkv_engine *e, int type, const void *key, uint32_t klen,
   }
   if( rc ) return rc;
   s->end = off + size;
+  if( type==TKV_REC_DEL || type==TKV_REC_TXDEL ) s->tomb_bytes += size;
   ploc->file = s->id;
   ploc->off = (uint32_t)off;
   ploc->vlen = vlen;
@@ -572,9 +575,9 @@ static int replay_group(scan_win *w, uint64_t from, uint64_t to,
   return TKV_OK;
 }
 
-static int scan_loop(scan_win *w, seg_scan_fn fn, void *ctx,
+static int scan_loop(scan_win *w, uint64_t from, seg_scan_fn fn, void *ctx,
                      seg_scan_result *r){
-  uint64_t pos = TKV_FILE_HDR, group = 0;
+  uint64_t pos = from, group = 0;
   uint32_t ngroup = 0;
   int in_group = 0, rc;
   r->committed_end = pos;
@@ -633,13 +636,46 @@ static int scan_loop(scan_win *w, seg_scan_fn fn, void *ctx,
 */
 int seg_scan(tkv_segment *s, uint64_t size, seg_scan_fn fn, void *ctx,
              seg_scan_result *r){
+  return seg_scan_from(s, TKV_FILE_HDR, size, fn, ctx, r);
+}
+
+/*
+** seg_scan starting at offset `from`, where a record is expected to begin
+** (a merge resumes there after a record it could not read).
+*/
+int seg_scan_from(tkv_segment *s, uint64_t from, uint64_t size,
+                  seg_scan_fn fn, void *ctx, seg_scan_result *r){
   scan_win w;
   int rc;
   memset(&w, 0, sizeof w);
   rc = win_open(&w, s, size);
   if( rc ) return rc;
-  rc = scan_loop(&w, fn, ctx, r);
+  rc = scan_loop(&w, from, fn, ctx, r);
   tkv_mem_free(w.buf);
+  return rc;
+}
+
+/*
+** *pnext receives the offset of the first whole, checksum-valid record
+** starting after `from`, or `size` if there is none.
+*/
+int seg_next_valid(tkv_segment *s, uint64_t from, uint64_t size,
+                   uint64_t *pnext){
+  scan_win w;
+  int rc = TKV_OK, found = 0;
+  uint64_t y;
+  memset(&w, 0, sizeof w);
+  rc = win_open(&w, s, size);
+  if( rc ) return rc;
+  for(y=from+1; y + TKV_REC_HDR <= size && !found; y++){
+    tkv_rec_hdr h;
+    int whole;
+    rc = win_check_record(&w, y, &h, &found, &whole);
+    if( rc ) break;
+    if( found ) break;
+  }
+  tkv_mem_free(w.buf);
+  *pnext = found ? y : size;
   return rc;
 }
 
@@ -649,19 +685,9 @@ int seg_scan(tkv_segment *s, uint64_t size, seg_scan_fn fn, void *ctx,
 */
 int seg_valid_record_after(tkv_segment *s, uint64_t from, uint64_t size,
                            int *pfound){
-  scan_win w;
-  int rc = TKV_OK;
-  memset(&w, 0, sizeof w);
-  rc = win_open(&w, s, size);
-  if( rc ) return rc;
-  *pfound = 0;
-  for(uint64_t y=from+1; y + TKV_REC_HDR <= size && !*pfound; y++){
-    tkv_rec_hdr h;
-    int whole;
-    rc = win_check_record(&w, y, &h, pfound, &whole);
-    if( rc ) break;
-  }
-  tkv_mem_free(w.buf);
+  uint64_t next = size;
+  int rc = seg_next_valid(s, from, size, &next);
+  *pfound = next<size;
   return rc;
 }
 
@@ -741,7 +767,10 @@ int seg_write_hint(tkv_engine *e, tkv_segment *s){
   tkv_io_close(fd);
   if( !rc ) rc = tkv_io_rename(tmp, path);
   if( rc ) tkv_io_unlink(tmp);
-  else s->hint_bytes = hb.len;
+  else{
+    s->hint_bytes = hb.len;
+    atomic_fetch_add(&e->bytes_written, hb.len);
+  }
 done:
   tkv_mem_free(hb.p);
   return rc;

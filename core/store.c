@@ -461,6 +461,7 @@ int tkv_open(const char *path, const tkv_options *opts, tkv_db **pdb){
 static int engine_close(tkv_engine *e){
   tkv_segment *s;
   int rc;
+  merge_stop(e);
   pthread_mutex_lock(&e->mu);
   s = e->active;
   rc = seg_flush(e);
@@ -902,6 +903,7 @@ int tkv_stats_get(tkv_db *db, tkv_stats *st){
   st->last_check_usec = e->last_check_usec;
   st->backups = e->backups;
   st->last_backup_usec = e->last_backup_usec;
+  merge_stats(e, st);
   pthread_mutex_unlock(&e->mu);
   return TKV_OK;
 }
@@ -913,9 +915,7 @@ int tkv_compact(tkv_db *db, uint64_t *preclaimed){
   if( db->txn ){
     rc = tkv_err(TKV_BUSY, "cannot compact inside a transaction");
   }else{
-    pthread_mutex_lock(&db->e->mu);
-    rc = compact_locked(db->e, preclaimed);
-    pthread_mutex_unlock(&db->e->mu);
+    rc = merge_all(db->e, preclaimed);
   }
   pthread_mutex_unlock(&db->mu);
   return rc;
