@@ -49,7 +49,7 @@ typedef struct tkv_segment {
   char *path;               /* the segment file */
   uint64_t end;             /* header plus whole records */
   uint64_t alloc;           /* file size, preallocated space included */
-  uint64_t hint_bytes;      /* size of its hint file, 0 if none */
+  _Atomic uint64_t hint_bytes; /* size of its hint file, 0 if none */
   _Atomic uint64_t flushed; /* bytes handed to the OS (readers check it) */
   int sealed;               /* never appended to again */
   const uint8_t *map;       /* read-only map of the file, or NULL */
@@ -61,6 +61,7 @@ typedef struct tkv_segment {
                             ** segments loaded at open count none) */
   int quarantined;          /* a merge found a record it cannot read and
                             ** kept the file; the policy leaves it alone */
+  int hint_due;             /* sealed; the merge thread writes its hint */
 } tkv_segment;
 
 struct tkv_engine {
@@ -202,6 +203,7 @@ int recover_store(tkv_engine *e);
 /* ---- merge.c: the merge mechanism and the background merge thread. */
 int merge_all(tkv_engine *e, uint64_t *preclaimed);
 void merge_notify(tkv_engine *e);
+void merge_sealed(tkv_engine *e, tkv_segment *s);
 void merge_stop(tkv_engine *e);
 void merge_stats(tkv_engine *e, tkv_stats *st);
 void merge_wait_idle(tkv_engine *e);

@@ -485,10 +485,51 @@ static uint64_t seg_disk(const tkv_segment *s){
   return s->alloc + s->hint_bytes;
 }
 
+/*
+** Before step 6: the records that made the inputs' dropped records stale
+** are in other segments, and with sync=off may still be in the write
+** buffer, or with sync=normal not yet on the disk.  Deleting an input
+** before they are durable could lose a key's older value and its newer one
+** at once.  So flush the buffer and fdatasync every other segment (cheap
+** for files with nothing dirty) and the directory first.  Caller holds
+** run_mu: no segment is freed meanwhile.
+*/
+static int make_rest_durable(merge_job *j){
+  tkv_engine *e = j->e;
+  int rc;
+  pthread_mutex_lock(&e->mu);
+  rc = seg_flush(e);
+  pthread_mutex_unlock(&e->mu);
+  /* Past the commit point nothing may allocate (a failure here would leave
+  ** inputs and outputs both, every time): walk the table by position.
+  ** Only merges insert in the middle of it, so a position is stable. */
+  for(int i=0; !rc && e->opts.sync!=TKV_SYNC_FULL; i++){
+    tkv_segment *s = NULL;
+    int skip = 0;
+    pthread_mutex_lock(&e->mu);
+    if( i<e->nseg ) s = e->segs[i];
+    pthread_mutex_unlock(&e->mu);
+    if( !s ) break;
+    for(int k=0; k<j->nin && !skip; k++) skip = s==j->in[k];
+    for(int k=0; k<j->w.nout && !skip; k++) skip = s==j->w.outs[k];
+    if( !skip ) rc = tkv_io_sync(s->fd, s->path);
+  }
+  if( !rc ) rc = tkv_io_sync_dir(e->dir);
+  return rc;
+}
+
 /* Step 6: delete the inputs that can go, oldest first. */
 static void delete_inputs(merge_job *j){
   tkv_engine *e = j->e;
   int all_before_gone = 1;
+  int rc = make_rest_durable(j);
+  if( rc ){
+    /* The inputs stay: they only repeat values the outputs hold. */
+    pthread_mutex_lock(&e->mu);
+    e->last_compact_rc = rc;
+    pthread_mutex_unlock(&e->mu);
+    return;
+  }
   for(int i=0; i<j->nin; i++){
     tkv_segment *s = j->in[i];
     char hint[4096];
@@ -619,15 +660,16 @@ static int pick_inputs(tkv_engine *e, int full, tkv_segment ***pin,
   mp_seg *ms = NULL;
   *pn = 0;
   for(int i=0; i<e->nseg; i++) if( e->segs[i]!=e->active ) n++;
-  if( n==0 ) return TKV_OK;
-  sel = tkv_mem_calloc((size_t)n, 1);
+  if( n==0 && (full || !e->active) ) return TKV_OK;
+  sel = tkv_mem_calloc((size_t)n + 1, 1);
   if( !sel ) return tkv_err_nomem();
   if( full ){
     memset(sel, 1, (size_t)n);
     k = n;
   }else{
     mp_store st;
-    ms = tkv_mem_calloc((size_t)n, sizeof *ms);
+    mp_seg act;
+    ms = tkv_mem_calloc((size_t)n + 1, sizeof *ms);
     if( !ms ){ tkv_mem_free(sel); return tkv_err_nomem(); }
     for(int i=0, x=0; i<e->nseg; i++){
       tkv_segment *s = e->segs[i];
@@ -642,6 +684,17 @@ static int pick_inputs(tkv_engine *e, int full, tkv_segment ***pin,
     st.total = e->total_bytes;
     st.threshold = e->opts.compact_threshold;
     k = mp_pick(ms, n, &st, sel);
+    if( k==0 && e->active && !e->writer ){
+      memset(&act, 0, sizeof act);
+      act.size = e->active->end - TKV_FILE_HDR;
+      act.live = e->active->live_bytes;
+      if( mp_rotate_active(&act, &st) && seg_seal_active(e)==TKV_OK ){
+        /* It is sealed now: choose again with it among the candidates. */
+        tkv_mem_free(ms);
+        tkv_mem_free(sel);
+        return pick_inputs(e, full, pin, pflags, pn);
+      }
+    }
     tkv_mem_free(ms);
   }
   if( k>0 ){
@@ -708,6 +761,27 @@ int merge_all(tkv_engine *e, uint64_t *preclaimed){
   return rc;
 }
 
+/*
+** Write the hint files of segments sealed since the last round (sealing
+** leaves that to this thread, so that the commit that rotates a segment
+** does not scan it).  Caller holds run_mu: no segment is freed meanwhile.
+*/
+static void write_due_hints(tkv_engine *e){
+  for(;;){
+    tkv_segment *s = NULL;
+    pthread_mutex_lock(&e->mu);
+    for(int i=0; i<e->nseg && !s; i++){
+      if( e->segs[i]->hint_due ){
+        s = e->segs[i];
+        s->hint_due = 0;
+      }
+    }
+    pthread_mutex_unlock(&e->mu);
+    if( !s ) return;
+    seg_write_hint(e, s);     /* a failure only makes the next open scan */
+  }
+}
+
 /* One round of the background thread: pick and run one merge.  Returns 1
 ** if a merge ran (there may be more to do), 0 if none was due. */
 static int merge_once(tkv_engine *e, merge_state *ms){
@@ -715,6 +789,7 @@ static int merge_once(tkv_engine *e, merge_state *ms){
   uint8_t *flags = NULL;
   int n = 0, rc;
   pthread_mutex_lock(&ms->run_mu);
+  write_due_hints(e);
   pthread_mutex_lock(&e->mu);
   rc = e->broken ? TKV_BROKEN : pick_inputs(e, 0, &in, &flags, &n);
   pthread_mutex_unlock(&e->mu);
@@ -760,16 +835,9 @@ static void *merge_thread(void *arg){
   return NULL;
 }
 
-/*
-** Called after every commit (caller holds mu): wake the merge thread when
-** stale bytes passed the threshold, starting it the first time.  Costs a
-** comparison otherwise; never merges itself.
-*/
-void merge_notify(tkv_engine *e){
+/* Wake the merge thread, starting it the first time.  Caller holds mu. */
+static void wake(tkv_engine *e, uint64_t stale){
   merge_state *ms;
-  uint64_t stale = e->total_bytes - e->live_bytes;
-  if( e->opts.compact_threshold==UINT64_MAX || e->broken ) return;
-  if( stale<e->opts.compact_threshold || stale<e->compact_retry_at ) return;
   ms = state_of(e);
   if( !ms ){
     e->last_compact_rc = TKV_NOMEM;
@@ -789,6 +857,31 @@ void merge_notify(tkv_engine *e){
     ms->pending = 1;
     pthread_cond_signal(&ms->wake);
   }
+}
+
+/*
+** Called after every commit (caller holds mu): wake the merge thread when
+** stale bytes passed the threshold.  Costs a comparison otherwise; never
+** merges itself.
+*/
+void merge_notify(tkv_engine *e){
+  uint64_t stale = e->total_bytes - e->live_bytes;
+  if( e->opts.compact_threshold==UINT64_MAX || e->broken ) return;
+  if( stale<e->opts.compact_threshold || stale<e->compact_retry_at ) return;
+  wake(e, stale);
+}
+
+/*
+** Segment s was just sealed (caller holds mu): its hint file is written by
+** the merge thread, or here when automatic merging is off.
+*/
+void merge_sealed(tkv_engine *e, tkv_segment *s){
+  if( e->opts.compact_threshold==UINT64_MAX ){
+    seg_write_hint(e, s);
+    return;
+  }
+  s->hint_due = 1;
+  wake(e, e->total_bytes - e->live_bytes);
 }
 
 /*

@@ -36,6 +36,12 @@
 ** elsewhere they would be copied.  Full compaction (tkv_compact) takes
 ** every segment and drops them all.
 **
+** SMALL STORES.  Only sealed segments are merged.  When none qualifies
+** but the active segment alone holds the threshold's worth of stale bytes
+** and is MP_DEAD_RATIO dead, it is sealed early (while no transaction is
+** open) and merged, so a small store overwritten in place does not grow
+** to max_file_size first.
+**
 ** QUARANTINE.  A segment with a record a merge could not read keeps the
 ** keys that point there; merging it again would copy the same live records
 ** over and over, so it is skipped (except as the oldest segment with
@@ -74,6 +80,12 @@ static int best(const mp_seg *segs, int n, const uint8_t *sel, double floor,
   }
   *pratio = br;
   return bi;
+}
+
+int mp_rotate_active(const mp_seg *a, const mp_store *st){
+  uint64_t dead = a->size > a->live ? a->size - a->live : 0;
+  return dead>=st->threshold && dead>0
+      && (double)dead >= MP_DEAD_RATIO * (double)a->size;
 }
 
 int mp_pick(const mp_seg *segs, int n, const mp_store *st, uint8_t *sel){

@@ -40,4 +40,13 @@ typedef struct mp_store {
 */
 int mp_pick(const mp_seg *segs, int n, const mp_store *st, uint8_t *sel);
 
+/*
+** When no sealed segment is worth merging: should the active segment be
+** sealed early so that it can be merged?  Nonzero when it alone holds at
+** least the threshold's worth of stale bytes and is MP_DEAD_RATIO dead
+** (a small store overwritten in place would otherwise wait for its
+** segment to fill, up to max_file_size, before any space came back).
+*/
+int mp_rotate_active(const mp_seg *active, const mp_store *st);
+
 #endif

@@ -314,8 +314,9 @@ int seg_rewind(tkv_engine *e, uint64_t off){
 
 /*
 ** Seal the active segment: flush, sync, give back the reserved space, and
-** write its hint file.  A failed hint is not an error: the next open scans
-** the segment instead.
+** have its hint file written (by the merge thread, so that the commit that
+** rotates does not scan the segment).  A missing hint is not an error: the
+** next open scans the segment instead.
 */
 int seg_seal_active(tkv_engine *e){
   tkv_segment *s = e->active;
@@ -333,7 +334,7 @@ int seg_seal_active(tkv_engine *e){
   e->active = NULL;
   engine_wrunlock(e);
   e->buf_len = 0;
-  seg_write_hint(e, s);
+  merge_sealed(e, s);
   return TKV_OK;
 }
 

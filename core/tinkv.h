@@ -299,6 +299,7 @@ int tkv_stats_get(tkv_db *db, tkv_stats *st);
 */
 int tkv_stats_json(tkv_db *db, const char *path, char **pjson);
 
+/*
 ** Compact now: merge every segment (live records copied into new segments,
 ** in key order, with hint files; every stale record and tombstone dropped),
 ** then delete the old segments.  Other handles may read and write
