@@ -108,6 +108,8 @@ struct tkv_engine {
   uint64_t user_bytes;        /* key+value bytes committed since open */
   _Atomic uint64_t bytes_written; /* bytes written to files since open */
   struct merge_state *merge;  /* background merge thread, or NULL */
+  int rotate_asap;            /* seal the active segment at the next
+                              ** transaction's start (merge.c asks) */
   int broken;                 /* BROKEN_*: refuse writes until reopened */
   _Atomic uint64_t version;   /* bumped when the index gains or loses
                               ** entries; cursors then seek again */

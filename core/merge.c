@@ -82,6 +82,8 @@ struct merge_state {
   uint64_t reclaimed;       /* disk bytes freed by merges */
   uint64_t usec;            /* time spent merging */
   uint64_t damaged;         /* unreadable records found */
+  uint64_t quiet_until;     /* stale bytes before a commit wakes the
+                            ** thread again after a round found nothing */
   char note[160];           /* the last one, with file and offset */
 };
 
@@ -694,6 +696,12 @@ static int pick_inputs(tkv_engine *e, int full, tkv_segment ***pin,
         tkv_mem_free(sel);
         return pick_inputs(e, full, pin, pflags, pn);
       }
+    }else if( k==0 && e->active ){
+      /* A transaction is open: the next one to begin seals it. */
+      memset(&act, 0, sizeof act);
+      act.size = e->active->end - TKV_FILE_HDR;
+      act.live = e->active->live_bytes;
+      if( mp_rotate_active(&act, &st) ) e->rotate_asap = 1;
     }
     tkv_mem_free(ms);
   }
@@ -798,6 +806,10 @@ static int merge_once(tkv_engine *e, merge_state *ms){
   tkv_mem_free(in);
   tkv_mem_free(flags);
   pthread_mutex_lock(&e->mu);
+  /* Nothing was due: commits need not wake the thread again until a
+  ** quarter threshold more is stale (sealing a segment always does). */
+  ms->quiet_until = (!rc && n==0) ? e->total_bytes - e->live_bytes
+                                    + e->opts.compact_threshold/4 : 0;
   if( rc!=TKV_BROKEN || n>0 ){
     e->last_compact_rc = rc;
     /* After a failure, wait for another threshold of stale bytes. */
@@ -868,6 +880,7 @@ void merge_notify(tkv_engine *e){
   uint64_t stale = e->total_bytes - e->live_bytes;
   if( e->opts.compact_threshold==UINT64_MAX || e->broken ) return;
   if( stale<e->opts.compact_threshold || stale<e->compact_retry_at ) return;
+  if( e->merge && stale<e->merge->quiet_until ) return;
   wake(e, stale);
 }
 

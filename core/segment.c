@@ -345,7 +345,9 @@ int seg_seal_active(tkv_engine *e){
 int seg_start_write(tkv_engine *e){
   tkv_segment *s;
   int rc;
-  if( e->active && e->active->end>=e->opts.max_file_size ){
+  if( e->active && (e->active->end>=e->opts.max_file_size
+                    || e->rotate_asap) ){
+    e->rotate_asap = 0;
     rc = seg_seal_active(e);
     if( rc ) return rc;
   }
