@@ -899,8 +899,8 @@ void merge_sealed(tkv_engine *e, tkv_segment *s){
 
 /*
 ** Stop the merge thread (a merge under way stops before its commit point,
-** or finishes if past it) and free the merge state.  Called by the last
-** close, holding no lock.
+** or finishes if past it), write the hints still due, and free the merge
+** state.  Called by the last close, holding no lock.
 */
 void merge_stop(tkv_engine *e){
   merge_state *ms = e->merge;
@@ -910,6 +910,11 @@ void merge_stop(tkv_engine *e){
   pthread_cond_signal(&ms->wake);
   pthread_mutex_unlock(&e->mu);
   if( ms->started ) pthread_join(ms->thread, NULL);
+  /* Hints still due make the next open faster; nobody else uses the
+  ** engine any more. */
+  pthread_mutex_lock(&ms->run_mu);
+  write_due_hints(e);
+  pthread_mutex_unlock(&ms->run_mu);
   pthread_cond_destroy(&ms->wake);
   pthread_cond_destroy(&ms->idle);
   pthread_mutex_destroy(&ms->run_mu);
