@@ -592,7 +592,7 @@ static int merge_run(tkv_engine *e, merge_state *ms, tkv_segment **in,
   j.nin = nin;
   j.prefix = flags;
   j.relies = flags + nin;
-  j.damaged = flags + 2*nin;
+  j.damaged = flags + 2*(size_t)nin;
   j.w.e = e;
   for(int i=0; i<nin; i++){
     if( in[i]->base>j.w.base ) j.w.base = in[i]->base;
