@@ -423,17 +423,25 @@ static int commit_outputs(merge_job *j){
       dup = tkv_mem_dup(path, strlen(path));
       if( !dup ) rc = tkv_err_nomem();
     }
-    if( !rc ) rc = tkv_io_rename(s->path, path);
     if( rc ){
       tkv_mem_free(dup);
       break;
     }
+    /* Rename and new name together under mu: a snapshot (snapshot.c)
+    ** links files by the names it sees in the table. */
     pthread_mutex_lock(&e->mu);
     engine_wrlock(e);
-    tkv_mem_free(s->path);
-    s->path = dup;
+    rc = tkv_io_rename(s->path, path);
+    if( !rc ){
+      tkv_mem_free(s->path);
+      s->path = dup;
+    }
     engine_wrunlock(e);
     pthread_mutex_unlock(&e->mu);
+    if( rc ){
+      tkv_mem_free(dup);
+      break;
+    }
   }
   if( !rc ) rc = tkv_io_sync_dir(e->dir);
   if( rc ){
@@ -536,11 +544,26 @@ static void delete_inputs(merge_job *j){
     tkv_segment *s = j->in[i];
     char hint[4096];
     int can;
+    /* Out of the table first (under mu, as snapshot.c relies on: a
+    ** segment in the table has its file), then unlinked; put back if the
+    ** unlink fails (no allocation: its slot was just freed). */
     pthread_mutex_lock(&e->mu);
     can = s->live_bytes==0
        && (!j->relies[i] || (j->prefix[i] && all_before_gone));
+    if( can ){
+      engine_wrlock(e);
+      seg_table_remove(e, s);
+      engine_wrunlock(e);
+    }
     pthread_mutex_unlock(&e->mu);
-    if( can && tkv_io_unlink(s->path) ) can = 0;
+    if( can && tkv_io_unlink(s->path) ){
+      can = 0;
+      pthread_mutex_lock(&e->mu);
+      engine_wrlock(e);
+      if( seg_table_add(e, s) ) e->broken = BROKEN_UNDO;
+      engine_wrunlock(e);
+      pthread_mutex_unlock(&e->mu);
+    }
     if( can ){
       if( !seg_name(hint, sizeof hint, e->dir, s->id, ".hint") ){
         tkv_io_unlink(hint);
@@ -557,11 +580,8 @@ static void delete_inputs(merge_job *j){
       continue;
     }
     pthread_mutex_lock(&e->mu);
-    engine_wrlock(e);
-    seg_table_remove(e, s);
     e->generation++;
     e->total_bytes -= s->end - TKV_FILE_HDR;
-    engine_wrunlock(e);
     pthread_mutex_unlock(&e->mu);
     j->in_disk += seg_disk(s);
     seg_free(s);
