@@ -364,6 +364,18 @@ static int same_arg(const resp_arg *a, const resp_arg *b) {
   return a->len == b->len && memcmp(a->ptr, b->ptr, a->len) == 0;
 }
 
+/* RENAMENX and COPY without REPLACE: if the destination exists, or looking
+** it up fails, answer (0 or the error), free the source value and return
+** nonzero; return 0 when the destination is free and the command goes on. */
+static int dest_taken(session *s, const resp_arg *dst, void *v) {
+  int rc = tkv_lookup(store_db(), dst->ptr, dst->len, NULL, NULL);
+  if (rc == TKV_NOTFOUND) return 0;
+  tkv_free(v);
+  if (rc == TKV_OK) resp_int(s->out, 0);
+  else reply_engine_error(s, rc);
+  return 1;
+}
+
 /* RENAME and RENAMENX: "ERR no such key" for a missing source. */
 static void rename_generic(session *s, const resp_arg *argv, int nx) {
   void *v;
@@ -377,19 +389,7 @@ static void rename_generic(session *s, const resp_arg *argv, int nx) {
     else resp_status(s->out, "OK");
     return;
   }
-  if (nx) {
-    rc = tkv_lookup(store_db(), argv[2].ptr, argv[2].len, NULL, NULL);
-    if (rc == TKV_OK) {
-      tkv_free(v);
-      resp_int(s->out, 0);
-      return;
-    }
-    if (rc != TKV_NOTFOUND) {
-      tkv_free(v);
-      reply_engine_error(s, rc);
-      return;
-    }
-  }
+  if (nx && dest_taken(s, &argv[2], v)) return;
   rc = move_value(&argv[1], &argv[2], v, n, 1);
   tkv_free(v);
   if (rc != TKV_OK) reply_engine_error(s, rc);
@@ -442,19 +442,7 @@ void copy_command(session *s, size_t argc, const resp_arg *argv) {
   int rc = fetch_value(s, &argv[1], &v, &n);
   if (rc == TKV_NOTFOUND) resp_int(s->out, 0);
   if (rc != TKV_OK) return;
-  if (!replace) {
-    rc = tkv_lookup(store_db(), argv[2].ptr, argv[2].len, NULL, NULL);
-    if (rc == TKV_OK) {
-      tkv_free(v);
-      resp_int(s->out, 0);
-      return;
-    }
-    if (rc != TKV_NOTFOUND) {
-      tkv_free(v);
-      reply_engine_error(s, rc);
-      return;
-    }
-  }
+  if (!replace && dest_taken(s, &argv[2], v)) return;
   rc = store_write(argv[2].ptr, argv[2].len, v, n, 0);
   tkv_free(v);
   if (rc != TKV_OK) reply_engine_error(s, rc);
