@@ -43,6 +43,10 @@ int tkv_fmt_is_own_tmp(const char *name);
 #define TKV_MAGIC_ID   "tinkvID\0"    /* identity file of a store */
 
 #define TKV_SEG_COMPACTED 0x1         /* header flag: compaction output */
+/* Identity file flags, bits 1-2: the store's key/value encoding, one of
+** TKV_ENCODING_* (tinkv.h); 0 when not recorded. */
+#define TKV_ID_ENCODING_SHIFT 1
+#define TKV_ID_ENCODING_MASK  0x6u
 
 /* Segment ids run from 1 to TKV_SEG_ID_MAX: the next id after the highest
 ** is always representable, so it can never wrap to an older one. */

@@ -167,8 +167,8 @@ static int dir_is_empty(const char *dir, int leftovers_ok){
 }
 
 /* Check the identity file: TKV_OK, TKV_NOTSTORE if absent, else an error
-** naming the file. */
-static int identity_check(const char *dir){
+** naming the file.  *pflags (if not NULL) receives its flags field. */
+static int identity_read(const char *dir, uint32_t *pflags){
   char path[PATH_MAX + 16];
   uint8_t buf[TKV_FILE_HDR];
   tkv_file_hdr h;
@@ -192,18 +192,25 @@ static int identity_check(const char *dir){
     return tkv_err(TKV_CORRUPT, "bad identity file %s at offset 0: %s",
                    path, why);
   }
+  if( pflags ) *pflags = h.flags;
   return TKV_OK;
 }
 
-/* Write the identity file of a new store (temporary name, sync, rename). */
-static int identity_create(const char *dir){
+static int identity_check(const char *dir){
+  return identity_read(dir, NULL);
+}
+
+/* Write the identity file with the given flags (temporary name, sync,
+** rename, directory sync): at creation, and when the recorded key/value
+** encoding changes (tkv_set_encoding). */
+static int identity_write(const char *dir, uint32_t flags){
   char path[PATH_MAX + 16], tmp[PATH_MAX + 16];
   uint8_t buf[TKV_FILE_HDR];
   tkv_file_hdr h;
   int fd, rc = join(path, sizeof path, dir, IDENTITY_FILE);
   if( !rc ) rc = join(tmp, sizeof tmp, dir, IDENTITY_FILE ".tmp");
   if( rc ) return rc;
-  tkv_file_hdr_init(&h, TKV_MAGIC_ID, 0, 0, 0);
+  tkv_file_hdr_init(&h, TKV_MAGIC_ID, 0, 0, flags);
   tkv_file_hdr_encode(&h, buf);
   rc = tkv_io_create(tmp, O_WRONLY, &fd);
   if( rc ) return rc;
@@ -389,7 +396,7 @@ static int engine_open(const char *canon, const tkv_options *opts, int fresh,
     ** (fresh), or destroyed since prepare_dir looked (not fresh). */
     rc = identity_check(canon);
     if( rc==TKV_NOTSTORE && fresh ){
-      rc = identity_create(canon);
+      rc = identity_write(canon, 0);
     }else if( rc==TKV_NOTSTORE ){
       rc = tkv_err(TKV_NOTSTORE, "%s holds no tinkv store any more (it was "
                    "destroyed while this open started)", canon);
@@ -955,6 +962,42 @@ int tkv_sync(tkv_db *db){
     }
   }
   engine_unlock(e);
+  return rc;
+}
+
+/*
+** The key/value encoding recorded in the identity file (FORMAT.md, "The
+** store directory").  The engine itself never looks at it: it lets each
+** front end refuse a store whose bytes it would misread.
+*/
+int tkv_encoding(tkv_db *db, int *penc){
+  uint32_t flags = 0;
+  int rc;
+  CHECK_HANDLE(db);
+  engine_lock(db->e);
+  rc = identity_read(db->e->dir, &flags);
+  engine_unlock(db->e);
+  *penc = rc ? TKV_ENCODING_UNKNOWN
+             : (int)((flags & TKV_ID_ENCODING_MASK) >> TKV_ID_ENCODING_SHIFT);
+  return rc;
+}
+
+int tkv_set_encoding(tkv_db *db, int enc){
+  uint32_t flags = 0;
+  int rc;
+  CHECK_HANDLE(db);
+  if( enc<TKV_ENCODING_UNKNOWN || enc>TKV_ENCODING_SQL ){
+    return tkv_err(TKV_MISUSE, "unknown key/value encoding %d", enc);
+  }
+  engine_lock(db->e);
+  rc = identity_read(db->e->dir, &flags);
+  if( !rc && db->e->broken ) rc = engine_broken_err(db->e);
+  if( !rc ){
+    uint32_t nflags = (flags & ~(uint32_t)TKV_ID_ENCODING_MASK)
+                    | ((uint32_t)enc << TKV_ID_ENCODING_SHIFT);
+    if( nflags!=flags ) rc = identity_write(db->e->dir, nflags);
+  }
+  engine_unlock(db->e);
   return rc;
 }
 

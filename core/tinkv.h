@@ -309,6 +309,23 @@ int tkv_destroy(const char *path);
 /* Nonzero if `path` is a directory holding a tinkv store. */
 int tkv_is_store(const char *path);
 
+/*
+** What a store's keys and values are, as recorded in its identity file.
+** The engine stores bytes and never looks at this; the front ends record
+** it so that each can refuse a store it would misread: tinkv-server and
+** SQL tables with encoding=raw read raw bytes, the other SQL tables their
+** own typed encoding.  A store made by the C API (or before the record
+** existed) has none until a front end records one.
+*/
+#define TKV_ENCODING_UNKNOWN 0    /* not recorded */
+#define TKV_ENCODING_RAW     1    /* bytes as the application gave them */
+#define TKV_ENCODING_SQL     2    /* the typed encoding of SQL tables */
+
+/* Read the recorded encoding into *penc (TKV_ENCODING_UNKNOWN on error). */
+int tkv_encoding(tkv_db *db, int *penc);
+/* Record enc (a TKV_ENCODING_* value), durably. */
+int tkv_set_encoding(tkv_db *db, int enc);
+
 /* ------------------------------------------ Check, backup, inspection. */
 
 /* Called once per problem a check finds: the file, the byte offset in it

@@ -197,6 +197,26 @@ int tinkvKeyResult(sqlite3_context *ctx, const u8 *aKey, size_t nKey){
   return SQLITE_CORRUPT_VTAB;
 }
 
+/*
+** True if aKey/nKey is a key in this encoding (what tinkvKeyResult
+** decodes).  Used to tell a store written by SQL tables from one holding
+** raw keys when the store does not record which it is.
+*/
+int tinkvKeyIsValid(const u8 *aKey, size_t nKey){
+  if( nKey==0 ) return 0;
+  switch( aKey[0] ){
+    case TINKV_KEY_TEXT:
+    case TINKV_KEY_BLOB:
+      return 1;
+    case TINKV_KEY_NEGBIG:
+    case TINKV_KEY_POSBIG:
+      return nKey==9;
+    case TINKV_KEY_NUM:
+      return nKey==9 || (nKey==10 && aKey[9]==0x00) || nKey==17;
+  }
+  return 0;
+}
+
 /* Compare two encoded keys in the engine's order: memcmp, shorter first. */
 int tinkvKeyCompare(const u8 *a, size_t na, const u8 *b, size_t nb){
   size_t n = na<nb ? na : nb;

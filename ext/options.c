@@ -5,6 +5,7 @@
 **   CREATE VIRTUAL TABLE kv USING tinkv(path='data/kv', sync=normal,
 **                                       max_file_size='64MiB',
 **                                       compact_threshold=10485760);
+**   CREATE VIRTUAL TABLE cache USING tinkv(path='/srv/cache', encoding=raw);
 **
 ** SQLite hands each comma-separated argument over as raw text, quotes
 ** included.  An argument is either "name=value" or, once and first, a bare
@@ -16,6 +17,8 @@
 
 #include <ctype.h>
 #include <string.h>
+
+#define TINKV_NOPT 5          /* options known; their TINKV_OPT_* bits */
 
 /* Return a copy of z[0..n) without surrounding blanks, or NULL on OOM. */
 static char *trimmedCopy(const char *z, size_t n){
@@ -101,15 +104,15 @@ static int parseSync(const char *z, tkv_sync_mode *pMode){
 static int applyOption(TinkvConfig *pCfg, const char *zName, char *zValue,
                        int *abSeen, char **pzErr){
   static const char *const azOpt[] = {
-    "path", "sync", "max_file_size", "compact_threshold"
+    "path", "sync", "max_file_size", "compact_threshold", "encoding"
   };
   int iOpt;
-  for(iOpt=0; iOpt<4; iOpt++){
+  for(iOpt=0; iOpt<TINKV_NOPT; iOpt++){
     if( sqlite3_stricmp(zName, azOpt[iOpt])==0 ) break;
   }
-  if( iOpt==4 ){
+  if( iOpt==TINKV_NOPT ){
     *pzErr = sqlite3_mprintf("tinkv: unknown option '%s' (known options: "
-        "path, sync, max_file_size, compact_threshold)", zName);
+        "path, sync, max_file_size, compact_threshold, encoding)", zName);
     return SQLITE_ERROR;
   }
   if( abSeen[iOpt] ){
@@ -146,6 +149,18 @@ static int applyOption(TinkvConfig *pCfg, const char *zName, char *zValue,
             "and %llu bytes, not %llu", TKV_FILE_SIZE_MIN,
             (unsigned long long)TKV_FILE_SIZE_MAX,
             (unsigned long long)pCfg->opts.max_file_size);
+        return SQLITE_ERROR;
+      }
+      return SQLITE_OK;
+    case 4:
+      if( sqlite3_stricmp(zValue, "raw")==0 ){
+        pCfg->bRaw = 1;
+      }else if( sqlite3_stricmp(zValue, "sql")==0 ){
+        pCfg->bRaw = 0;
+      }else{
+        *pzErr = sqlite3_mprintf("tinkv: encoding must be 'sql' (typed keys "
+            "and values, the default) or 'raw' (BLOBs, as tinkv-server "
+            "stores them), not '%s'", zValue);
         return SQLITE_ERROR;
       }
       return SQLITE_OK;
@@ -203,7 +218,7 @@ static int parseArg(TinkvConfig *pCfg, const char *zArg, int iArg,
 */
 int tinkvConfigParse(int nArg, const char *const *azArg, TinkvConfig *pCfg,
                      char **pzErr){
-  int abSeen[4] = {0, 0, 0, 0};
+  int abSeen[TINKV_NOPT] = {0, 0, 0, 0, 0};
   int i;
   int rc = SQLITE_OK;
   memset(pCfg, 0, sizeof(*pCfg));
@@ -211,7 +226,7 @@ int tinkvConfigParse(int nArg, const char *const *azArg, TinkvConfig *pCfg,
   for(i=0; i<nArg && rc==SQLITE_OK; i++){
     rc = parseArg(pCfg, azArg[i], i, abSeen, pzErr);
   }
-  for(i=0; i<4; i++){
+  for(i=0; i<TINKV_NOPT; i++){
     if( abSeen[i] ) pCfg->mGiven |= 1u<<i;
   }
   if( rc!=SQLITE_OK ) tinkvConfigClear(pCfg);

@@ -57,6 +57,14 @@
 **
 ** A key is never read from disk: xColumn(0) decodes the keydir's key, and
 ** the value is read only when xColumn(1) asks for it.
+**
+** In an encoding=raw table the key column holds BLOBs whose bytes are the
+** store's keys as they are.  Plans are made exactly as above, in the space
+** of encoded keys, where the raw key k is the BLOB key (0x50, k); the
+** ranges are then mapped onto raw keys (rawRanges): the tag is dropped, and
+** bounds below every BLOB (numbers, TEXT) become "from the start" or an
+** empty range.  So a raw table answers as a native table whose keys are
+** all BLOBs: key = 'text' matches nothing, key = CAST('text' AS BLOB) does.
 */
 #include "tinkvInt.h"
 
@@ -748,11 +756,49 @@ static int ensureEngineCursor(TinkvTable *pTab, TinkvCursor *pCsr){
   return tinkvTableStatus(pTab, tkv_cursor_open(pTab->pKv, &pCsr->pKc));
 }
 
+/*
+** encoding=raw: map the normalized ranges of encoded keys onto the store's
+** raw keys, where raw key k stands for the encoded BLOB key (0x50, k).  The
+** map keeps order, so the ranges stay ascending and disjoint; those left
+** empty are dropped.  A lower bound below the BLOB tag starts at the first
+** key; an upper bound below it (or equal to the bare tag) ends before any;
+** an upper bound past every BLOB key (the tag's successor) is none.
+*/
+static void rawRanges(TinkvCursor *pCsr){
+  int i, n = 0;
+  for(i=0; i<pCsr->nRange; i++){
+    TinkvRange r = pCsr->aRange[i];
+    if( r.bLo ){
+      u8 c = pCsr->bounds.a[r.iLo];
+      if( c>TINKV_KEY_BLOB ) continue;                     /* above all */
+      if( c<TINKV_KEY_BLOB || r.nLo==1 ){
+        r.bLo = 0;
+      }else{
+        r.iLo++;
+        r.nLo--;
+      }
+    }
+    if( r.bHi ){
+      u8 c = pCsr->bounds.a[r.iHi];
+      if( c<TINKV_KEY_BLOB || (c==TINKV_KEY_BLOB && r.nHi==1) ) continue;
+      if( c>TINKV_KEY_BLOB ){
+        r.bHi = 0;
+      }else{
+        r.iHi++;
+        r.nHi--;
+      }
+    }
+    pCsr->aRange[n++] = r;
+  }
+  pCsr->nRange = n;
+}
+
 /* Normalize the ranges built for a scan and seek the first row. */
 static int startScan(TinkvTable *pTab, TinkvCursor *pCsr){
   int rc = ensureEngineCursor(pTab, pCsr);
   if( rc ) return rc;
   normalizeRanges(pCsr);
+  if( pTab->bRaw ) rawRanges(pCsr);
   return seekRange(pTab, pCsr);
 }
 
@@ -799,6 +845,12 @@ static int filterKeyEq(TinkvTable *pTab, TinkvCursor *pCsr,
   }
   rc = tinkvKeyEncode(pVal, &pCsr->key);
   if( rc ) return rc;
+  if( pTab->bRaw ){
+    /* Only a BLOB equals a raw key: the bytes after the tag. */
+    if( pCsr->key.a[0]!=TINKV_KEY_BLOB ) return SQLITE_OK;
+    memmove(pCsr->key.a, pCsr->key.a+1, pCsr->key.n-1);
+    pCsr->key.n--;
+  }
   if( pCsr->key.n>TKV_KEY_MAX ) return SQLITE_OK;   /* cannot be stored */
   rc = tkv_lookup(pTab->pKv, pCsr->key.a, pCsr->key.n, &pCsr->iPointId, 0);
   if( rc==TKV_NOTFOUND ) return SQLITE_OK;
@@ -1081,6 +1133,10 @@ int tinkvColumn(sqlite3_vtab_cursor *pBase, sqlite3_context *ctx, int iCol){
     tkv_cursor_key(pCsr->pKc, &pKey, &nKey);
   }
   if( iCol==0 ){
+    if( pTab->bRaw ){
+      sqlite3_result_blob64(ctx, pKey, nKey, SQLITE_TRANSIENT);
+      return SQLITE_OK;
+    }
     if( tinkvKeyResult(ctx, pKey, nKey) ) return corruptRow(ctx, pTab, "key");
     return SQLITE_OK;
   }
@@ -1091,6 +1147,10 @@ int tinkvColumn(sqlite3_vtab_cursor *pBase, sqlite3_context *ctx, int iCol){
     rc = tkv_cursor_value(pCsr->pKc, &pVal, &nVal);
   }
   if( rc!=TKV_OK ) return readError(ctx, pTab, rc);
+  if( pTab->bRaw ){
+    tinkvRawResult(ctx, pVal, nVal);
+    return SQLITE_OK;
+  }
   if( tinkvValueResult(ctx, pVal, nVal) ) return corruptRow(ctx, pTab, "value");
   return SQLITE_OK;
 }

@@ -242,3 +242,72 @@ void tinkvStoreClose(const char *zPath, tkv_db *pKv){
     tinkvOpenRelease(zPath);
   }
 }
+
+/*
+** Classify the keys of a store that records no encoding: *pbAllTyped is
+** set when every key is a key of the SQL encoding (keycodec.c), *pbEmpty
+** when there is none.  Keys are in memory: no value is read.
+*/
+static int classifyKeys(tkv_db *pKv, int *pbEmpty, int *pbAllTyped){
+  tkv_cursor *pCur = 0;
+  int rc = tkv_cursor_open(pKv, &pCur);
+  *pbEmpty = 1;
+  *pbAllTyped = 1;
+  if( rc==TKV_OK ) rc = tkv_cursor_seek(pCur, 0, 0);
+  while( rc==TKV_OK && tkv_cursor_valid(pCur) ){
+    const void *pKey;
+    size_t nKey;
+    tkv_cursor_key(pCur, &pKey, &nKey);
+    *pbEmpty = 0;
+    if( !tinkvKeyIsValid((const u8*)pKey, nKey) ){
+      *pbAllTyped = 0;
+      break;
+    }
+    rc = tkv_cursor_next(pCur);
+  }
+  if( pCur ) tkv_cursor_close(pCur);
+  return rc;
+}
+
+/*
+** Check that the store open in pKv holds keys and values of the kind the
+** table reads: raw bytes (bRaw, encoding=raw, as tinkv-server writes them)
+** or the typed SQL encoding.  A store records which (tkv_encoding); one
+** that does not yet is classified here and then recorded:
+**
+**   no keys                  the table's kind
+**   every key a SQL key      SQL: a SQL table's store from before the
+**                            record existed (a raw table refuses it)
+**   some other key           raw (a typed table refuses it)
+**
+** A mismatch is an error that says which option reads the store, so that
+** no table ever returns another encoding's bytes as its own values.
+*/
+int tinkvStoreCheckEncoding(tkv_db *pKv, const char *zPath, int bRaw,
+                            char **pzErr){
+  int want = bRaw ? TKV_ENCODING_RAW : TKV_ENCODING_SQL;
+  int enc = TKV_ENCODING_UNKNOWN;
+  int rc = tkv_encoding(pKv, &enc);
+  if( rc==TKV_OK && enc==TKV_ENCODING_UNKNOWN ){
+    int bEmpty = 1, bAllTyped = 1;
+    rc = classifyKeys(pKv, &bEmpty, &bAllTyped);
+    if( rc==TKV_OK ){
+      if( bEmpty ) enc = want;
+      else enc = bAllTyped ? TKV_ENCODING_SQL : TKV_ENCODING_RAW;
+      if( enc==want ) rc = tkv_set_encoding(pKv, enc);
+    }
+  }
+  if( rc!=TKV_OK ) return tinkvStatus(rc, zPath, pzErr);
+  if( enc==want ) return SQLITE_OK;
+  if( bRaw ){
+    *pzErr = sqlite3_mprintf("tinkv: store '%s' holds the typed keys and "
+        "values of SQL tables, not raw bytes; open it without encoding=raw",
+        zPath);
+  }else{
+    *pzErr = sqlite3_mprintf("tinkv: store '%s' holds raw keys and values "
+        "(as tinkv-server and the C API write them), not the typed encoding "
+        "of SQL tables; open it with encoding=raw to read them as BLOBs",
+        zPath);
+  }
+  return SQLITE_MISMATCH;
+}

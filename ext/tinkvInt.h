@@ -14,7 +14,8 @@
 **   owner.c       which tables may open and which may remove a store: the
 **                 owner record kept in the store directory
 **   keycodec.c    the order-preserving byte encoding of SQL keys
-**   valuecodec.c  the encoding of SQL values
+**   valuecodec.c  the encoding of SQL values, and the raw BLOBs of
+**                 encoding=raw tables
 **   vtab.c        the module: constructors, destructors, transactions
 **   scan.c        query planning (xBestIndex) and cursors
 **   update.c      xUpdate: INSERT, UPDATE and DELETE with conflict modes
@@ -78,11 +79,13 @@ struct TinkvConfig {
   char *zPath;                /* path= or the positional path; NULL: default */
   tkv_options opts;           /* sync, max_file_size, compact_threshold */
   unsigned mGiven;            /* TINKV_OPT_* bits of the options given */
+  int bRaw;                   /* encoding=raw: keys and values are bytes */
 };
 #define TINKV_OPT_PATH       0x1
 #define TINKV_OPT_SYNC       0x2
 #define TINKV_OPT_FILESIZE   0x4
 #define TINKV_OPT_THRESHOLD  0x8
+#define TINKV_OPT_ENCODING   0x10
 
 int tinkvConfigParse(int nArg, const char *const *azArg, TinkvConfig *pCfg,
                      char **pzErr);
@@ -154,6 +157,8 @@ int tinkvStoreCheckConnect(const char *zPath, char **pzErr);
 int tinkvStoreOpen(const char *zPath, const tkv_options *pOpts,
                    unsigned mGiven, int bCreate, tkv_db **ppKv, char **pzErr);
 void tinkvStoreClose(const char *zPath, tkv_db *pKv);
+int tinkvStoreCheckEncoding(tkv_db *pKv, const char *zPath, int bRaw,
+                            char **pzErr);
 int tinkvStatus(int rc, const char *zPath, char **pzErr);
 
 /* ---------------------------------------------------------- keycodec.c */
@@ -172,6 +177,7 @@ int tinkvStatus(int rc, const char *zPath, char **pzErr);
 int tinkvKeyEncode(sqlite3_value *pVal, TinkvBuf *pBuf);
 size_t tinkvKeyTwin(const u8 *aKey, size_t nKey);
 int tinkvKeyIsInteger(const u8 *aKey, size_t nKey);
+int tinkvKeyIsValid(const u8 *aKey, size_t nKey);
 int tinkvKeyResult(sqlite3_context *ctx, const u8 *aKey, size_t nKey);
 int tinkvKeyCompare(const u8 *a, size_t na, const u8 *b, size_t nb);
 int tinkvText16IsWellFormed(sqlite3_value *pVal);
@@ -180,6 +186,8 @@ int tinkvText16IsWellFormed(sqlite3_value *pVal);
 
 int tinkvValueEncode(sqlite3_value *pVal, TinkvBuf *pBuf);
 int tinkvValueResult(sqlite3_context *ctx, void *pData, size_t nData);
+int tinkvRawEncode(sqlite3_value *pVal, TinkvBuf *pBuf);
+void tinkvRawResult(sqlite3_context *ctx, void *pData, size_t nData);
 
 /* -------------------------------------------------------------- vtab.c */
 
@@ -198,6 +206,7 @@ struct TinkvTable {
   u8 bPrivate;                /* private directory of an in-memory schema */
   u8 eOwner;                  /* TINKV_OWNER_*: how the table got the store */
   u8 eEnc;                    /* 0 not known yet, 1 UTF-8, 2 UTF-16 database */
+  u8 bRaw;                    /* encoding=raw: key and value are raw BLOBs */
   tkv_options opts;           /* the table's options */
   unsigned mGiven;            /* TINKV_OPT_* bits given explicitly */
   tkv_db *pKv;                /* engine handle; NULL: the table is closed */

@@ -50,12 +50,25 @@ static int badTextError(TinkvTable *pTab, const char *zWhat){
       "read back as different text)", zWhat, pTab->zName);
 }
 
-/* Encode key pKey into pTab->key, refusing NULL and oversized keys. */
+/*
+** Encode key pKey into pTab->key, refusing NULL and oversized keys.  The
+** key of an encoding=raw table must be a BLOB: a TEXT or number stored as
+** its bytes would read back as a BLOB that no longer equals it.
+*/
 static int encodeKey(TinkvTable *pTab, sqlite3_value *pKey){
   int rc;
   if( sqlite3_value_type(pKey)==SQLITE_NULL ) return notNullError(pTab);
-  if( tinkvTableBadText(pTab, pKey) ) return badTextError(pTab, "key");
-  rc = tinkvKeyEncode(pKey, &pTab->key);
+  if( pTab->bRaw ){
+    if( sqlite3_value_type(pKey)!=SQLITE_BLOB ){
+      return tinkvTableError(pTab, SQLITE_MISMATCH, "tinkv: the keys of "
+          "table '%s' (encoding=raw) are BLOBs: write CAST(key AS BLOB) or "
+          "x'...'", pTab->zName);
+    }
+    rc = tinkvRawEncode(pKey, &pTab->key);
+  }else{
+    if( tinkvTableBadText(pTab, pKey) ) return badTextError(pTab, "key");
+    rc = tinkvKeyEncode(pKey, &pTab->key);
+  }
   if( rc ) return rc;
   if( pTab->key.n > TKV_KEY_MAX ){
     return tinkvTableError(pTab, SQLITE_TOOBIG, "tinkv: key too big (%llu "
@@ -65,11 +78,24 @@ static int encodeKey(TinkvTable *pTab, sqlite3_value *pKey){
   return SQLITE_OK;
 }
 
-/* Encode value pVal into pTab->val, refusing oversized values. */
+/*
+** Encode value pVal into pTab->val, refusing oversized values.  An
+** encoding=raw table stores the bytes of any value but NULL, which raw
+** stores (and Redis) cannot hold.
+*/
 static int encodeValue(TinkvTable *pTab, sqlite3_value *pVal){
   int rc;
-  if( tinkvTableBadText(pTab, pVal) ) return badTextError(pTab, "value");
-  rc = tinkvValueEncode(pVal, &pTab->val);
+  if( pTab->bRaw ){
+    if( sqlite3_value_type(pVal)==SQLITE_NULL ){
+      return tinkvTableError(pTab, SQLITE_CONSTRAINT_NOTNULL, "NOT NULL "
+          "constraint failed: %s.value (encoding=raw stores bytes only)",
+          pTab->zName);
+    }
+    rc = tinkvRawEncode(pVal, &pTab->val);
+  }else{
+    if( tinkvTableBadText(pTab, pVal) ) return badTextError(pTab, "value");
+    rc = tinkvValueEncode(pVal, &pTab->val);
+  }
   if( rc ) return rc;
   if( pTab->val.n > TKV_VALUE_MAX ){
     return tinkvTableError(pTab, SQLITE_TOOBIG, "tinkv: value too big (%llu "
@@ -79,12 +105,17 @@ static int encodeValue(TinkvTable *pTab, sqlite3_value *pVal){
   return SQLITE_OK;
 }
 
+/* tinkvKeyTwin of pTab->key; raw keys have no twins. */
+static size_t keyTwin(TinkvTable *pTab){
+  return pTab->bRaw ? 0 : tinkvKeyTwin(pTab->key.a, pTab->key.n);
+}
+
 /*
 ** Set *pnFound to the length of the stored twin of the encoded key in
 ** pTab->key (see tinkvKeyTwin), or 0 if the twin is not stored.
 */
 static int findTwin(TinkvTable *pTab, size_t *pnFound){
-  size_t nTwin = tinkvKeyTwin(pTab->key.a, pTab->key.n);
+  size_t nTwin = keyTwin(pTab);
   int rc;
   *pnFound = 0;
   if( nTwin==0 ) return SQLITE_OK;
@@ -210,7 +241,7 @@ static int updateRow(TinkvTable *pTab, sqlite3_value *pRowid,
 
   /* The key changes.  Look for a row already holding the new key (its own
   ** twin form when the old key was the other form of the same number). */
-  nTwin = tinkvKeyTwin(pTab->key.a, pTab->key.n);
+  nTwin = keyTwin(pTab);
   if( nTwin==0 || tinkvKeyCompare(pTab->key.a, nTwin, pTab->oldKey.a,
                                   pTab->oldKey.n)!=0 ){
     size_t nFound = 0;

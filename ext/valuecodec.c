@@ -13,6 +13,11 @@
 ** The trailer comes last so that a TEXT or BLOB payload starts at the
 ** beginning of the buffer the engine returns: the buffer is handed to
 ** SQLite as the result without a copy, and released with tkv_free().
+**
+** A table with encoding=raw stores values as tinkv-server does: the bytes
+** alone, no trailer.  It reads them back as BLOBs (tinkvRawResult) and
+** stores any non-NULL value as CAST(value AS BLOB) would give it: TEXT as
+** its UTF-8 bytes, numbers as their text (the way Redis keeps a counter).
 */
 #include "tinkvInt.h"
 
@@ -136,4 +141,24 @@ int tinkvValueResult(sqlite3_context *ctx, void *pData, size_t nData){
   }
   tkv_free(pData);
   return SQLITE_CORRUPT_VTAB;
+}
+
+/*
+** encoding=raw: copy the bytes of the non-NULL value pVal into pBuf, as
+** CAST(pVal AS BLOB) gives them.  SQLITE_OK or SQLITE_NOMEM.
+*/
+int tinkvRawEncode(sqlite3_value *pVal, TinkvBuf *pBuf){
+  const void *p = sqlite3_value_blob(pVal);
+  size_t n = (size_t)sqlite3_value_bytes(pVal);
+  if( p==0 && n>0 ) return SQLITE_NOMEM;
+  if( tinkvBufReserve(pBuf, n ? n : 1) ) return SQLITE_NOMEM;
+  if( n ) memcpy(pBuf->a, p, n);
+  pBuf->n = n;
+  return SQLITE_OK;
+}
+
+/* encoding=raw: the engine buffer pData/nData as a BLOB result; the
+** buffer is taken over (released with tkv_free). */
+void tinkvRawResult(sqlite3_context *ctx, void *pData, size_t nData){
+  sqlite3_result_blob64(ctx, pData, nData, tkv_free);
 }

@@ -7,7 +7,10 @@
 **
 ** declares a rowid table (key PRIMARY KEY NOT NULL, value) whose rows are
 ** the keys of the engine store in the directory data/kv.  The rowid of a
-** row is the engine's id of its key.
+** row is the engine's id of its key.  With encoding=raw the key and the
+** value are the store's bytes as BLOBs (a tinkv-server store); otherwise
+** they are typed SQL values (keycodec.c, valuecodec.c).  Which one a store
+** holds is recorded in it and checked at open (tinkvStoreCheckEncoding).
 **
 ** Each connection opens its own engine handle; handles of one process on
 ** one store share the engine.  SQLite's transaction callbacks map onto the
@@ -174,6 +177,13 @@ static int createStore(TinkvTable *pTab, const TinkvConfig *pCfg,
     rc = tinkvStoreOpen(pTab->zPath, &pCfg->opts, pCfg->mGiven, 1,
                         &pTab->pKv, pzErr);
   }
+  if( rc==SQLITE_OK ){
+    rc = tinkvStoreCheckEncoding(pTab->pKv, pTab->zPath, pTab->bRaw, pzErr);
+    if( rc!=SQLITE_OK ){
+      tinkvStoreClose(pTab->zPath, pTab->pKv);
+      pTab->pKv = 0;
+    }
+  }
   if( rc!=SQLITE_OK ) return rc;
   pTab->eOwner = bExisted ? TINKV_OWNER_ADOPTED : TINKV_OWNER_CREATED;
   if( pTab->bPrivate ) return SQLITE_OK;
@@ -230,8 +240,17 @@ static int connectStore(TinkvTable *pTab, char **pzErr){
           "again", pTab->zName, pTab->zPath, pTab->zName));
     }
   }
-  return tinkvStoreOpen(pTab->zPath, &pTab->opts, pTab->mGiven, 0,
-                        &pTab->pKv, pzErr);
+  rc = tinkvStoreOpen(pTab->zPath, &pTab->opts, pTab->mGiven, 0,
+                      &pTab->pKv, pzErr);
+  if( rc!=SQLITE_OK ) return rc;
+  rc = tinkvStoreCheckEncoding(pTab->pKv, pTab->zPath, pTab->bRaw, &zErr);
+  if( rc!=SQLITE_OK ){
+    /* Connected but closed, so that DROP TABLE still works. */
+    tinkvStoreClose(pTab->zPath, pTab->pKv);
+    pTab->pKv = 0;
+    return closeTable(pTab, rc, zErr);
+  }
+  return SQLITE_OK;
 }
 
 /* Release everything a table holds (the store is closed, not removed). */
@@ -289,6 +308,7 @@ static int tinkvConstruct(sqlite3 *db, void *pAux, int argc,
   if( rc==SQLITE_OK ){
     pTab->opts = cfg.opts;
     pTab->mGiven = cfg.mGiven;
+    pTab->bRaw = (u8)cfg.bRaw;
     rc = bCreate ? createStore(pTab, &cfg, pzErr) : connectStore(pTab, pzErr);
   }
   if( rc==SQLITE_OK && pTab->pKv ){

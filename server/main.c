@@ -334,7 +334,11 @@ static void on_second(evutil_socket_t fd, short what, void *arg) {
 /* Open the store, logging why not.  0 or -1. */
 static int open_store(void) {
   int rc = store_open(srv.cfg.dir, srv.cfg.sync, srv.cfg.group_commit);
-  if (rc == TKV_OK) return 0;
+  if (rc == TKV_OK) {
+    if (store_check_encoding() == 0) return 0;
+    store_close();
+    return -1;
+  }
   if (rc == TKV_LOCKED)
     srv_log("store %s is in use by another process", srv.cfg.dir);
   else

@@ -39,6 +39,34 @@ int store_open(const char *dir, tkv_sync_mode sync, int group_commit) {
   return tkv_open(dir, &o, &st.db);
 }
 
+/*
+** The server stores keys and values as raw bytes; a store records which
+** encoding it holds (tkv_encoding).  A new (empty) store is marked raw, so
+** that an SQL table that would read it as typed values refuses it; one
+** marked by SQL tables is refused here, since its keys and values would be
+** served as the encoded bytes of typed SQL values.  An unmarked store with
+** keys (made by the C API or an older server) is served as it always was.
+*/
+int store_check_encoding(void) {
+  int enc = TKV_ENCODING_UNKNOWN;
+  int rc = tkv_encoding(st.db, &enc);
+  if (rc == TKV_OK && enc == TKV_ENCODING_UNKNOWN && tkv_count(st.db) == 0)
+    rc = tkv_set_encoding(st.db, TKV_ENCODING_RAW);
+  if (rc != TKV_OK) {
+    srv_log("cannot read or record the encoding of store %s: %s", st.dir,
+            tkv_errmsg());
+    return -1;
+  }
+  if (enc == TKV_ENCODING_SQL) {
+    srv_log("store %s holds the typed keys and values of SQL tables, which "
+            "tinkv-server would serve as their encoded bytes; refusing it "
+            "(serve a raw store; SQL reads a server's store with "
+            "encoding=raw)", st.dir);
+    return -1;
+  }
+  return 0;
+}
+
 /* Commit, sync, close: what a clean shutdown needs. */
 int store_close(void) {
   if (!st.db) return TKV_OK;

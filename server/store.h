@@ -24,6 +24,9 @@
 /* Open (creating if needed) the store in dir.  A TKV_* code; on failure
 ** tkv_errmsg() says why. */
 int store_open(const char *dir, tkv_sync_mode sync, int group_commit);
+/* After store_open: 0 if the store holds raw keys and values (marking a
+** new one so), -1 (logged) if it holds the typed encoding of SQL tables. */
+int store_check_encoding(void);
 /* Commit any open batch, sync and close the store (releasing its lock). */
 int store_close(void);
 tkv_db *store_db(void);

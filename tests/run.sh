@@ -45,6 +45,15 @@ if [ -z "$mode" ] && [ -f tests/tools.sh ] && [ -x "$build/tinkvctl" ]; then
   passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0}))
   [ $rc -ne 0 ] && { [ "${f:-0}" = 0 ] && failed=$((failed + 1)); failures="$failures tools"; }
 fi
+# One store, every front end: tinkv-server and SQL's encoding=raw.
+if [ -z "$mode" ] && [ -f tests/frontends.sh ] && [ -x "$build/tinkv-server" ]; then
+  sh tests/frontends.sh "$build" >"$tmp/fe" 2>&1; rc=$?
+  cat "$tmp/fe"
+  p=$(sed -n 's/^frontends: \([0-9]*\) passed, \([0-9]*\) failed$/\1/p' "$tmp/fe")
+  f=$(sed -n 's/^frontends: \([0-9]*\) passed, \([0-9]*\) failed$/\2/p' "$tmp/fe")
+  passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0}))
+  [ $rc -ne 0 ] && { [ "${f:-0}" = 0 ] && failed=$((failed + 1)); failures="$failures frontends"; }
+fi
 # Every code block of README.md, run as shown.
 if [ -z "$mode" ] && [ -f tests/readme.sh ]; then
   sh tests/readme.sh "$build" >"$tmp/readme" 2>&1; rc=$?

@@ -697,7 +697,7 @@ static void test_create_options(void **state){
     { .zWhat = "unknown option",
       .zSql = CREATE_T "(path='$D/a', colour=blue)", .rc = SQLITE_ERROR,
       .zMsg = "unknown option 'colour' (known options: path, sync, "
-              "max_file_size, compact_threshold)" },
+              "max_file_size, compact_threshold, encoding)" },
     { .zWhat = "unknown option, no path (a private in-memory store)",
       .zSql = CREATE_T "(colour=blue)", .rc = SQLITE_ERROR,
       .zMsg = "unknown option 'colour'" },

@@ -683,6 +683,35 @@ static void test_is_store(void **state){
   assert_false(tkv_is_store(f->dir));             /* bad identity */
 }
 
+/* The recorded key/value encoding: none in a new store, kept across a
+** reopen once set, changed only by tkv_set_encoding, and an unknown value
+** refused without touching the identity file. */
+static void test_encoding_record(void **state){
+  fixture *f = *state;
+  tkv_db *db = open_store(f->dir);
+  int enc = -1;
+  assert_ok(tkv_encoding(db, &enc));
+  assert_int_equal(enc, TKV_ENCODING_UNKNOWN);
+  put_str(db, NULL, "k", "v");
+  assert_ok(tkv_set_encoding(db, TKV_ENCODING_RAW));
+  assert_ok(tkv_encoding(db, &enc));
+  assert_int_equal(enc, TKV_ENCODING_RAW);
+  assert_tkv(TKV_MISUSE, tkv_set_encoding(db, 3));
+  assert_tkv(TKV_MISUSE, tkv_set_encoding(db, -1));
+  close_ok(db);
+  assert_true(tkv_is_store(f->dir));
+  db = open_store(f->dir);
+  assert_ok(tkv_encoding(db, &enc));
+  assert_int_equal(enc, TKV_ENCODING_RAW);
+  expect_str(db, "k", "v");
+  assert_ok(tkv_set_encoding(db, TKV_ENCODING_SQL));
+  close_ok(db);
+  db = open_store(f->dir);
+  assert_ok(tkv_encoding(db, &enc));
+  assert_int_equal(enc, TKV_ENCODING_SQL);
+  close_ok(db);
+}
+
 /* tkv_destroy removes the files tinkv made and nothing else; the
 ** directory goes only when it is then empty. */
 static void test_destroy(void **state){
@@ -760,6 +789,7 @@ int main(void){
     CORE_TEST(test_open_missing_parent),
     CORE_TEST(test_open_no_permission),
     CORE_TEST(test_is_store),
+    CORE_TEST(test_encoding_record),
     CORE_TEST(test_destroy),
     CORE_TEST(test_strerror_and_version),
   };
