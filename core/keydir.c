@@ -423,6 +423,35 @@ kd_entry *kd_entry_by_id(const kd_arena *a, uint64_t id){
   return (kd_entry *)p;
 }
 
+/*
+** One draw of a uniform sample of the arena's live entries: the slot that
+** draw r names among nchunks x 2^ID_SLOT_BITS equally likely places, or
+** NULL when that place holds no live entry (the caller draws again).
+** Every live entry, in a slab chunk or a big entry's own chunk, is one such
+** place, so the entries returned are uniform over the live ones whatever
+** their keys, sizes or order.  With full chunks of small entries about one
+** draw in three hits.
+*/
+kd_entry *kd_arena_sample(const kd_arena *a, uint64_t r){
+  uint32_t slot = (uint32_t)(r & ((1u << ID_SLOT_BITS) - 1));
+  uint32_t no;
+  const kd_chunk *c;
+  const uint8_t *p;
+  if( a->nchunks==0 ) return NULL;
+  no = (uint32_t)((r >> ID_SLOT_BITS) % a->nchunks);
+  c = a->chunks[no].mem;
+  if( !c ) return NULL;
+  if( c->slot_size==0 ){
+    if( slot!=0 ) return NULL;
+    p = (const uint8_t *)c + BIG_HDR;
+  }else{
+    if( slot>=c->nslots ) return NULL;
+    p = (const uint8_t *)c + CHUNK_HDR + (size_t)slot*c->slot_size;
+  }
+  if( !(get32(p + E_META) & META_LIVE) ) return NULL;
+  return (kd_entry *)p;
+}
+
 uint64_t kd_entry_id(const kd_entry *e){
   const uint8_t *p = ebytes(e);
   uint32_t meta = get32(p + E_META);

@@ -52,6 +52,9 @@ kd_entry *kd_entry_new(kd_arena *a, const void *key, size_t klen,
 void kd_entry_free(kd_arena *a, kd_entry *e);
 /* The allocated entry with this id, or NULL (never allocated, or freed). */
 kd_entry *kd_entry_by_id(const kd_arena *a, uint64_t id);
+/* A live entry picked by random bits r, uniform over live entries, or NULL
+** (draw again). */
+kd_entry *kd_arena_sample(const kd_arena *a, uint64_t r);
 
 uint64_t kd_entry_id(const kd_entry *e);        /* in 1 .. INT64_MAX */
 const uint8_t *kd_entry_key(const kd_entry *e, size_t *pklen);

@@ -834,6 +834,64 @@ int tkv_cursor_seek_id(tkv_cursor *c, uint64_t id){
   return rc;
 }
 
+/* splitmix64's finalizer: every bit of z moves every bit of the result. */
+static uint64_t mix64(uint64_t z){
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+/* splitmix64: the next of a sequence of well-mixed 64-bit values. */
+static uint64_t mix_next(uint64_t *state){
+  return mix64(*state += 0x9e3779b97f4a7c15ull);
+}
+
+/*
+** Uniform over the keys the handle sees, by rejection: draws pick arena
+** places uniformly (kd_arena_sample); a draw is kept if its entry stands
+** for a key this handle sees (txn_entry_of_id maps a transaction's
+** replacement to its key and drops the entry it replaced).  Each visible
+** key has exactly one such entry, so every key is equally likely, however
+** the keys are spread.  After RANDOM_DRAWS misses in a row (an arena far
+** emptier than its chunks) the first key at or after random bytes is
+** taken instead.
+*/
+#define RANDOM_DRAWS 65536
+int tkv_cursor_seek_random(tkv_cursor *c, uint64_t seed){
+  tkv_engine *e = c->db->e;
+  kd_entry *en = NULL;
+  tkv_loc loc;
+  int rc = TKV_NOTFOUND, i;
+  CHECK_HANDLE(c->db);
+  pthread_mutex_lock(&c->db->mu);
+  engine_rdlock(e);
+  c->en = NULL;
+  seed = mix64(seed);   /* seeds in arithmetic steps start apart */
+  if( e->keys + (uint64_t)txn_count_delta(c->db) > 0 ){
+    for(i=0; i<RANDOM_DRAWS && !en; i++){
+      en = txn_entry_of_id(c->db, kd_arena_sample(e->arena, mix_next(&seed)));
+      if( en && !txn_visible(c->db, en, &loc) ) en = NULL;
+    }
+    if( en ){
+      size_t klen;
+      const uint8_t *key = kd_entry_key(en, &klen);
+      rc = cursor_settle(c, kd_iter_seek(&c->it, e->index, key, klen, 0));
+    }else{
+      uint8_t r[8];
+      uint64_t v = mix_next(&seed);
+      memcpy(r, &v, sizeof r);
+      rc = cursor_settle(c, kd_iter_seek(&c->it, e->index, r, sizeof r, 0));
+      if( rc==TKV_OK && !c->en ){
+        rc = cursor_settle(c, kd_iter_seek(&c->it, e->index, NULL, 0, 0));
+      }
+    }
+    if( rc==TKV_OK && !c->en ) rc = TKV_NOTFOUND;
+  }
+  engine_rdunlock(e);
+  pthread_mutex_unlock(&c->db->mu);
+  return rc;
+}
+
 int tkv_cursor_next(tkv_cursor *c){
   tkv_engine *e = c->db->e;
   kd_entry *en;

@@ -243,6 +243,10 @@ int tkv_cursor_seek(tkv_cursor *cur, const void *key, size_t klen);
 /* Position at the key whose id is `id`; TKV_NOTFOUND (cursor invalid) if no
 ** live key has that id. */
 int tkv_cursor_seek_id(tkv_cursor *cur, uint64_t id);
+/* Position at a key chosen at random, every key the handle sees equally
+** likely, from the random bits `seed` (a different seed each call);
+** TKV_NOTFOUND (cursor invalid) if there is no key. */
+int tkv_cursor_seek_random(tkv_cursor *cur, uint64_t seed);
 /* Move to the next key; the cursor becomes invalid after the last. */
 int tkv_cursor_next(tkv_cursor *cur);
 /* Nonzero while positioned on a key. */

@@ -152,7 +152,7 @@ int tinkvRawEncode(sqlite3_value *pVal, TinkvBuf *pBuf){
   size_t n = (size_t)sqlite3_value_bytes(pVal);
   if( p==0 && n>0 ) return SQLITE_NOMEM;
   if( tinkvBufReserve(pBuf, n ? n : 1) ) return SQLITE_NOMEM;
-  if( n ) memcpy(pBuf->a, p, n);
+  if( n && p ) memcpy(pBuf->a, p, n);
   pBuf->n = n;
   return SQLITE_OK;
 }

@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "objenc.h"
+
 /* Bit `pos` of v (pos < n * 8). */
 static int bit_at(const unsigned char *v, long long pos) {
   return (v[pos >> 3] >> (7 - (pos & 7))) & 1;
@@ -45,6 +47,7 @@ void setbit_command(session *s, size_t argc, const resp_arg *argv) {
   int old = byte < n ? bit_at(v, off) : 0;
   if (rc == TKV_OK && byte < n && old == on) {   /* nothing changes */
     tkv_free(v);
+    objenc_note(argv[1].ptr, argv[1].len, OBJENC_RAW, n);  /* as Redis */
     resp_int(s->out, old);
     return;
   }
@@ -62,6 +65,7 @@ void setbit_command(session *s, size_t argc, const resp_arg *argv) {
   else nv[byte] &= (unsigned char)~mask;
   rc = store_write(argv[1].ptr, argv[1].len, nv, len, 0);
   free(nv);
+  if (rc == TKV_OK) objenc_note(argv[1].ptr, argv[1].len, OBJENC_RAW, len);
   if (rc == TKV_OK) resp_int(s->out, old);
   else reply_engine_error(s, rc);
 }

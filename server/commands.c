@@ -138,7 +138,67 @@ void reply_not_integer(session *s) {
   resp_error(s->out, "ERR value is not an integer or out of range");
 }
 
-/* Redis's reply to an unknown command, quoting the first arguments. */
+/*
+** Commands of the Redis data types tinkv-server does not have (it stores
+** strings only), with the name of their type: their "unknown command"
+** error says so, after Redis's own words.
+*/
+static const struct {
+  const char *name;
+  const char *type;
+} other_types[] = {
+  {"lpush", "lists"}, {"rpush", "lists"}, {"lpushx", "lists"},
+  {"rpushx", "lists"}, {"lpop", "lists"}, {"rpop", "lists"},
+  {"lrange", "lists"}, {"llen", "lists"}, {"lindex", "lists"},
+  {"lset", "lists"}, {"lrem", "lists"}, {"ltrim", "lists"},
+  {"linsert", "lists"}, {"lpos", "lists"}, {"lmove", "lists"},
+  {"lmpop", "lists"}, {"blpop", "lists"}, {"brpop", "lists"},
+  {"blmove", "lists"}, {"blmpop", "lists"}, {"rpoplpush", "lists"},
+  {"brpoplpush", "lists"},
+  {"hset", "hashes"}, {"hget", "hashes"}, {"hmset", "hashes"},
+  {"hmget", "hashes"}, {"hdel", "hashes"}, {"hgetall", "hashes"},
+  {"hkeys", "hashes"}, {"hvals", "hashes"}, {"hlen", "hashes"},
+  {"hexists", "hashes"}, {"hsetnx", "hashes"}, {"hincrby", "hashes"},
+  {"hincrbyfloat", "hashes"}, {"hstrlen", "hashes"}, {"hscan", "hashes"},
+  {"hrandfield", "hashes"},
+  {"sadd", "sets"}, {"srem", "sets"}, {"smembers", "sets"},
+  {"sismember", "sets"}, {"smismember", "sets"}, {"scard", "sets"},
+  {"spop", "sets"}, {"srandmember", "sets"}, {"sinter", "sets"},
+  {"sintercard", "sets"}, {"sinterstore", "sets"}, {"sunion", "sets"},
+  {"sunionstore", "sets"}, {"sdiff", "sets"}, {"sdiffstore", "sets"},
+  {"smove", "sets"}, {"sscan", "sets"},
+  {"zadd", "sorted sets"}, {"zrem", "sorted sets"},
+  {"zrange", "sorted sets"}, {"zrangebyscore", "sorted sets"},
+  {"zrevrange", "sorted sets"}, {"zscore", "sorted sets"},
+  {"zincrby", "sorted sets"}, {"zcard", "sorted sets"},
+  {"zcount", "sorted sets"}, {"zrank", "sorted sets"},
+  {"zrevrank", "sorted sets"}, {"zpopmin", "sorted sets"},
+  {"zpopmax", "sorted sets"}, {"bzpopmin", "sorted sets"},
+  {"bzpopmax", "sorted sets"}, {"zscan", "sorted sets"},
+  {"zunionstore", "sorted sets"}, {"zinterstore", "sorted sets"},
+  {"xadd", "streams"}, {"xrange", "streams"}, {"xrevrange", "streams"},
+  {"xlen", "streams"}, {"xread", "streams"}, {"xreadgroup", "streams"},
+  {"xdel", "streams"}, {"xtrim", "streams"}, {"xgroup", "streams"},
+  {"xack", "streams"}, {"xinfo", "streams"},
+  {"pfadd", "HyperLogLogs"}, {"pfcount", "HyperLogLogs"},
+  {"pfmerge", "HyperLogLogs"},
+  {"geoadd", "geospatial indexes"}, {"geosearch", "geospatial indexes"},
+  {"geodist", "geospatial indexes"}, {"geopos", "geospatial indexes"},
+  {"georadius", "geospatial indexes"},
+};
+
+/* The type name of a command of another Redis data type, or NULL. */
+static const char *other_type_of(const resp_arg *name) {
+  for (size_t i = 0; i < sizeof other_types / sizeof other_types[0]; i++) {
+    const char *n = other_types[i].name;
+    if (strlen(n) == name->len && strncasecmp(n, name->ptr, name->len) == 0)
+      return other_types[i].type;
+  }
+  return NULL;
+}
+
+/* Redis's reply to an unknown command, quoting the first arguments; for a
+** command of a data type tinkv-server does not have, a note saying so. */
 static void reply_unknown(session *s, size_t argc, const resp_arg *argv) {
   char args[160];
   size_t n = 0;
@@ -151,8 +211,14 @@ static void reply_unknown(session *s, size_t argc, const resp_arg *argv) {
     n += (size_t)w < sizeof args - n ? (size_t)w : sizeof args - n - 1;
   }
   int nl = argv[0].len < 128 ? (int)argv[0].len : 128;
-  resp_error(s->out, "ERR unknown command '%.*s', with args beginning with: %s",
-             nl, argv[0].ptr, args);
+  const char *type = other_type_of(&argv[0]);
+  if (type)
+    resp_error(s->out, "ERR unknown command '%.*s', with args beginning "
+               "with: %s(tinkv-server stores strings only: %s are out of "
+               "scope)", nl, argv[0].ptr, args, type);
+  else
+    resp_error(s->out, "ERR unknown command '%.*s', with args beginning "
+               "with: %s", nl, argv[0].ptr, args);
 }
 
 /* Redis's arity rule: exact when positive, a minimum when negative. */

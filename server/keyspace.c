@@ -17,8 +17,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "glob.h"
+#include "objenc.h"
 
 /* DEL key...: the number deleted; several keys are one atomic group. */
 void del_command(session *s, size_t argc, const resp_arg *argv) {
@@ -390,8 +393,10 @@ static void rename_generic(session *s, const resp_arg *argv, int nx) {
     return;
   }
   if (nx && dest_taken(s, &argv[2], v)) return;
+  int enc = objenc_get(argv[1].ptr, argv[1].len);
   rc = move_value(&argv[1], &argv[2], v, n, 1);
   tkv_free(v);
+  if (rc == TKV_OK) objenc_note(argv[2].ptr, argv[2].len, enc, n);
   if (rc != TKV_OK) reply_engine_error(s, rc);
   else if (nx) resp_int(s->out, 1);
   else resp_status(s->out, "OK");
@@ -445,6 +450,9 @@ void copy_command(session *s, size_t argc, const resp_arg *argv) {
   if (!replace && dest_taken(s, &argv[2], v)) return;
   rc = store_write(argv[2].ptr, argv[2].len, v, n, 0);
   tkv_free(v);
+  if (rc == TKV_OK)
+    objenc_note(argv[2].ptr, argv[2].len,
+                objenc_get(argv[1].ptr, argv[1].len), n);
   if (rc != TKV_OK) reply_engine_error(s, rc);
   else resp_int(s->out, 1);
 }
@@ -454,25 +462,25 @@ void touch_command(session *s, size_t argc, const resp_arg *argv) {
   exists_command(s, argc, argv);
 }
 
-/* RANDOMKEY: a key, or nil when there is none: the first key at or after
-** random bytes (wrapping to the first key), so not uniform, as Redis's
-** is not either. */
+/* RANDOMKEY: a key, or nil when there is none, every key equally likely
+** (tkv_cursor_seek_random), whatever their spread over the key space.
+** The seeds are a counter started from the clock and the pid: the engine
+** mixes each one into its draws. */
 void randomkey_command(session *s, size_t argc, const resp_arg *argv) {
   (void)argc; (void)argv;
-  unsigned char r[8];
-  for (size_t i = 0; i < sizeof r; i++) r[i] = (unsigned char)(rand() >> 7);
+  static uint64_t seq;
+  if (!seq) seq = ((uint64_t)time(NULL) << 20) ^ (uint64_t)getpid();
   tkv_cursor *cur;
   int rc = tkv_cursor_open(store_db(), &cur);
   if (rc != TKV_OK) {
     reply_engine_error(s, rc);
     return;
   }
-  rc = tkv_cursor_seek(cur, r, sizeof r);
-  if (rc == TKV_OK && !tkv_cursor_valid(cur)) rc = tkv_cursor_seek(cur, NULL, 0);
-  if (rc != TKV_OK) {
-    reply_engine_error(s, rc);
-  } else if (!tkv_cursor_valid(cur)) {
+  rc = tkv_cursor_seek_random(cur, ++seq * 0x9e3779b97f4a7c15ull);
+  if (rc == TKV_NOTFOUND) {
     resp_nil(s->out);
+  } else if (rc != TKV_OK) {
+    reply_engine_error(s, rc);
   } else {
     const void *k;
     size_t kl;
@@ -480,16 +488,6 @@ void randomkey_command(session *s, size_t argc, const resp_arg *argv) {
     resp_bulk(s->out, k, kl);
   }
   tkv_cursor_close(cur);
-}
-
-/* The encoding Redis would report for a string value: "int" for a
-** canonical 64-bit integer of up to 20 bytes, "embstr" up to 44 bytes,
-** else "raw".  (Redis also reports "raw" for a short string that APPEND or
-** SETRANGE changed; tinkv keeps no such history.) */
-static const char *encoding_of(const char *v, size_t n) {
-  long long x;
-  if (n <= 20 && resp_str2ll(v, n, &x) == 0) return "int";
-  return n <= 44 ? "embstr" : "raw";
 }
 
 /* OBJECT ENCODING key | REFCOUNT key | FREQ key | IDLETIME key | HELP. */
@@ -502,7 +500,7 @@ void object_command(session *s, size_t argc, const resp_arg *argv) {
     if (rc == TKV_NOTFOUND) resp_nil(s->out);
     if (rc != TKV_OK) return;
     if (arg_is(sub, "refcount")) resp_int(s->out, 1);
-    else resp_bulkstr(s->out, encoding_of(v, n));
+    else resp_bulkstr(s->out, objenc_name(argv[2].ptr, argv[2].len, v, n));
     tkv_free(v);
   } else if (arg_is(sub, "help") && argc == 2) {
     resp_array(s->out, 2);

@@ -8,8 +8,8 @@
 ** Modules, lowest first (each uses only those before it):
 **   server   shared state, log, resolver
 **   buf      growable buffers          glob   Redis glob patterns
-**   resp     RESP parser and replies   store  the engine handle, group
-**                                             commit, keyed writes
+**   resp     RESP parser and replies   objenc OBJECT ENCODING's memory
+**   store    the engine handle, group commit, keyed writes
 **   commands the command table and dispatch, with the command modules
 **            t_string.c, bitops.c, keyspace.c, multi.c, admin.c (cmd.h)
 **   net      RESP connections          http   the REST API

@@ -3,6 +3,7 @@
 */
 #include "store.h"
 
+#include "objenc.h"
 #include "server.h"
 
 /* A batch is committed early once it holds this many writes or bytes, so
@@ -88,6 +89,7 @@ int store_write(const void *key, size_t klen, const void *val, size_t vlen,
                 unsigned flags) {
   int rc = tkv_write(st.db, key, klen, val, vlen, flags, NULL);
   if (rc == TKV_OK) {
+    objenc_forget(key, klen);
     store_batch_count(klen + vlen);
     if (st.key_hook) st.key_hook(key, klen);
   }
@@ -98,6 +100,7 @@ int store_write(const void *key, size_t klen, const void *val, size_t vlen,
 int store_delete(const void *key, size_t klen) {
   int rc = tkv_delete(st.db, key, klen);
   if (rc == TKV_OK) {
+    objenc_forget(key, klen);
     store_batch_count(klen);
     if (st.key_hook) st.key_hook(key, klen);
   }

@@ -16,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "objenc.h"
+
 /* The one error for every expiry option and command. */
 static void reply_no_expiry(session *s) {
   resp_error(s->out, "ERR key expiry is not supported: tinkv keys do not "
@@ -177,8 +179,11 @@ void append_command(session *s, size_t argc, const resp_arg *argv) {
   if (oldlen) memcpy(nv, old, oldlen);
   memcpy(nv + oldlen, add->ptr, add->len);
   tkv_free(old);
+  int existed = rc == TKV_OK;
   rc = store_write(argv[1].ptr, argv[1].len, nv, total, 0);
   free(nv);
+  if (rc == TKV_OK && existed)                  /* Redis's string is raw */
+    objenc_note(argv[1].ptr, argv[1].len, OBJENC_RAW, total);
   if (rc == TKV_OK) resp_int(s->out, (long long)total);
   else reply_engine_error(s, rc);
 }
@@ -411,6 +416,7 @@ void setrange_command(session *s, size_t argc, const resp_arg *argv) {
   tkv_free(old);
   rc = store_write(argv[1].ptr, argv[1].len, nv, total, 0);
   free(nv);
+  if (rc == TKV_OK) objenc_note(argv[1].ptr, argv[1].len, OBJENC_RAW, total);
   if (rc == TKV_OK) resp_int(s->out, (long long)total);
   else reply_engine_error(s, rc);
 }
@@ -481,6 +487,9 @@ void incrbyfloat_command(session *s, size_t argc, const resp_arg *argv) {
     return;
   }
   rc = store_write(argv[1].ptr, argv[1].len, num, len, 0);
+  long long asint;
+  if (rc == TKV_OK && len <= 20 && resp_str2ll(num, len, &asint) == 0)
+    objenc_note(argv[1].ptr, argv[1].len, OBJENC_EMBSTR, len);
   if (rc == TKV_OK) resp_bulk(s->out, num, len);
   else reply_engine_error(s, rc);
 }

@@ -204,8 +204,11 @@ def suite_commands(port):
     ok("client id", isinstance(c.cmd("CLIENT", "ID"), int))
     check("unknown", c.cmd("FOO", "a", "b"),
           Err("ERR unknown command 'FOO', with args beginning with: 'a' 'b' "))
-    check("unknown no args", c.cmd("HGET"),
-          Err("ERR unknown command 'HGET', with args beginning with: "))
+    check("unknown no args", c.cmd("NOSUCH"),
+          Err("ERR unknown command 'NOSUCH', with args beginning with: "))
+    check("other data type", c.cmd("HGET"),
+          Err("ERR unknown command 'HGET', with args beginning with: "
+              "(tinkv-server stores strings only: hashes are out of scope)"))
 
     # MULTI / EXEC / DISCARD
     check("multi", c.cmd("MULTI"), "OK")
