@@ -161,13 +161,86 @@ void shutdown_command(session *s, size_t argc, const resp_arg *argv) {
 
 /* COMPACT (tinkv's own): compact now; the reply is the bytes reclaimed.
 ** The batch was committed first (CMD_NO_TXN): compaction needs no open
-** transaction. */
+** transaction.  Logged with its duration (store_compact_now). */
 void compact_command(session *s, size_t argc, const resp_arg *argv) {
   (void)argc; (void)argv;
+  char who[64];
   uint64_t reclaimed = 0;
-  int rc = tkv_compact(store_db(), &reclaimed);
+  snprintf(who, sizeof who, "COMPACT from client %llu",
+           (unsigned long long)s->id);
+  int rc = store_compact_now(who, &reclaimed);
   if (rc != TKV_OK) reply_engine_error(s, rc);
   else resp_int(s->out, (long long)reclaimed);
+}
+
+/* BACKUP name [INCREMENTAL] (tinkv's own): back the store up online into
+** --backup-dir/name; the reply is what was done, as the JSON object of
+** SQL's tinkv_backup().  Runs on the event loop: clients wait meanwhile
+** (the copy is hard links on the same file system, else file copies). */
+void backup_command(session *s, size_t argc, const resp_arg *argv) {
+  int incremental = 0;
+  if (argc == 3 && arg_is(&argv[2], "incremental")) incremental = 1;
+  else if (argc != 2) {
+    reply_syntax_error(s);
+    return;
+  }
+  char dest[4096], who[64];
+  const char *why = store_backup_path(argv[1].ptr, argv[1].len, dest,
+                                      sizeof dest);
+  if (why) {
+    resp_error(s->out, "ERR %s", why);
+    return;
+  }
+  snprintf(who, sizeof who, "BACKUP from client %llu",
+           (unsigned long long)s->id);
+  tkv_backup_report r;
+  int rc = store_backup(who, dest, incremental, &r);
+  if (rc != TKV_OK) {
+    reply_engine_error(s, rc);
+    return;
+  }
+  char json[256];
+  snprintf(json, sizeof json, "{\"files\":%llu,\"linked\":%llu,"
+           "\"copied\":%llu,\"bytes_copied\":%llu,\"kept\":%llu,"
+           "\"removed\":%llu,\"usec\":%llu}",
+           (unsigned long long)r.files, (unsigned long long)r.linked,
+           (unsigned long long)r.copied, (unsigned long long)r.bytes_copied,
+           (unsigned long long)r.kept, (unsigned long long)r.removed,
+           (unsigned long long)r.usec);
+  resp_bulkstr(s->out, json);
+}
+
+/* Collects CHECK's problems, one "FILE: offset N: why" line each. */
+static void check_problem(void *ctx, const char *file, uint64_t offset,
+                          const char *why) {
+  buf *b = ctx;
+  buf_printf(b, "%s: offset %llu: %s\n", file, (unsigned long long)offset,
+             why);
+}
+
+/* CHECK (tinkv's own): check every record and hint of the store (as of
+** the last commit) while it is used; "ok", or an error listing the
+** problems as tinkvctl check prints them.  Logged with its duration. */
+void check_command(session *s, size_t argc, const resp_arg *argv) {
+  (void)argc; (void)argv;
+  char who[64];
+  buf b = {0};
+  tkv_check_report r;
+  snprintf(who, sizeof who, "CHECK from client %llu",
+           (unsigned long long)s->id);
+  int rc = store_check(who, check_problem, &b, &r);
+  if (rc == TKV_OK) {
+    resp_status(s->out, "OK");
+  } else if (rc == TKV_CORRUPT) {
+    for (size_t i = 0; i < b.len; i++)      /* one line for RESP */
+      if (b.data[i] == '\n' || b.data[i] == '\r') b.data[i] = ';';
+    resp_error(s->out, "ERR check found %llu problem%s: %.*s",
+               (unsigned long long)r.problems, r.problems == 1 ? "" : "s",
+               (int)(b.len < 4000 ? b.len : 4000), b.data ? b.data : "");
+  } else {
+    reply_engine_error(s, rc);
+  }
+  buf_free(&b);
 }
 
 /* ------------------------------------------------------------ CLIENT. */

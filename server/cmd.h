@@ -72,7 +72,8 @@ cmd_proc del_command, exists_command, dbsize_command, keys_command,
     randomkey_command, object_command;
 cmd_proc ping_command, echo_command, select_command, quit_command,
     info_command, config_command, client_command, command_command,
-    compact_command, shutdown_command, hello_command;
+    compact_command, shutdown_command, hello_command, backup_command,
+    check_command;
 cmd_proc multi_command, exec_command, discard_command, watch_command,
     unwatch_command, reset_command;
 

@@ -18,8 +18,10 @@
 command cmd_table[] = {
   /* name        proc             arity flags                     keys */
   {"append",    append_command,    3, CMD_WRITE,                 1, 1, 1},
+  {"backup",    backup_command,   -2, CMD_NO_MULTI | CMD_NO_TXN, 0, 0, 0},
   {"bitcount",  bitcount_command, -2, CMD_READONLY,              1, 1, 1},
   {"bitpos",    bitpos_command,   -3, CMD_READONLY,              1, 1, 1},
+  {"check",     check_command,     1, CMD_NO_MULTI | CMD_NO_TXN, 0, 0, 0},
   {"client",    client_command,   -2, 0,                         0, 0, 0},
   {"command",   command_command,  -1, 0,                         0, 0, 0},
   {"compact",   compact_command,   1, CMD_NO_MULTI | CMD_NO_TXN, 0, 0, 0},

@@ -391,14 +391,78 @@ static enum MHD_Result stats(struct MHD_Connection *conn) {
   return ret;
 }
 
-/* POST /v1/compact: compact now (on the loop's thread). */
+/* POST /v1/compact: compact now (on the loop's thread); logged with its
+** duration. */
 static enum MHD_Result compact(struct MHD_Connection *conn) {
   uint64_t reclaimed = 0;
-  int rc = tkv_compact(store_db(), &reclaimed);
+  int rc = store_compact_now("POST /v1/compact", &reclaimed);
   if (rc != TKV_OK) return send_engine_error(conn, rc);
   buf b = {0};
   buf_printf(&b, "{\"reclaimed\":%llu}\n", (unsigned long long)reclaimed);
   enum MHD_Result ret = send_buf(conn, MHD_HTTP_OK, "application/json", &b);
+  buf_free(&b);
+  return ret;
+}
+
+/* POST /v1/backup/NAME[?incremental=1]: back the store up online into
+** --backup-dir/NAME (as BACKUP); the report as JSON.  Logged. */
+static enum MHD_Result backup(struct MHD_Connection *conn, const buf *name) {
+  char dest[4096];
+  const char *why = store_backup_path(name->data ? name->data : "",
+                                      name->len, dest, sizeof dest);
+  if (why) return send_error(conn, MHD_HTTP_BAD_REQUEST, why);
+  const char *inc = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND,
+                                                "incremental");
+  int incremental = inc && strcmp(inc, "0") != 0;
+  tkv_backup_report r;
+  int rc = store_backup("POST /v1/backup", dest, incremental, &r);
+  if (rc != TKV_OK) return send_engine_error(conn, rc);
+  buf b = {0};
+  buf_printf(&b, "{\"files\":%llu,\"linked\":%llu,\"copied\":%llu,"
+             "\"bytes_copied\":%llu,\"kept\":%llu,\"removed\":%llu,"
+             "\"usec\":%llu}\n",
+             (unsigned long long)r.files, (unsigned long long)r.linked,
+             (unsigned long long)r.copied, (unsigned long long)r.bytes_copied,
+             (unsigned long long)r.kept, (unsigned long long)r.removed,
+             (unsigned long long)r.usec);
+  enum MHD_Result ret = send_buf(conn, MHD_HTTP_OK, "application/json", &b);
+  buf_free(&b);
+  return ret;
+}
+
+/* Collects the problems of POST /v1/check as a JSON array's items. */
+static void check_problem(void *ctx, const char *file, uint64_t offset,
+                          const char *why) {
+  buf *b = ctx;
+  buf_printf(b, "%s{\"file\":", b->len ? "," : "");
+  json_str(b, file, strlen(file));
+  buf_printf(b, ",\"offset\":%llu,\"problem\":", (unsigned long long)offset);
+  json_str(b, why, strlen(why));
+  buf_printf(b, "}");
+}
+
+/* POST /v1/check: check the store while it is used (as CHECK); 200 with
+** "ok":true, or 500 with the problems, each with its file and offset.
+** Logged with its duration. */
+static enum MHD_Result check(struct MHD_Connection *conn) {
+  buf probs = {0}, b = {0};
+  tkv_check_report r;
+  int rc = store_check("POST /v1/check", check_problem, &probs, &r);
+  if (rc != TKV_OK && rc != TKV_CORRUPT) {
+    buf_free(&probs);
+    return send_engine_error(conn, rc);
+  }
+  buf_printf(&b, "{\"ok\":%s,\"files\":%llu,\"records\":%llu,"
+             "\"hint_entries\":%llu,\"bytes\":%llu,\"problems\":[%.*s],"
+             "\"usec\":%llu}\n", rc == TKV_OK ? "true" : "false",
+             (unsigned long long)r.files, (unsigned long long)r.records,
+             (unsigned long long)r.hint_entries, (unsigned long long)r.bytes,
+             (int)probs.len, probs.data ? probs.data : "",
+             (unsigned long long)r.usec);
+  buf_free(&probs);
+  enum MHD_Result ret = send_buf(conn, rc == TKV_OK ? MHD_HTTP_OK
+                                       : MHD_HTTP_INTERNAL_SERVER_ERROR,
+                                 "application/json", &b);
   buf_free(&b);
   return ret;
 }
@@ -444,6 +508,22 @@ static enum MHD_Result route(struct MHD_Connection *conn, const char *url,
     return get ? stats(conn) : send_not_allowed(conn, "GET, HEAD");
   if (strcmp(url, "/v1/compact") == 0)
     return is(method, "POST") ? compact(conn) : send_not_allowed(conn, "POST");
+  if (strcmp(url, "/v1/check") == 0)
+    return is(method, "POST") ? check(conn) : send_not_allowed(conn, "POST");
+  static const char bk[] = "/v1/backup/";
+  if (strncmp(url, bk, sizeof bk - 1) == 0) {
+    if (!is(method, "POST")) return send_not_allowed(conn, "POST");
+    buf name = {0};
+    const char *enc = url + sizeof bk - 1;
+    enum MHD_Result ret;
+    if (url_decode(enc, strlen(enc), 0, &name) != 0)
+      ret = send_error(conn, MHD_HTTP_BAD_REQUEST,
+                       "malformed percent-encoding");
+    else
+      ret = backup(conn, &name);
+    buf_free(&name);
+    return ret;
+  }
   return send_error(conn, MHD_HTTP_NOT_FOUND, "no such endpoint");
 }
 

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
 
@@ -63,6 +64,9 @@ static void usage(FILE *f) {
 "                       whose request headers take longer (default: 30)\n"
 "  --compact-min BYTES|off  compact automatically once stale bytes exceed\n"
 "                       both this and the live bytes (default: 64m)\n"
+"  --backup-dir DIR     allow BACKUP name (and POST /v1/backup/name) to\n"
+"                       back the store up online into DIR/name (default:\n"
+"                       none, backups refused)\n"
 "  --version            print the version\n"
 "  --help               this text\n"
 "\n"
@@ -111,7 +115,7 @@ static int parse_size(const char *s, unsigned long long *pv) {
 static int parse_options(int argc, char **argv, server_config *c) {
   enum { O_DIR = 1, O_BIND, O_PORT, O_HTTP, O_SYNC, O_FSYNC, O_GROUP,
          O_CLIENTS, O_VALUE, O_OUTPUT, O_TIMEOUT, O_COMPACT, O_HTTP_TIMEOUT,
-         O_VERSION, O_HELP };
+         O_BACKUP_DIR, O_VERSION, O_HELP };
   static const struct option opts[] = {
     {"dir", required_argument, 0, O_DIR},
     {"bind", required_argument, 0, O_BIND},
@@ -126,6 +130,7 @@ static int parse_options(int argc, char **argv, server_config *c) {
     {"timeout", required_argument, 0, O_TIMEOUT},
     {"compact-min", required_argument, 0, O_COMPACT},
     {"http-timeout", required_argument, 0, O_HTTP_TIMEOUT},
+    {"backup-dir", required_argument, 0, O_BACKUP_DIR},
     {"version", no_argument, 0, O_VERSION},
     {"help", no_argument, 0, O_HELP},
     {0, 0, 0, 0}};
@@ -187,6 +192,10 @@ static int parse_options(int argc, char **argv, server_config *c) {
     case O_HTTP_TIMEOUT:
       if (parse_num(a, 86400, &v) || v == 0) return bad_option(name, a);
       c->http_timeout = (unsigned)v;
+      break;
+    case O_BACKUP_DIR:
+      if (a[0] == '\0') return bad_option(name, a);
+      c->backup_dir = a;
       break;
     case O_VERSION:
       printf("tinkv-server %s\n", tkv_version());
@@ -377,6 +386,14 @@ int main(int argc, char **argv) {
   c->compact_min = 64u << 20;
   c->http_timeout = 30;
   if (parse_options(argc, argv, c) != 0) return 2;
+  if (c->backup_dir) {
+    struct stat bst;
+    if (stat(c->backup_dir, &bst) != 0 || !S_ISDIR(bst.st_mode)) {
+      fprintf(stderr, "tinkv-server: --backup-dir %s is not a directory\n",
+              c->backup_dir);
+      return 2;
+    }
+  }
   signal(SIGPIPE, SIG_IGN);
   srv.start_time = time(NULL);
   srv.http_port = -1;

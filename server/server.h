@@ -45,6 +45,7 @@ typedef struct server_config {
                               ** (0: never) */
   unsigned http_timeout;      /* HTTP: idle seconds, and the deadline for
                               ** a request's headers */
+  const char *backup_dir;     /* where BACKUP writes (NULL: refused) */
   uint64_t compact_min;       /* stale bytes before automatic compaction
                               ** (also needs stale >= live; 0: never) */
 } server_config;

@@ -6,6 +6,10 @@
 #include "objenc.h"
 #include "server.h"
 
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
 /* A batch is committed early once it holds this many writes or bytes, so
 ** a flood of pipelined writes cannot grow one transaction without bound. */
 #define BATCH_MAX_WRITES 8192
@@ -229,4 +233,87 @@ int store_sync(void) {
   int rc = store_batch_commit();
   if (rc != TKV_OK) return rc;
   return tkv_sync(st.db);
+}
+
+/* ------------------------------------- Compaction, backup and check on
+** request (COMPACT, BACKUP, CHECK and their REST forms).  Each is logged
+** with what it did and how long it took; the engine's stats count them
+** too (compactions, backups and checks, with their durations). */
+
+static uint64_t now_usec(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+int store_compact_now(const char *who, uint64_t *preclaimed) {
+  uint64_t reclaimed = 0, t0;
+  int rc = store_batch_commit();
+  t0 = now_usec();
+  if (rc == TKV_OK) rc = tkv_compact(st.db, &reclaimed);
+  double ms = (double)(now_usec() - t0) / 1000.0;
+  if (rc == TKV_OK)
+    srv_log("compaction (%s): %llu bytes reclaimed in %.1f ms", who,
+            (unsigned long long)reclaimed, ms);
+  else
+    srv_log("compaction (%s) failed after %.1f ms: %s", who, ms,
+            tkv_errmsg());
+  if (preclaimed) *preclaimed = reclaimed;
+  return rc;
+}
+
+const char *store_backup_path(const char *name, size_t len, char *out,
+                              size_t size) {
+  if (!srv.cfg.backup_dir)
+    return "backups are off: start tinkv-server with --backup-dir DIR";
+  if (len == 0 || len > 200 || memchr(name, '/', len) ||
+      (len == 1 && name[0] == '.') ||
+      (len == 2 && name[0] == '.' && name[1] == '.'))
+    return "a backup name is one path component (no '/', not '.' or '..'), "
+           "of 1 to 200 bytes";
+  for (size_t i = 0; i < len; i++)
+    if ((unsigned char)name[i] < ' ' || name[i] == 0x7f)
+      return "a backup name has no control characters";
+  if ((size_t)snprintf(out, size, "%s/%.*s", srv.cfg.backup_dir, (int)len,
+                       name) >= size)
+    return "the backup path is too long";
+  return NULL;
+}
+
+int store_backup(const char *who, const char *dest, int incremental,
+                 tkv_backup_report *rep) {
+  int rc = store_batch_commit();
+  memset(rep, 0, sizeof *rep);
+  if (rc == TKV_OK)
+    rc = tkv_backup(st.db, dest, incremental ? TKV_BACKUP_INCREMENTAL : 0,
+                    NULL, NULL, rep);
+  if (rc == TKV_OK)
+    srv_log("backup (%s) to %s%s: %llu files (%llu linked, %llu copied, "
+            "%llu kept), %llu bytes copied in %.1f ms", who, dest,
+            incremental ? ", incremental" : "",
+            (unsigned long long)rep->files, (unsigned long long)rep->linked,
+            (unsigned long long)rep->copied, (unsigned long long)rep->kept,
+            (unsigned long long)rep->bytes_copied,
+            (double)rep->usec / 1000.0);
+  else
+    srv_log("backup (%s) to %s failed: %s", who, dest, tkv_errmsg());
+  return rc;
+}
+
+int store_check(const char *who, tkv_problem_fn problem_fn, void *ctx,
+                tkv_check_report *rep) {
+  int rc = store_batch_commit();
+  memset(rep, 0, sizeof *rep);
+  if (rc == TKV_OK) rc = tkv_check_db(st.db, problem_fn, NULL, ctx, rep);
+  if (rc == TKV_OK)
+    srv_log("check (%s): ok, %llu records in %llu files in %.1f ms", who,
+            (unsigned long long)rep->records, (unsigned long long)rep->files,
+            (double)rep->usec / 1000.0);
+  else if (rc == TKV_CORRUPT)
+    srv_log("check (%s): %llu problems in %.1f ms: %s", who,
+            (unsigned long long)rep->problems, (double)rep->usec / 1000.0,
+            tkv_errmsg());
+  else
+    srv_log("check (%s) failed: %s", who, tkv_errmsg());
+  return rc;
 }

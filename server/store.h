@@ -92,6 +92,24 @@ int store_compact_due(uint64_t min_stale);
 /* Commit the batch and compact now.  A TKV_* code. */
 int store_compact(uint64_t *preclaimed);
 
+/* Commit the batch and compact now, on request (who: "COMPACT from client
+** 5", "POST /v1/compact"); logged with the bytes reclaimed and the time it
+** took.  A TKV_* code. */
+int store_compact_now(const char *who, uint64_t *preclaimed);
+/* The directory of backup `name` under --backup-dir, into out; NULL, or
+** why the name (or a server without --backup-dir) cannot have one. */
+const char *store_backup_path(const char *name, size_t len, char *out,
+                              size_t size);
+/* Commit the batch and back the store up into dest (tkv_backup), online;
+** logged with what was copied and the time it took.  A TKV_* code. */
+int store_backup(const char *who, const char *dest, int incremental,
+                 tkv_backup_report *rep);
+/* Commit the batch and check the store (tkv_check_db), each problem to
+** problem_fn; logged with the outcome and the time it took.  TKV_OK,
+** TKV_CORRUPT when problems were found, or another TKV_* code. */
+int store_check(const char *who, tkv_problem_fn problem_fn, void *ctx,
+                tkv_check_report *rep);
+
 /* Flush and fdatasync the store (commits an open batch first). */
 int store_sync(void);
 

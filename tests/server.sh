@@ -315,6 +315,44 @@ check "data after compaction" "299:xxx" "$(redis-cli -p "$PORT" get c:9 | cut -c
 check "keys after compaction" 10 "$(redis-cli -p "$PORT" dbsize)"
 stop $PID
 
+echo "== backup, check and compaction on request, each logged with its duration"
+mkdir -p "$tmp/backups"
+start ops --dir "$tmp/ops" --backup-dir "$tmp/backups" || exit 1
+H="http://127.0.0.1:$HPORT"
+for i in $(seq 1 50); do echo "SET ops:$i v$i"; done | redis-cli -p "$PORT" >/dev/null
+has "BACKUP" '"files":' "$(redis-cli -p "$PORT" backup b1)"
+has "BACKUP INCREMENTAL" '"kept":' "$(redis-cli -p "$PORT" backup b1 incremental)"
+has "BACKUP into an existing backup without INCREMENTAL" "ERR" "$(redis-cli -p "$PORT" backup b1 2>&1)"
+has "BACKUP refuses a path" "one path component" "$(redis-cli -p "$PORT" backup ../b2 2>&1)"
+check "CHECK" OK "$(redis-cli -p "$PORT" check)"
+check "POST /v1/check" 200 "$(code POST /v1/check)"
+has "POST /v1/check body" '"ok":true' "$(cat "$tmp/body")"
+check "POST /v1/backup/b2" 200 "$(code POST /v1/backup/b2)"
+has "POST /v1/backup body" '"usec":' "$(cat "$tmp/body")"
+c=$(redis-cli -p "$PORT" compact); case "$c" in ''|*[!0-9]*) fail "compact: [$c]" ;; *) pass ;; esac
+check "POST /v1/compact" 200 "$(code POST /v1/compact)"
+has "stats count backups (not the refused one)" '"backups":3' "$(curl -s "$H/v1/stats")"
+has "stats count checks" '"checks":2' "$(curl -s "$H/v1/stats")"
+log=$(cat "$tmp/ops.log")
+has "backup logged with its duration" "backup (BACKUP from client" "$log"
+has "... its size and time" "bytes copied in " "$log"
+has "REST backup logged" "backup (POST /v1/backup) to $tmp/backups/b2" "$log"
+has "check logged with its duration" "check (CHECK from client" "$log"
+has "REST check logged" "check (POST /v1/check): ok," "$log"
+has "COMPACT logged with its duration" "compaction (COMPACT from client" "$log"
+has "REST compaction logged" "compaction (POST /v1/compact): " "$log"
+case "$(grep -c ' ms$' "$tmp/ops.log")" in [0-5]) fail "durations in ms: $(grep -c ' ms$' "$tmp/ops.log")";; *) pass;; esac
+stop $PID
+start restored --dir "$tmp/backups/b1" --http-port off || exit 1
+check "a backup serves as a store" 50 "$(redis-cli -p "$PORT" dbsize)"
+check "... with the data" v7 "$(redis-cli -p "$PORT" get ops:7)"
+stop $PID
+start nobackups --dir "$tmp/ops" --http-port off || exit 1
+has "no --backup-dir: BACKUP refused" "backups are off" "$(redis-cli -p "$PORT" backup b3 2>&1)"
+stop $PID
+"$bin" --dir "$tmp/ops" --backup-dir "$tmp/none" --port 0 >/dev/null 2>&1
+check "--backup-dir must exist" 2 "$?"
+
 echo "== sharding behind nutcracker (twemproxy)"
 if [ -n "$san" ]; then
   echo "skipped under $san"

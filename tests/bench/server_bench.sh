@@ -8,10 +8,13 @@
 # appendfsync everysec: the nearest durability) on free loopback ports, in
 # scratch directories under $BENCH_DIR, runs the same redis-benchmark
 # commands against each in turn, prints requests/s side by side with the
-# ratio, then memory per key, and stops both.
+# ratio and the latency tails (p99.9, max), then memory per key, and stops
+# both.  Then the same at full durability: tinkv-server --sync full (an
+# fdatasync covers every reply) beside redis-server appendfsync always.
 #
 # Environment:
 #   SERVER_BENCH_N=1000000      requests per run (default: $BENCH_N, else 1M)
+#   SERVER_BENCH_DURABLE_N=100000  requests per run at full durability
 #   SERVER_BENCH_KEYS=1000000   key space (redis-benchmark -r)
 #   SERVER_BENCH_CLIENTS=50     connections (redis-benchmark -c)
 #   SERVER_BENCH_VARIANTS=0     skip the extra tinkv runs (group commit off,
@@ -23,6 +26,7 @@ root=$(cd "$here/../.." && pwd)
 build=${1:-${BUILD:-$root/build}}
 bin=$(cd "$build" 2>/dev/null && pwd)/tinkv-server
 N=${SERVER_BENCH_N:-${BENCH_N:-1000000}}
+DN=${SERVER_BENCH_DURABLE_N:-100000}
 KEYS=${SERVER_BENCH_KEYS:-1000000}
 C=${SERVER_BENCH_CLIENTS:-50}
 VARIANTS=${SERVER_BENCH_VARIANTS:-1}
@@ -73,6 +77,19 @@ rps() {
   redis-benchmark -p "$1" -t "$2" -n "${4:-$N}" -r "$KEYS" -c "$C" -P "$3" -d 100 --csv 2>/dev/null |
     awk -F'","' 'NR > 1 { gsub(/"/, "", $2); print $2; exit }'
 }
+# run PORT TEST PIPELINE [REQUESTS]: one redis-benchmark run; prints
+# "requests/s p99.9_ms max_ms" from its full report (the percentile lines
+# of its latency distribution; -P N counts each pipeline's requests
+# together).
+run() {
+  redis-benchmark -p "$1" -t "$2" -n "${4:-$N}" -r "$KEYS" -c "$C" -P "$3" -d 100 2>/dev/null |
+    tr '\r' '\n' | awk '
+      /^Latency by percentile/ { inpct = 1; next }
+      /^Cumulative distribution/ { inpct = 0 }
+      inpct && /%/ { p = $1; sub(/%/, "", p); if (p + 0 >= 99.9 && p999 == "") p999 = $3; max = $3 }
+      /throughput summary:/ { rps = $3 }
+      END { printf "%s %s %s\n", rps == "" ? "failed" : rps, p999 == "" ? "-" : p999, max == "" ? "-" : max }'
+}
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
 
 start_tinkv tinkv --sync normal
@@ -92,14 +109,14 @@ echo "$KEYS; tinkv-server --sync normal (group commit on), redis-server"
 echo "appendonly yes, appendfsync everysec.  $(nproc) CPUs shared by server"
 echo "and redis-benchmark."
 echo
-echo "| test | pipeline | tinkv-server req/s | redis-server req/s | tinkv/redis |"
-echo "|------|---------:|-------------------:|-------------------:|------------:|"
+echo "| test | pipeline | tinkv-server req/s | redis-server req/s | tinkv/redis | tinkv p99.9 / max ms | redis p99.9 / max ms |"
+echo "|------|---------:|-------------------:|-------------------:|------------:|------:|------:|"
 # SET and MSET first: they fill the key space, so GET finds its keys.
 for t in set mset get incr; do
   for p in 1 16; do
-    a=$(rps "$TP" $t $p)
-    b=$(rps "$RP" $t $p)
-    echo "| $(echo $t | tr a-z A-Z) | $p | ${a:-failed} | ${b:-failed} | $(ratio "${a:-0}" "${b:-0}") |"
+    set -- $(run "$TP" $t $p); a=$1 a9=$2 am=$3
+    set -- $(run "$RP" $t $p); b=$1 b9=$2 bm=$3
+    echo "| $(echo $t | tr a-z A-Z) | $p | $a | $b | $(ratio "$a" "$b") | $a9 / $am | $b9 / $bm |"
   done
 done
 
@@ -113,6 +130,35 @@ echo "| server | keys | anonymous RSS growth | bytes/key | notes |"
 echo "|--------|-----:|---------------------:|----------:|-------|"
 echo "| tinkv-server | $tk | $(( (t_rss - t_rss0) / 1024 )) MiB | $(awk -v a="$t_rss" -v b="$t_rss0" -v k="$tk" 'BEGIN{printf "%.0f", (a-b)*1024/k}') | keydir $(awk -v a="$kd" -v k="$tk" 'BEGIN{printf "%.0f", a/k}') B/key; values stay on disk |"
 echo "| redis-server | $rk | $(( (r_rss - r_rss0) / 1024 )) MiB | $(awk -v a="$r_rss" -v b="$r_rss0" -v k="$rk" 'BEGIN{printf "%.0f", (a-b)*1024/k}') | keys and values in memory |"
+stop $R
+stop $T
+
+# Full durability: every reply after an fdatasync that covers its write.
+start_tinkv durable --sync full
+T=$TPID; TP=$TPORT
+RP=$(free_port)
+mkdir -p "$tmp/redis-always"
+redis-server --port "$RP" --bind 127.0.0.1 --dir "$tmp/redis-always" --save '' \
+  --appendonly yes --appendfsync always --daemonize no >"$tmp/redis-always.log" 2>&1 &
+R=$!; pids="$pids $R"
+wait_ping "$RP"
+echo
+echo "## Durable writes: tinkv-server --sync full vs redis-server appendfsync always"
+echo
+echo "$DN requests per run, $C clients, 100-byte values.  Both reply only"
+echo "after an fdatasync covering the write (tinkv: group commit across all"
+echo "connections; redis: one write+fsync per event-loop turn).  Target:"
+echo "durable SET >= 1.5x redis-server."
+echo
+echo "| test | pipeline | tinkv-server req/s | redis-server req/s | tinkv/redis | tinkv p99.9 / max ms | redis p99.9 / max ms |"
+echo "|------|---------:|-------------------:|-------------------:|------------:|------:|------:|"
+for t in set mset incr; do
+  for p in 1 16; do
+    set -- $(run "$TP" $t $p "$DN"); a=$1 a9=$2 am=$3
+    set -- $(run "$RP" $t $p "$DN"); b=$1 b9=$2 bm=$3
+    echo "| $(echo $t | tr a-z A-Z) | $p | $a | $b | $(ratio "$a" "$b") | $a9 / $am | $b9 / $bm |"
+  done
+done
 stop $R
 stop $T
 

@@ -758,7 +758,7 @@ static void test_random_key_uniform(void **state){
   assert_ok(tkv_put(db, "\x07\xff\xff", 3, "v", 1));
   /* Deleted keys leave free places behind. */
   for(i=0; i<200; i++){
-    char k[8];
+    char k[16];
     snprintf(k, sizeof k, "z%03d", i);
     assert_ok(tkv_put(db, k, strlen(k), "v", 1));
     assert_ok(tkv_delete(db, k, strlen(k)));
