@@ -284,9 +284,11 @@ $(DUR_BIN)/concurrent: tests/crash/concurrent.c $(EXT_OBJ) $(LIB) $(TESTLIB)
 tsan:
 	$(MAKE) BUILD=build/tsan CC=clang OPT=-O1 SAN=-fsanitize=thread \
 	  build/tsan/tests/durability/concurrent build/tsan/tests/test_core_conc \
-	  build/tsan/tinkv-server
+	  build/tsan/tests/test_core_compact build/tsan/tinkv-server
 	TMPDIR=$(DUR_TMP) TSAN_OPTIONS=halt_on_error=1:exitcode=66 \
 	  build/tsan/tests/test_core_conc
+	TMPDIR=$(DUR_TMP) TSAN_OPTIONS=halt_on_error=1:exitcode=66 \
+	  TKV_TEST_FILTER='*merg*' build/tsan/tests/test_core_compact
 	TMPDIR=$(DUR_TMP) TSAN_OPTIONS=halt_on_error=1:exitcode=66 \
 	  build/tsan/tests/durability/concurrent -n 200
 	TSAN_OPTIONS=halt_on_error=1:exitcode=66 sh tests/server.sh build/tsan tsan

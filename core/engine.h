@@ -63,11 +63,20 @@ typedef struct tkv_segment {
   char *path;               /* the segment file */
   uint64_t end;             /* header plus whole records */
   uint64_t alloc;           /* file size, preallocated space included */
-  uint64_t hint_bytes;      /* size of its hint file, 0 if none */
+  _Atomic uint64_t hint_bytes; /* size of its hint file, 0 if none */
   _Atomic uint64_t flushed; /* bytes handed to the OS (readers check it) */
   int sealed;               /* never appended to again */
   const uint8_t *map;       /* read-only map of the file, or NULL */
   size_t map_len;
+  /* Merge bookkeeping (merge.c, mergepolicy.c).  Changed holding mu and rw
+  ** exclusively, read holding either. */
+  uint64_t live_bytes;      /* record bytes the keydir points at */
+  uint64_t tomb_bytes;      /* bytes of tombstones in it: counted when
+                            ** appended (rolled-back ones too, so never
+                            ** less than the truth), loaded or copied */
+  int quarantined;          /* a merge found a record it cannot read and
+                            ** kept the file; the policy leaves it alone */
+  int hint_due;             /* sealed; the merge thread writes its hint */
 } tkv_segment;
 
 struct tkv_engine {
@@ -116,10 +125,17 @@ struct tkv_engine {
   uint64_t keys;              /* committed live keys */
   uint64_t live_bytes;        /* record bytes of committed live keys */
   uint64_t total_bytes;       /* record bytes in all segments */
-  uint64_t compactions;
+  uint64_t compactions;       /* merges run since open */
   uint64_t last_reclaimed;
   int last_compact_rc;
   uint64_t compact_retry_at;  /* stale bytes before retrying a failed one */
+  uint64_t generation;        /* bumped at every change of the segment
+                              ** list (merge.c); see merge.c's header */
+  uint64_t user_bytes;        /* key+value bytes committed since open */
+  _Atomic uint64_t bytes_written; /* bytes written to files since open */
+  struct merge_state *merge;  /* background merge thread, or NULL */
+  int rotate_asap;            /* seal the active segment at the next
+                              ** transaction's start (merge.c asks) */
   int broken;                 /* BROKEN_*: refuse writes until reopened */
   _Atomic uint64_t version;   /* bumped when the index gains or loses
                               ** entries; cursors then seek again */
@@ -279,6 +295,10 @@ typedef struct seg_scan_result {
 /* ---- scan.c: reading a segment's record stream. */
 int seg_scan(tkv_segment *s, uint64_t size, seg_scan_fn fn, void *ctx,
              seg_scan_result *r);
+int seg_scan_from(tkv_segment *s, uint64_t from, uint64_t size,
+                  seg_scan_fn fn, void *ctx, seg_scan_result *r);
+int seg_next_valid(tkv_segment *s, uint64_t from, uint64_t size,
+                   uint64_t *pnext);
 /* The TKV_CORRUPT error for a record of s at off that fails its checks. */
 int seg_corrupt(const tkv_segment *s, uint64_t off, const char *why);
 
@@ -290,9 +310,21 @@ int hint_load(tkv_engine *e, tkv_segment *s, uint64_t segsize,
 /* ---- recovery.c */
 int recover_store(tkv_engine *e);
 
-/* ---- compact.c */
-int compact_locked(tkv_engine *e, uint64_t *preclaimed);
-void compact_maybe(tkv_engine *e);
+/* ---- merge.c: the merge mechanism and the background merge thread. */
+int merge_all(tkv_engine *e, uint64_t *preclaimed);
+void merge_notify(tkv_engine *e);
+void merge_sealed(tkv_engine *e, tkv_segment *s);
+void merge_stop(tkv_engine *e);
+void merge_stats(tkv_engine *e, tkv_stats *st);
+void merge_wait_idle(tkv_engine *e);
+
+/* Record bytes the keydir now points at in the segment of loc (n>0) or no
+** longer does (n<0).  Caller holds mu and rw exclusively (or is recovery,
+** which no other thread can see yet). */
+static inline void seg_account(tkv_engine *e, tkv_loc loc, int64_t n){
+  tkv_segment *s = seg_find(e, loc.file);
+  if( s ) s->live_bytes += (uint64_t)n;
+}
 
 /* ---- txn.c */
 int txn_acquire_writer(tkv_db *db);

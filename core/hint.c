@@ -82,7 +82,10 @@ int hint_write(tkv_engine *e, tkv_segment *s){
   tkv_io_close(fd);
   if( !rc ) rc = tkv_io_rename(tmp, path);
   if( rc ) tkv_io_unlink(tmp);
-  else s->hint_bytes = hb.len;
+  else{
+    s->hint_bytes = hb.len;
+    atomic_fetch_add(&e->bytes_written, hb.len);
+  }
 done:
   tkv_mem_free(hb.p);
   return rc;

@@ -38,8 +38,14 @@ static int apply_record(void *ctx, int type, const uint8_t *key, uint32_t klen,
   loc.file = rp->file;
   loc.off = off;
   loc.vlen = vlen;
+  if( type==TKV_REC_DEL ){        /* for the merge policy's estimate */
+    tkv_segment *s = seg_find(e, rp->file);
+    if( s ) s->tomb_bytes += tkv_rec_size(klen, vlen);
+  }
   if( en ){
-    e->live_bytes -= entry_rec_size(en, kd_entry_loc(en));
+    uint64_t old = entry_rec_size(en, kd_entry_loc(en));
+    e->live_bytes -= old;
+    seg_account(e, kd_entry_loc(en), -(int64_t)old);
     if( type==TKV_REC_DEL ){
       kd_index_remove(e->index, en);
       kd_entry_free(e->arena, en);
@@ -58,6 +64,7 @@ static int apply_record(void *ctx, int type, const uint8_t *key, uint32_t klen,
     e->keys++;
   }
   e->live_bytes += tkv_rec_size(klen, vlen);
+  seg_account(e, loc, (int64_t)tkv_rec_size(klen, vlen));
   return TKV_OK;
 }
 

@@ -1,6 +1,6 @@
 /*
 ** Scanning a segment front to back: the one reader of a segment's record
-** stream as a whole (recovery, hint writing and compaction use it).  It
+** stream as a whole (recovery, hint writing and merging use it).  It
 ** reads through a window, checks every record's CRC, and reports only
 ** committed records: a transaction's records once its COMMIT is seen.
 */
@@ -142,9 +142,9 @@ static int replay_group(scan_win *w, uint64_t from, uint64_t to,
   return TKV_OK;
 }
 
-static int scan_loop(scan_win *w, seg_scan_fn fn, void *ctx,
+static int scan_loop(scan_win *w, uint64_t from, seg_scan_fn fn, void *ctx,
                      seg_scan_result *r){
-  uint64_t pos = w->s->start, group = 0;
+  uint64_t pos = from, group = 0;
   uint32_t ngroup = 0;
   int in_group = 0, rc;
   r->committed_end = pos;
@@ -195,22 +195,58 @@ static int scan_loop(scan_win *w, seg_scan_fn fn, void *ctx,
 }
 
 /*
-** Scan bytes [header, size) of segment s, calling fn for every committed
-** PUT or DEL (records of a transaction only once its COMMIT is seen), in
-** file order.  The scan stops at the end, at a zero header (preallocated
-** space), or at the first record that fails its checks; *r says which and
-** where.  Returns a TKV code for I/O failures or fn's failure.
+** Scan bytes [first record, size) of segment s, calling fn for every
+** committed PUT or DEL (records of a transaction only once its COMMIT is
+** seen), in file order.  The scan stops at the end, at a zero header
+** (preallocated space), or at the first record that fails its checks; *r
+** says which and where.  Returns a TKV code for I/O failures or fn's
+** failure.
 */
 int seg_scan(tkv_segment *s, uint64_t size, seg_scan_fn fn, void *ctx,
              seg_scan_result *r){
+  return seg_scan_from(s, s->start, size, fn, ctx, r);
+}
+
+/*
+** seg_scan starting at offset `from`, where a record is expected to begin:
+** a merge resumes there after a stretch it could not read.
+*/
+int seg_scan_from(tkv_segment *s, uint64_t from, uint64_t size,
+                  seg_scan_fn fn, void *ctx, seg_scan_result *r){
   scan_win w;
   int rc;
   memset(&w, 0, sizeof w);
   rc = seg_pin(s);
   if( rc ) return rc;
   rc = win_open(&w, s, size);
-  if( !rc ) rc = scan_loop(&w, fn, ctx, r);
+  if( !rc ) rc = scan_loop(&w, from, fn, ctx, r);
   tkv_mem_free(w.buf);
   seg_unpin(s);
+  return rc;
+}
+
+/*
+** *pnext receives the offset of the first whole, checksum-valid record
+** starting after `from`, or `size` if there is none: where a merge goes on
+** reading a segment past a damaged record.
+*/
+int seg_next_valid(tkv_segment *s, uint64_t from, uint64_t size,
+                   uint64_t *pnext){
+  scan_win w;
+  uint64_t y;
+  int rc, found = 0;
+  memset(&w, 0, sizeof w);
+  rc = seg_pin(s);
+  if( rc ) return rc;
+  rc = win_open(&w, s, size);
+  for(y=from+1; !rc && y + TKV_REC_HDR <= size; y++){
+    tkv_rec_hdr h;
+    int whole;
+    rc = win_check_record(&w, y, &h, &found, &whole);
+    if( found ) break;
+  }
+  tkv_mem_free(w.buf);
+  seg_unpin(s);
+  *pnext = found ? y : size;
   return rc;
 }

@@ -325,6 +325,7 @@ int seg_flush(tkv_engine *e){
   s->unsynced = 1;
   rc = tkv_io_pwrite(s->fd, s->path, e->buf, e->buf_len, e->buf_off);
   if( rc ) return rc;
+  atomic_fetch_add(&e->bytes_written, e->buf_len);
   e->buf_off += e->buf_len;
   e->buf_len = 0;
   atomic_store(&s->flushed, e->buf_off);
@@ -358,6 +359,7 @@ static int seg_append_direct(tkv_engine *e, int type, const void *key,
     return rc;
   }
   e->buf_off = off + tkv_rec_size(klen, vlen);
+  atomic_fetch_add(&e->bytes_written, tkv_rec_size(klen, vlen));
   atomic_store(&s->flushed, e->buf_off);
   return TKV_OK;
 }
@@ -390,6 +392,7 @@ int seg_append(tkv_engine *e, int type, const void *key, uint32_t klen,
   }
   if( rc ) return rc;
   s->end = off + size;
+  if( type==TKV_REC_DEL || type==TKV_REC_TXDEL ) s->tomb_bytes += size;
   ploc->file = s->id;
   ploc->off = (uint32_t)off;
   ploc->vlen = vlen;
@@ -537,11 +540,13 @@ int seg_rewind(tkv_engine *e, uint64_t off){
 
 /*
 ** Seal the active segment: flush, sync, give back the reserved space, and
-** write its hint file.  A failed hint is not an error: the next open scans
-** the segment instead.  The sync happens in every sync mode: a sealed
-** segment is durable whole before any newer segment exists, which is what
-** lets recovery treat a bad record in any segment but the newest as
-** corruption (FORMAT.md, "Recovery").
+** have its hint file written (by the merge thread, so that the commit that
+** rotates does not scan the segment).  A missing hint is not an error: the
+** next open scans the segment instead.  The sync happens in every sync
+** mode: a sealed segment is durable whole before any newer segment exists,
+** which is what lets recovery treat a bad record in any segment but the
+** newest as corruption (FORMAT.md, "Recovery"), and what lets a merge
+** delete its inputs without syncing the sealed segments again.
 */
 int seg_seal_active(tkv_engine *e){
   tkv_segment *s = e->active;
@@ -565,8 +570,8 @@ int seg_seal_active(tkv_engine *e){
   e->active = NULL;
   engine_wrunlock(e);
   e->buf_len = 0;
-  hint_write(e, s);
   seg_lru_enter(e, s);
+  merge_sealed(e, s);
   return TKV_OK;
 }
 
@@ -578,7 +583,9 @@ int seg_start_write(tkv_engine *e){
   tkv_segment *s;
   int rc;
   ASSERT_MU(e);
-  if( e->active && e->active->end>=e->opts.max_file_size ){
+  if( e->active && (e->active->end>=e->opts.max_file_size
+                    || e->rotate_asap) ){
+    e->rotate_asap = 0;
     rc = seg_seal_active(e);
     if( rc ) return rc;
   }

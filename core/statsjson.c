@@ -60,7 +60,16 @@ int tkv_stats_json(tkv_db *db, const char *path, char **pjson){
   U(keys); U(live_bytes); U(stale_bytes); U(files); U(disk_bytes);
   U(compactions); U(last_reclaimed); U(keydir_bytes); U(compact_threshold);
   U(checks); U(last_check_usec); U(backups); U(last_backup_usec);
+  U(merges); U(merge_bytes_copied); U(merge_bytes_reclaimed); U(merge_usec);
+  U(merge_damaged); U(bytes_written); U(user_bytes);
 #undef U
+  jb_printf(&b, "\"dead_ratio\":%.4f,\"write_amp\":%.3f,", st.dead_ratio,
+            st.write_amp);
+  if( st.merge_note[0] ){
+    jb_printf(&b, "\"merge_note\":");
+    jb_string(&b, st.merge_note);
+    jb_printf(&b, ",");
+  }
   jb_printf(&b, "\"last_compact_rc\":%d,\"last_compact_status\":",
             st.last_compact_rc);
   jb_string(&b, tkv_strerror(st.last_compact_rc));

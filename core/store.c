@@ -479,6 +479,7 @@ int tkv_open(const char *path, const tkv_options *opts, tkv_db **pdb){
 static int engine_close(tkv_engine *e){
   tkv_segment *s;
   int rc;
+  merge_stop(e);
   engine_lock(e);
   s = e->active;
   if( e->broken ){
@@ -983,6 +984,7 @@ int tkv_stats_get(tkv_db *db, tkv_stats *st){
   st->last_check_usec = e->last_check_usec;
   st->backups = e->backups;
   st->last_backup_usec = e->last_backup_usec;
+  merge_stats(e, st);
   engine_unlock(e);
   return TKV_OK;
 }
@@ -994,9 +996,7 @@ int tkv_compact(tkv_db *db, uint64_t *preclaimed){
   if( db->txn ){
     rc = tkv_err(TKV_BUSY, "cannot compact inside a transaction");
   }else{
-    engine_lock(db->e);
-    rc = compact_locked(db->e, preclaimed);
-    engine_unlock(db->e);
+    rc = merge_all(db->e, preclaimed);
   }
   pthread_mutex_unlock(&db->mu);
   return rc;

@@ -44,4 +44,12 @@ typedef struct tkv_io_event {
 typedef void (*tkv_io_observer_fn)(const tkv_io_event *ev, void *ctx);
 void tkv_test_set_io_observer(tkv_io_observer_fn fn, void *ctx);
 
+/*
+** Wait until the background merge thread of db's store has nothing left
+** to do (no merge due, none running).  Tests use it to check what merging
+** did without timing anything.
+*/
+typedef struct tkv_db tkv_db;
+void tkv_test_merge_wait(tkv_db *db);
+
 #endif

@@ -185,8 +185,8 @@ int tkv_release(tkv_db *db, int n);
 */
 int tkv_prepare(tkv_db *db);
 /* Prepare (if not yet done) and publish the transaction.  After a successful
-** tkv_prepare this always returns TKV_OK.  May run an automatic compaction
-** afterwards; its failure does not fail the commit (see tkv_stats). */
+** tkv_prepare this always returns TKV_OK.  Never merges: when stale bytes
+** pass compact_threshold it wakes the store's background merge thread. */
 int tkv_commit(tkv_db *db);
 /* Undo the transaction completely (keydir and files).  The transaction is
 ** closed even when this fails. */
@@ -278,7 +278,18 @@ typedef struct tkv_stats {
   uint64_t last_reclaimed;  /* bytes reclaimed by the last compaction */
   uint64_t keydir_bytes;    /* memory held by the keydir */
   uint64_t compact_threshold; /* the automatic compaction threshold */
-  int last_compact_rc;      /* status of the last automatic compaction */
+  int last_compact_rc;      /* status of the last automatic merge */
+  /* Merging (background and tkv_compact), since open. */
+  uint64_t merges;          /* merges run (same as compactions) */
+  uint64_t merge_bytes_copied;    /* record bytes merges wrote */
+  uint64_t merge_bytes_reclaimed; /* disk bytes merges freed */
+  uint64_t merge_usec;      /* time spent merging, microseconds */
+  uint64_t merge_damaged;   /* unreadable records merges skipped */
+  char merge_note[160];     /* the last one: file, offset and why */
+  double dead_ratio;        /* stale_bytes / all record bytes, now */
+  uint64_t bytes_written;   /* bytes the engine wrote to files */
+  uint64_t user_bytes;      /* key and value bytes committed */
+  double write_amp;         /* bytes_written / user_bytes */
 } tkv_stats;
 
 int tkv_stats_get(tkv_db *db, tkv_stats *st);
@@ -293,10 +304,13 @@ int tkv_stats_get(tkv_db *db, tkv_stats *st);
 int tkv_stats_json(tkv_db *db, const char *path, char **pjson);
 
 /*
-** Compact now: rewrite the live records into new segments with hint files,
-** commit the switch atomically, then delete the old segments.  *preclaimed
-** (may be NULL) receives the bytes of disk space freed.  Fails with TKV_BUSY
-** while any transaction is open.
+** Compact now: merge every segment (live records copied into new segments,
+** in key order, with hint files; every stale record and tombstone dropped),
+** then delete the old segments.  Other handles may read and write
+** meanwhile.  *preclaimed (may be NULL) receives the bytes of disk space
+** freed.  Fails with TKV_BUSY while any transaction is open.  Automatic
+** merging needs no call: a background thread of the process merges the
+** deadest segments once stale bytes pass compact_threshold.
 */
 int tkv_compact(tkv_db *db, uint64_t *preclaimed);
 

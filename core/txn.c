@@ -692,9 +692,14 @@ int txn_prepare(tkv_db *db){
 static void publish_created(tkv_engine *e, kd_entry *en){
   unsigned flags = kd_entry_flags(en);
   if( flags & ENTRY_CHANGED ) return;       /* the overlay pass handles it */
+  size_t klen;
+  uint64_t size = entry_rec_size(en, kd_entry_loc(en));
   kd_entry_set_flags(en, flags & ~ENTRY_NEW);
   e->keys++;
-  e->live_bytes += entry_rec_size(en, kd_entry_loc(en));
+  e->live_bytes += size;
+  seg_account(e, kd_entry_loc(en), (int64_t)size);
+  kd_entry_key(en, &klen);
+  e->user_bytes += klen + kd_entry_loc(en).vlen;
 }
 
 /* Publish one overlay state. */
@@ -702,11 +707,16 @@ static void publish_changed(tkv_engine *e, over_slot *s){
   kd_entry *en = s->en;
   unsigned flags = kd_entry_flags(en);
   int was_new = (flags & ENTRY_NEW)!=0;
+  size_t klen;
+  kd_entry_key(en, &klen);
   if( !was_new ){
-    e->live_bytes -= entry_rec_size(en, kd_entry_loc(en));
+    uint64_t old = entry_rec_size(en, kd_entry_loc(en));
+    e->live_bytes -= old;
+    seg_account(e, kd_entry_loc(en), -(int64_t)old);
     e->keys--;
   }
   if( s->deleted ){
+    e->user_bytes += klen;
     kd_index_remove(e->index, en);
     kd_entry_free(e->arena, en);
     if( s->repl ) kd_entry_free(e->arena, s->repl);
@@ -722,12 +732,14 @@ static void publish_changed(tkv_engine *e, over_slot *s){
   kd_entry_set_flags(en, 0);
   e->keys++;
   e->live_bytes += entry_rec_size(en, s->loc);
+  seg_account(e, s->loc, (int64_t)entry_rec_size(en, s->loc));
+  e->user_bytes += klen + s->loc.vlen;
 }
 
 /*
 ** Phase two: make the prepared transaction visible to all.  Allocates
-** nothing and cannot fail.  Then, with the slot free, an automatic
-** compaction may run.
+** nothing and cannot fail.  It does no merge work: it only tells the
+** background merger (merge.c) that stale bytes grew.
 */
 void txn_finish(tkv_db *db){
   tkv_engine *e = db->e;
@@ -749,6 +761,6 @@ void txn_finish(tkv_db *db){
   atomic_fetch_add(&e->version, 1);
   engine_wrunlock(e);
   txn_end(db);
-  compact_maybe(e);
+  merge_notify(e);
   engine_unlock(e);
 }

@@ -368,15 +368,23 @@ void info_command(session *s, size_t argc, const resp_arg *argv) {
                "stale_bytes:%llu\r\nfiles:%llu\r\ndisk_bytes:%llu\r\n"
                "compactions:%llu\r\nlast_reclaimed:%llu\r\n"
                "keydir_bytes:%llu\r\ncompact_threshold:%llu\r\n"
-               "last_compact_rc:%d\r\n\r\n",
+               "last_compact_rc:%d\r\nmerges:%llu\r\n"
+               "merge_bytes_copied:%llu\r\nmerge_bytes_reclaimed:%llu\r\n"
+               "merge_usec:%llu\r\nmerge_damaged:%llu\r\n"
+               "dead_ratio:%.4f\r\nwrite_amp:%.3f\r\n\r\n",
                (unsigned long long)st.keys, (unsigned long long)st.live_bytes,
                (unsigned long long)st.stale_bytes,
                (unsigned long long)st.files, (unsigned long long)st.disk_bytes,
                (unsigned long long)st.compactions,
                (unsigned long long)st.last_reclaimed,
                (unsigned long long)st.keydir_bytes,
-               (unsigned long long)st.compact_threshold,
-               srv.last_compact_rc ? srv.last_compact_rc : st.last_compact_rc);
+               (unsigned long long)st.compact_threshold, st.last_compact_rc,
+               (unsigned long long)st.merges,
+               (unsigned long long)st.merge_bytes_copied,
+               (unsigned long long)st.merge_bytes_reclaimed,
+               (unsigned long long)st.merge_usec,
+               (unsigned long long)st.merge_damaged, st.dead_ratio,
+               st.write_amp);
   if (want_section(argc, argv, "keyspace"))
     buf_printf(&b, "# Keyspace\r\ndb0:keys=%llu,expires=0,avg_ttl=0\r\n",
                (unsigned long long)tkv_count(store_db()));

@@ -62,8 +62,8 @@ static void usage(FILE *f) {
 "                       never)\n"
 "  --http-timeout S     close HTTP connections idle this many seconds, or\n"
 "                       whose request headers take longer (default: 30)\n"
-"  --compact-min BYTES|off  compact automatically once stale bytes exceed\n"
-"                       both this and the live bytes (default: 64m)\n"
+"  --compact-min BYTES|off  stale bytes before the engine starts merging\n"
+"                       in the background (default: 10m)\n"
 "  --backup-dir DIR     allow BACKUP name (and POST /v1/backup/name) to\n"
 "                       back the store up online into DIR/name (default:\n"
 "                       none, backups refused)\n"
@@ -281,54 +281,30 @@ static void on_signal(evutil_socket_t sig, short what, void *arg) {
   event_base_loopbreak(arg);
 }
 
-/*
-** Automatic compaction.  A failure (a corrupt record in an old segment,
-** say) is logged once, and retried with a doubling delay (up to an hour)
-** rather than every second; a different failure, or a success after
-** failures, is logged again.  The server keeps serving meanwhile: reads
-** of undamaged keys and writes do not need compaction.
-*/
-static struct {
-  time_t next_try;               /* no automatic attempt before */
-  unsigned delay;                /* seconds, doubled per failure */
-  char last_error[256];          /* the failure logged last */
-} autocompact;
-
-static void auto_compact(void) {
-  time_t now = time(NULL);
-  if (now < autocompact.next_try || !store_compact_due(srv.cfg.compact_min))
-    return;
-  struct timeval t0, t1;
-  uint64_t reclaimed = 0;
-  gettimeofday(&t0, NULL);
-  int rc = store_compact(&reclaimed);
-  gettimeofday(&t1, NULL);
-  long ms = (long)(t1.tv_sec - t0.tv_sec) * 1000 +
-            (long)(t1.tv_usec - t0.tv_usec) / 1000;
-  srv.last_compact_rc = rc;
-  if (rc == TKV_OK) {
-    if (autocompact.last_error[0])
-      srv_log("automatic compaction works again");
-    autocompact.last_error[0] = '\0';
-    autocompact.delay = 0;
-    autocompact.next_try = 0;
-    srv_log("compacted the store: %llu bytes reclaimed in %ld ms",
-            (unsigned long long)reclaimed, ms);
-    return;
-  }
-  autocompact.delay = autocompact.delay ? autocompact.delay * 2 : 2;
-  if (autocompact.delay > 3600) autocompact.delay = 3600;
-  autocompact.next_try = now + (time_t)autocompact.delay;
-  if (strcmp(autocompact.last_error, tkv_errmsg()) != 0) {
-    snprintf(autocompact.last_error, sizeof autocompact.last_error, "%s",
-             tkv_errmsg());
-    srv_log("automatic compaction failed: %s (retried with growing delays; "
-            "logged again only if the failure changes)", tkv_errmsg());
-  }
+/* Log the engine's background merges (and a damaged record one of them
+** skipped, once) since the last call. */
+static void log_merges(void) {
+  static uint64_t merges, damaged;
+  static int last_rc;
+  tkv_stats s;
+  if (tkv_stats_get(store_db(), &s) != TKV_OK) return;
+  if (s.merges > merges)
+    srv_log("merged in the background: %llu merges so far, %llu bytes "
+            "reclaimed in %.1f ms of merging, %.1f%% dead now",
+            (unsigned long long)s.merges,
+            (unsigned long long)s.merge_bytes_reclaimed,
+            (double)s.merge_usec / 1000.0, 100.0 * s.dead_ratio);
+  if (s.merge_damaged > damaged) srv_log("merge: %s", s.merge_note);
+  if (s.last_compact_rc != TKV_OK && s.last_compact_rc != last_rc)
+    srv_log("background merge failed: %s", tkv_strerror(s.last_compact_rc));
+  merges = s.merges;
+  damaged = s.merge_damaged;
+  last_rc = s.last_compact_rc;
 }
 
 /* Once a second: at sync normal/off, make the last interval's writes
-** durable (every --fsync-interval seconds); compact when it is due. */
+** durable (every --fsync-interval seconds); log what the engine's
+** background merging did since the last second. */
 static void on_second(evutil_socket_t fd, short what, void *arg) {
   (void)fd; (void)what; (void)arg;
   static unsigned ticks;
@@ -337,12 +313,13 @@ static void on_second(evutil_socket_t fd, short what, void *arg) {
     int rc = store_sync();
     if (rc != TKV_OK) srv_log("periodic sync failed: %s", tkv_errmsg());
   }
-  auto_compact();
+  log_merges();
 }
 
 /* Open the store, logging why not.  0 or -1. */
 static int open_store(void) {
-  int rc = store_open(srv.cfg.dir, srv.cfg.sync, srv.cfg.group_commit);
+  int rc = store_open(srv.cfg.dir, srv.cfg.sync, srv.cfg.group_commit,
+                      srv.cfg.compact_min);
   if (rc == TKV_OK) {
     if (store_check_encoding() == 0) return 0;
     store_close();
@@ -383,7 +360,7 @@ int main(int argc, char **argv) {
   c->max_clients = 10000;
   c->max_value = 64u << 20;
   c->max_output = 256u << 20;
-  c->compact_min = 64u << 20;
+  c->compact_min = TKV_DEFAULT_COMPACT_THRESHOLD;
   c->http_timeout = 30;
   if (parse_options(argc, argv, c) != 0) return 2;
   if (c->backup_dir) {

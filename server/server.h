@@ -46,8 +46,8 @@ typedef struct server_config {
   unsigned http_timeout;      /* HTTP: idle seconds, and the deadline for
                               ** a request's headers */
   const char *backup_dir;     /* where BACKUP writes (NULL: refused) */
-  uint64_t compact_min;       /* stale bytes before automatic compaction
-                              ** (also needs stale >= live; 0: never) */
+  uint64_t compact_min;       /* stale bytes before the engine merges in
+                              ** the background (0: never) */
 } server_config;
 
 typedef struct server_state {
@@ -57,7 +57,6 @@ typedef struct server_state {
   int http_port;
   long clients;               /* RESP connections now */
   long http_max_clients;      /* HTTP connections at once */
-  int last_compact_rc;        /* status of the last automatic compaction */
   uint64_t connections_total;
   uint64_t rejected_connections;
   uint64_t commands_total;

@@ -28,16 +28,21 @@ static struct {
   size_t batch_writes;
   size_t batch_bytes;
   int savepoints;         /* savepoints of open atomic groups */
+  uint64_t merge_min;     /* the engine's compact_threshold (0: never) */
 } st = {0};
 
 /* Open with create; remember how, for store_recover(). */
-int store_open(const char *dir, tkv_sync_mode sync, int group_commit) {
+int store_open(const char *dir, tkv_sync_mode sync, int group_commit,
+               uint64_t merge_min) {
   tkv_options o;
   tkv_options_init(&o);
   o.sync = sync;
   o.create = 1;
-  o.compact_threshold = UINT64_MAX;   /* the server decides: store_compact */
+  /* The engine merges in its own background thread past this many stale
+  ** bytes (0: never). */
+  o.compact_threshold = merge_min ? merge_min : UINT64_MAX;
   st.dir = dir;
+  st.merge_min = merge_min;
   st.sync = sync;
   st.group_commit = group_commit;
   if (!st.next_id) st.next_id = 1;
@@ -203,7 +208,7 @@ int store_recover(void) {
   tkv_close(st.db);
   st.db = NULL;
   st.broken = 0;
-  int rc = store_open(st.dir, st.sync, st.group_commit);
+  int rc = store_open(st.dir, st.sync, st.group_commit, st.merge_min);
   if (rc != TKV_OK) {
     srv_log("cannot reopen the store: %s: %s", tkv_strerror(rc),
             tkv_errmsg());
@@ -223,11 +228,6 @@ int store_compact(uint64_t *preclaimed) {
   return rc;
 }
 
-int store_compact_due(uint64_t min_stale) {
-  tkv_stats s;
-  if (min_stale == 0 || tkv_stats_get(st.db, &s) != TKV_OK) return 0;
-  return s.stale_bytes >= min_stale && s.stale_bytes >= s.live_bytes;
-}
 
 int store_sync(void) {
   int rc = store_batch_commit();

@@ -23,7 +23,8 @@
 
 /* Open (creating if needed) the store in dir.  A TKV_* code; on failure
 ** tkv_errmsg() says why. */
-int store_open(const char *dir, tkv_sync_mode sync, int group_commit);
+int store_open(const char *dir, tkv_sync_mode sync, int group_commit,
+               uint64_t merge_min);
 /* After store_open: 0 if the store holds raw keys and values (marking a
 ** new one so), -1 (logged) if it holds the typed encoding of SQL tables. */
 int store_check_encoding(void);
@@ -79,17 +80,9 @@ int store_atomic_begin(store_atomic *a);
 ** returned).  ok zero: undo them.  A TKV_* code. */
 int store_atomic_end(store_atomic *a, int ok);
 
-/*
-** Automatic compaction.  The engine's own trigger (a fixed amount of stale
-** bytes) is switched off: with it, every compaction copies all live data
-** again after each fixed amount of overwrites, so its cost per write grows
-** with the store.  The server compacts instead when stale bytes pass both
-** min_stale and the live bytes (the store is half garbage), the rule
-** Redis uses to rewrite its append-only file: a write is then copied about
-** once more on average, whatever the store's size.
-*/
-int store_compact_due(uint64_t min_stale);
-/* Commit the batch and compact now.  A TKV_* code. */
+/* Commit the batch and compact now (COMMAND, POST /v1/compact).  Automatic
+** merging is the engine's: a background thread of this process merges the
+** deadest segments past --compact-min stale bytes.  A TKV_* code. */
 int store_compact(uint64_t *preclaimed);
 
 /* Commit the batch and compact now, on request (who: "COMPACT from client

@@ -5,10 +5,19 @@
 ** file); it runs by itself past compact_threshold; it is refused while a
 ** transaction is open; and a crash or an I/O failure at any step of it
 ** leaves a store that opens with all its data.
+**
+** Background merging (core/merge.c, core/mergepolicy.c): the policy's
+** choices; partial merges that keep deletes and newer writes across
+** reopens; a write made while its record is being copied keeps the newer
+** value; readers and a writer running throughout merges; a corrupt record
+** that does not stop merging; a crash at every step of a partial merge.
 */
 #include "engine_check.h"
+#include "mergepolicy.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <unistd.h>
 
 #define SMALL_SEG 4096
@@ -158,8 +167,8 @@ static void test_repeated_compactions(void **state){
   model_clear(&m);
 }
 
-/* Past compact_threshold stale bytes a commit starts a compaction by
-** itself; stats count it and the data is intact. */
+/* Past compact_threshold stale bytes the background thread merges by
+** itself; stats count it, the space stays bounded and the data is intact. */
 static void test_automatic_compaction(void **state){
   fixture *f = *state;
   tkv_options o = store_options(TKV_SYNC_NORMAL, SMALL_SEG, 16384);
@@ -170,11 +179,20 @@ static void test_automatic_compaction(void **state){
   assert_int_equal(stats_of(db).compact_threshold, 16384);
   for(i=0; i<2000 && stats_of(db).compactions<2; i++){
     random_ops(db, &m, 500 + (uint64_t)i, 10);
+    tkv_test_merge_wait(db);
   }
   st = stats_of(db);
   assert_true(st.compactions>=2);
   assert_int_equal(st.last_compact_rc, TKV_OK);
-  assert_true(st.stale_bytes < 16384 + 4096);
+  assert_true(st.merge_bytes_copied > 0);
+  assert_true(st.merge_bytes_reclaimed > 0);
+  /* The policy's bound: under the threshold, or disk data within twice
+  ** the live data plus the active segment and one merge's output. */
+  if( st.stale_bytes >= 16384
+   && st.stale_bytes > st.live_bytes + 2*SMALL_SEG ){
+    fail_msg("stale %llu live %llu", (unsigned long long)st.stale_bytes,
+             (unsigned long long)st.live_bytes);
+  }
   assert_store_is(db, &m);
   reopen_with(&db, f->dir, &o);
   assert_store_is(db, &m);
@@ -442,6 +460,404 @@ static void test_io_failure_at_every_step_of_compaction(void **state){
   model_clear(&m);
 }
 
+/* ------------------------------------------------- Background merging. */
+
+/* The policy: nothing below the threshold; the deadest segments first;
+** tombstones count only in the oldest segment; quarantined segments are
+** left alone; the space limit takes less dead ones when needed. */
+static void test_merge_policy(void **state){
+  mp_seg segs[6];
+  mp_store st;
+  uint8_t sel[6];
+  (void)state;
+  memset(segs, 0, sizeof segs);
+  for(int i=0; i<6; i++) segs[i].size = 1000;
+  segs[0].live = 900;              /* 10% dead */
+  segs[1].live = 300;              /* 70% dead */
+  segs[2].live = 100;              /* 90% dead */
+  segs[3].live = 500;              /* 50% dead */
+  segs[4].live = 200; segs[4].tomb = 300;  /* 80% dead, 30% tombstones */
+  segs[5].live = 1000;             /* all live */
+  st.live = 3000;
+  st.total = 6000;
+  st.threshold = 3001;             /* stale 3000: below */
+  assert_int_equal(mp_pick(segs, 6, &st, sel), 0);
+  st.threshold = 1000;
+  assert_int_equal(mp_pick(segs, 6, &st, sel), 2);
+  assert_int_equal(sel[1] + sel[2], 2);        /* 4 has only 50% to gain */
+  /* The oldest segment's tombstones can go. */
+  segs[0].live = 200; segs[0].tomb = 300;
+  assert_int_equal(mp_pick(segs, 6, &st, sel), 3);
+  assert_true(sel[0] && sel[1] && sel[2]);
+  /* A quarantined segment is skipped. */
+  segs[2].quarantined = 1;
+  assert_int_equal(mp_pick(segs, 6, &st, sel), 2);
+  assert_false(sel[2]);
+  /* No segment dead enough, but disk > 2x live: the emptiest go. */
+  for(int i=0; i<6; i++){
+    segs[i].live = 450; segs[i].tomb = 0; segs[i].quarantined = 0;
+  }
+  st.live = 2700;
+  st.total = 6000;
+  assert_true(mp_pick(segs, 6, &st, sel) >= 1);
+  st.total = 5000;
+  for(int i=0; i<5; i++) segs[i].size = 833;
+  st.live = 2700;
+  assert_int_equal(mp_pick(segs, 5, &st, sel), 0);   /* 1.85x: fine */
+  /* The active segment is sealed early only when it alone holds the
+  ** threshold's worth of stale bytes and is dead enough. */
+  memset(segs, 0, sizeof segs);
+  segs[0].size = 5000; segs[0].live = 1000;
+  st.threshold = 1000;
+  assert_true(mp_rotate_active(&segs[0], &st));
+  st.threshold = 4001;
+  assert_false(mp_rotate_active(&segs[0], &st));
+  st.threshold = 1000;
+  segs[0].live = 2500;
+  assert_false(mp_rotate_active(&segs[0], &st));
+}
+
+/* Random work on hot keys over cold keys that never change, with
+** deletes, while the background thread merges: after each round, the
+** store and a reopen agree with the model (no deleted key comes back from
+** an older segment, merge output never outranks a newer write). */
+static void test_partial_merges_keep_deletes_across_reopen(void **state){
+  fixture *f = *state;
+  tkv_options o = store_options(TKV_SYNC_NORMAL, SMALL_SEG, 4096);
+  tkv_db *db = open_with(f->dir, &o);
+  model m = {0};
+  char key[32];
+  tkv_stats st;
+  /* Cold keys, and keys deleted right after they are written, in the
+  ** oldest segments. */
+  for(int i=0; i<60; i++){
+    snprintf(key, sizeof key, "cold%03d", i);
+    put_str(db, &m, key, "cold value that stays");
+    snprintf(key, sizeof key, "gone%03d", i);
+    put_str(db, &m, key, "deleted soon");
+  }
+  for(int i=0; i<60; i++){
+    snprintf(key, sizeof key, "gone%03d", i);
+    del_str(db, &m, key);
+  }
+  for(int round=0; round<12; round++){
+    random_ops(db, &m, 7000 + (uint64_t)round, 150);
+    tkv_test_merge_wait(db);
+    assert_store_is(db, &m);
+    reopen_with(&db, f->dir, &o);
+    assert_store_is(db, &m);
+  }
+  st = stats_of(db);
+  (void)st;
+  close_ok(db);
+  db = open_with(f->dir, &o);
+  /* Merges ran in this open too, and the files are bounded. */
+  for(int round=0; round<6; round++){
+    random_ops(db, &m, 9000 + (uint64_t)round, 150);
+    tkv_test_merge_wait(db);
+  }
+  st = stats_of(db);
+  assert_true(st.merges > 0);
+  assert_int_equal(st.last_compact_rc, TKV_OK);
+  assert_true(st.dead_ratio < 0.9);
+  assert_true(st.write_amp > 1.0);
+  assert_store_is(db, &m);
+  reopen_with(&db, f->dir, &o);
+  assert_store_is(db, &m);
+  close_ok(db);
+  model_clear(&m);
+}
+
+/* Context of the hook that writes while a merge is between its copy and
+** its switch. */
+typedef struct racer {
+  tkv_db *db;            /* a second handle */
+  model *m;
+  int done;
+} racer;
+
+static int write_during_merge_hook(int op, const char *path, void *ctx){
+  racer *r = ctx;
+  size_t n = strlen(path);
+  if( r->done || op!=TKV_IO_RENAME || n<8 || strcmp(path + n - 8, ".seg.tmp") ){
+    return 0;
+  }
+  r->done = 1;
+  /* The merge copied every live record already; now change some. */
+  put_str(r->db, r->m, "r001", "written during the merge");
+  put_str(r->db, r->m, "r002", "written during the merge, too");
+  if( model_get(r->m, "r003", 4) ) del_str(r->db, r->m, "r003");
+  return 0;
+}
+
+/* A key written (or deleted) while its record is being merged keeps the
+** newer state, now and after a reopen: the merge repoints an entry only if
+** it still points at the record it copied. */
+static void test_merge_keeps_write_made_during_merge(void **state){
+  fixture *f = *state;
+  tkv_options o = small_segments();
+  tkv_db *db = open_with(f->dir, &o), *db2 = open_with(f->dir, &o);
+  model m = {0};
+  racer r;
+  for(int round=0; round<3; round++) random_ops(db, &m, 300 + round, 200);
+  put_str(db, &m, "r001", "before");
+  put_str(db, &m, "r002", "before");
+  put_str(db, &m, "r003", "before");
+  r.db = db2;
+  r.m = &m;
+  r.done = 0;
+  tkv_test_set_io_hook(write_during_merge_hook, &r);
+  assert_ok(tkv_compact(db, NULL));
+  fault_off();
+  assert_true(r.done);
+  expect_str(db, "r001", "written during the merge");
+  expect_absent_str(db, "r003");
+  assert_store_is(db, &m);
+  close_ok(db2);
+  reopen_with(&db, f->dir, &o);
+  assert_store_is(db, &m);
+  assert_ok(tkv_compact(db, NULL));
+  reopen_with(&db, f->dir, &o);
+  assert_store_is(db, &m);
+  close_ok(db);
+  model_clear(&m);
+}
+
+/* Threads of the concurrency test. */
+typedef struct conc_ctx {
+  tkv_db *db;
+  _Atomic int stop;
+  _Atomic long reads, bad;
+  char why[200];
+} conc_ctx;
+
+#define CONC_KEYS 400
+
+/* Values say which key they belong to: "<key>=<version>". */
+static void *reader_main(void *arg){
+  conc_ctx *c = arg;
+  uint64_t s = (uint64_t)(uintptr_t)&s;
+  tkv_cursor *cur = NULL;
+  if( tkv_cursor_open(c->db, &cur) ) return NULL;
+  while( !atomic_load(&c->stop) ){
+    char key[16];
+    void *val;
+    size_t vlen;
+    int rc;
+    snprintf(key, sizeof key, "k%04d", (int)(tu_rand(&s) % CONC_KEYS));
+    rc = tkv_get(c->db, key, strlen(key), &val, &vlen);
+    if( rc==TKV_OK ){
+      if( vlen<=strlen(key) || memcmp(val, key, strlen(key))
+       || ((char*)val)[strlen(key)]!='=' ){
+        snprintf(c->why, sizeof c->why, "get %s gave %.40s", key,
+                 (char*)val);
+        atomic_fetch_add(&c->bad, 1);
+      }
+      tkv_free(val);
+    }else if( rc!=TKV_NOTFOUND ){
+      snprintf(c->why, sizeof c->why, "get %s: %s", key, tkv_errmsg());
+      atomic_fetch_add(&c->bad, 1);
+    }
+    /* A short walk with values. */
+    if( tu_rand(&s) % 8 == 0 && tkv_cursor_seek(cur, key, strlen(key))==0 ){
+      for(int i=0; i<20 && tkv_cursor_valid(cur); i++){
+        const void *k;
+        size_t klen;
+        tkv_cursor_key(cur, &k, &klen);
+        rc = tkv_cursor_value(cur, &val, &vlen);
+        if( rc==TKV_OK ){
+          if( vlen<=klen || memcmp(val, k, klen) ){
+            snprintf(c->why, sizeof c->why, "cursor value mismatch");
+            atomic_fetch_add(&c->bad, 1);
+          }
+          tkv_free(val);
+        }else if( rc!=TKV_NOTFOUND ){
+          snprintf(c->why, sizeof c->why, "cursor: %s", tkv_errmsg());
+          atomic_fetch_add(&c->bad, 1);
+        }
+        if( tkv_cursor_next(cur) ) break;
+      }
+    }
+    atomic_fetch_add(&c->reads, 1);
+  }
+  tkv_cursor_close(cur);
+  return NULL;
+}
+
+/* A writer (transactions of updates and deletes) and two readers run while
+** the background thread merges: readers never see a wrong value or an
+** error, merges happen, and the final state (and a reopen) match what the
+** writer committed. */
+static void test_background_merge_with_writer_and_readers(void **state){
+  fixture *f = *state;
+  tkv_options o = store_options(TKV_SYNC_OFF, 16384, 16384);
+  tkv_db *db = open_with(f->dir, &o);
+  tkv_db *rdb[2];
+  pthread_t th[2];
+  conc_ctx ctx[2];
+  model m = {0};
+  uint64_t s = 99;
+  char key[16], val[64];
+  tkv_stats st;
+  for(int i=0; i<2; i++){
+    memset(&ctx[i], 0, sizeof ctx[i]);
+    rdb[i] = open_with(f->dir, &o);
+    ctx[i].db = rdb[i];
+    assert_int_equal(pthread_create(&th[i], NULL, reader_main, &ctx[i]), 0);
+  }
+  for(int t=0; t<600; t++){
+    assert_ok(tkv_begin(db));
+    for(int j=0; j<10; j++){
+      int k = (int)(tu_rand(&s) % CONC_KEYS);
+      snprintf(key, sizeof key, "k%04d", k);
+      if( tu_rand(&s) % 10 == 0 ){
+        if( model_get(&m, key, strlen(key)) ) del_str(db, &m, key);
+      }else{
+        int n = snprintf(val, sizeof val, "%s=%d.%d.%040d", key, t, j, 0);
+        assert_ok(tkv_put(db, key, strlen(key), val, (size_t)n));
+        model_put(&m, key, strlen(key), val, (size_t)n);
+      }
+    }
+    assert_ok(tkv_commit(db));
+  }
+  for(int i=0; i<2; i++){
+    atomic_store(&ctx[i].stop, 1);
+    pthread_join(th[i], NULL);
+    if( atomic_load(&ctx[i].bad) ) fail_msg("reader %d: %s", i, ctx[i].why);
+    assert_true(atomic_load(&ctx[i].reads) > 0);
+    close_ok(rdb[i]);
+  }
+  tkv_test_merge_wait(db);
+  st = stats_of(db);
+  assert_true(st.merges >= 1);
+  assert_int_equal(st.last_compact_rc, TKV_OK);
+  assert_store_is(db, &m);
+  reopen_with(&db, f->dir, &o);
+  assert_store_is(db, &m);
+  close_ok(db);
+  model_clear(&m);
+}
+
+/* One corrupt record in an old segment: it is reported (file, offset),
+** its value keeps reading as corrupt (never wrong data), and merging of
+** everything else goes on, keeping the disk use bounded. */
+static void test_corrupt_record_does_not_stop_merging(void **state){
+  fixture *f = *state;
+  tkv_options o = store_options(TKV_SYNC_NORMAL, SMALL_SEG, 8192);
+  tkv_options never = small_segments();
+  tkv_db *db = open_with(f->dir, &never);
+  model m = {0};
+  seg_rec recs[64];
+  char key[32];
+  void *val;
+  size_t vlen;
+  unsigned seg;
+  tkv_stats st;
+  int n;
+  /* cold000 first, in a segment whose other records die later. */
+  for(int i=0; i<40; i++){
+    snprintf(key, sizeof key, "cold%03d", i);
+    put_str(db, &m, key, "cold value, never overwritten");
+    if( i==0 ) random_ops(db, &m, 49, 100);
+  }
+  for(int round=0; round<3; round++) random_ops(db, &m, 50 + round, 100);
+  close_ok(db);
+  /* Damage the value of the first record of the oldest segment: cold000. */
+  seg = oldest_seg(f->dir);
+  n = seg_records(seg_path(f->dir, seg, ".seg"), recs, 64, NULL);
+  assert_true(n > 2);
+  assert_int_equal(tu_flip_byte(seg_path(f->dir, seg, ".seg"),
+                                (long long)recs[0].off + recs[0].size - 2,
+                                0x10), 0);
+  model_del(&m, "cold000", 7);     /* unreadable from now on */
+  db = open_with(f->dir, &o);
+  assert_tkv(TKV_CORRUPT, tkv_get(db, "cold000", 7, &val, &vlen));
+  for(int round=0; round<20; round++){
+    random_ops(db, &m, 600 + (uint64_t)round, 100);
+    tkv_test_merge_wait(db);
+  }
+  st = stats_of(db);
+  assert_true(st.merges > 2);
+  assert_true(st.merge_damaged >= 1);
+  assert_true(msg_has(st.merge_note, seg_path(f->dir, seg, ".seg")));
+  snprintf(key, sizeof key, "offset %llu", (unsigned long long)recs[0].off);
+  assert_true(msg_has(st.merge_note, key));
+  assert_int_equal(st.last_compact_rc, TKV_OK);
+  assert_true(st.disk_bytes < 3*(st.live_bytes + 4*SMALL_SEG));
+  assert_tkv(TKV_CORRUPT, tkv_get(db, "cold000", 7, &val, &vlen));
+  /* Everything else is exact (the model no longer has cold000, so compare
+  ** key by key). */
+  for(size_t i=0; i<m.n; i++){
+    assert_ok(tkv_get(db, m.v[i].key, m.v[i].klen, &val, &vlen));
+    assert_int_equal(vlen, m.v[i].vlen);
+    assert_memory_equal(val, m.v[i].val, vlen);
+    tkv_free(val);
+  }
+  /* Once the damaged key is deleted, a full compaction frees its file. */
+  assert_ok(tkv_delete(db, "cold000", 7));
+  assert_ok(tkv_compact(db, NULL));
+  assert_false(tu_exists(seg_path(f->dir, seg, ".seg")));
+  assert_store_is(db, &m);
+  reopen_with(&db, f->dir, &o);
+  assert_store_is(db, &m);
+  close_ok(db);
+  model_clear(&m);
+}
+
+/* snapshot_hook for the calls of the merge thread only. */
+static pthread_t snap_main;
+static int merge_snapshot_hook(int op, const char *path, void *ctx){
+  if( pthread_equal(pthread_self(), snap_main) ) return 0;
+  return snapshot_hook(op, path, ctx);
+}
+
+/* A crash before any file-system call of a background (partial) merge,
+** while later segments stay: every image opens with every committed value
+** and goes on working. */
+static void test_crash_at_every_step_of_partial_merge(void **state){
+  fixture *f = *state;
+  tkv_options never = small_segments();
+  tkv_options o = store_options(TKV_SYNC_NORMAL, SMALL_SEG, 4096);
+  model m = {0};
+  snapshots snap;
+  tkv_db *db = open_with(f->dir, &never);
+  char key[32];
+  for(int i=0; i<40; i++){
+    snprintf(key, sizeof key, "cold%03d", i);
+    put_str(db, &m, key, "a cold value that stays in old segments");
+  }
+  random_ops(db, &m, 4243, 250);
+  close_ok(db);
+  db = open_with(f->dir, &o);
+  snap.dir = f->dir;
+  snap.root = f->root;
+  snap.n = 0;
+  /* The commit wakes the merge thread; the hook takes images of the
+  ** merge thread's calls only, while this thread waits. */
+  snap_main = pthread_self();
+  tkv_test_set_io_hook(merge_snapshot_hook, &snap);
+  put_str(db, &m, "trigger", "x");
+  tkv_test_merge_wait(db);
+  fault_off();
+  assert_true(stats_of(db).merges >= 1);
+  close_ok(db);
+  if( getenv("TKV_TEST_VERBOSE") ) print_message("%d crash points\n", snap.n);
+  assert_true(snap.n > 8);
+  for(int i=0; i<=snap.n; i++){
+    char from[4400], what[64];
+    model copy = {0};
+    if( i<snap.n ) snprintf(from, sizeof from, "%s/snap%04d", f->root, i);
+    else snprintf(from, sizeof from, "%s", f->dir);
+    crash_image(from, f->copy);
+    snprintf(what, sizeof what, "crash before call %d of %d", i, snap.n);
+    model_copy(&copy, &m);
+    check_after_trouble(f->copy, &copy, what);
+    model_clear(&copy);
+    tu_rmrf(from);
+  }
+  model_clear(&m);
+}
+
 int main(void){
   const struct CMUnitTest tests[] = {
     CORE_TEST(test_compact_reclaims_space),
@@ -453,6 +869,12 @@ int main(void){
     CORE_TEST(test_compaction_edge_cases),
     CORE_TEST(test_crash_at_every_step_of_compaction),
     CORE_TEST(test_io_failure_at_every_step_of_compaction),
+    CORE_TEST(test_merge_policy),
+    CORE_TEST(test_partial_merges_keep_deletes_across_reopen),
+    CORE_TEST(test_merge_keeps_write_made_during_merge),
+    CORE_TEST(test_background_merge_with_writer_and_readers),
+    CORE_TEST(test_corrupt_record_does_not_stop_merging),
+    CORE_TEST(test_crash_at_every_step_of_partial_merge),
   };
   return run_core_tests(tests);
 }

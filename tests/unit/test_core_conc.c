@@ -136,7 +136,7 @@ static void test_reads_during_compaction(void **state){
   print_message("reads during 20 compactions: %ld\n", reads);
 }
 
-/* The same with the automatic compaction that a commit starts. */
+/* The same with the automatic (background) merges that commits start. */
 static void test_reads_during_auto_compaction(void **state){
   fixture *f = *state;
   tkv_options o = store_options(TKV_SYNC_NORMAL, 4096, UINT64_MAX);
@@ -159,6 +159,7 @@ static void test_reads_during_auto_compaction(void **state){
       race_value(val, i);
       assert_ok(tkv_put(db, key, strlen(key), val, RACE_VLEN));
     }
+    tkv_test_merge_wait(db);      /* merges run in the background */
     race_stop(&r, th);
     assert_true(stats_of(db).compactions>before);
     close_ok(db);

@@ -966,10 +966,10 @@ static void make_stale_template(const char *dir, model *m){
 }
 
 /*
-** After a successful tkv_prepare, tkv_commit cannot fail, even when the
-** automatic compaction it starts fails (an allocation or a file-system
-** call, at every point): the commit is published, the compaction's status
-** is in the stats, and the store is whole after a reopen.
+** After a successful tkv_prepare, tkv_commit cannot fail: it does no merge
+** work, it only wakes the background merge.  That merge failing (an
+** allocation or a file-system call, at every point) leaves its status in
+** the stats, and the store whole, now and after a reopen.
 */
 static void test_failed_automatic_compaction_keeps_commit(void **state){
   fixture *f = *state;
@@ -993,16 +993,20 @@ static void test_failed_automatic_compaction_keeps_commit(void **state){
       assert_ok(tkv_begin(db));
       put_str(db, &m, "committed", "despite the compaction");
       assert_ok(tkv_prepare(db));
+      /* The merge thread is not running yet: the hooks are set while no
+      ** other thread uses the engine. */
       if( kind==0 ){
         tkv_test_alloc_count(1);
         tkv_test_fail_alloc(nth, 1);
         rc = tkv_commit(db);
+        tkv_test_merge_wait(db);
         tkv_test_fail_alloc(0, 0);
         made = tkv_test_alloc_count(1);
         fired = made>=nth;
       }else{
         fault_arm(&plan, 0, nth, EIO);
         rc = tkv_commit(db);
+        tkv_test_merge_wait(db);
         fault_off();
         fired = plan.fired;
       }
@@ -1011,7 +1015,7 @@ static void test_failed_automatic_compaction_keeps_commit(void **state){
                         tkv_errmsg());
       st = stats_of(db);
       if( !fired ){
-        assert_int_equal(st.compactions, 1);
+        assert_true(st.compactions>=1);
         assert_int_equal(st.last_compact_rc, TKV_OK);
         if( kind==0 ) total_allocs = made;
       }else if( st.compactions==0 ){

@@ -1,0 +1,122 @@
+/*
+** Merge policy.  The rule, and why:
+**
+** WHEN.  Nothing happens while the store's stale bytes (overwritten and
+** deleted records, tombstones, commit records) are below compact_threshold
+** (10 MiB by default): small stores never pay for merging.  Past it, a merge
+** is due when some sealed segment is at least MP_DEAD_RATIO dead, or when
+** the data on disk exceeds MP_SPACE_LIMIT times the live data.
+**
+** WHICH.  Greedy, by dead fraction, as the log-structured file system
+** papers (Rosenblum and Ousterhout) and basho's bitcask (frag_threshold)
+** do: reclaiming a segment whose live fraction is u costs u bytes copied
+** per (1-u) bytes freed, so the emptiest segments are the cheapest.  The
+** inputs are the segments at least MP_DEAD_RATIO dead, emptiest first, up
+** to MP_MAX_COPY live bytes per merge (bounding a merge's time, memory and
+** the work it may throw away).  If none is that dead but the space limit
+** is passed, the emptiest segments down to MP_FLOOR_RATIO are taken until
+** the projected disk use is back under the limit.
+**
+** The cost therefore follows the dead data, not the store size: a merge
+** copies at most u/(1-u) bytes per byte it frees, with u <= 1 -
+** MP_DEAD_RATIO in the normal case.  Under an endless stream of uniform
+** random updates a segment's live fraction decays as exp(-w/L) (w bytes
+** written since, L live bytes), so segments are taken at u = 0.4 and the
+** steady state keeps about L * ln(1/u)/(1-u) = 1.53 L of segments on disk
+** (space amplification 1.5, plus the active segment and one merge's
+** output), with 1/(1-u) = 1.67 bytes of records written per byte updated.
+** A skewed stream that leaves every segment just under MP_DEAD_RATIO is
+** caught by MP_SPACE_LIMIT, so disk use stays below about 2x the live
+** data plus one segment (the granularity of the files).
+**
+** TOMBSTONES.  A tombstone can be dropped only when no older segment that
+** survives the merge may still hold a put of its key, that is, when every
+** segment before it in replay order is an input too.  So the tombstone
+** bytes of a segment count as reclaimable only for the oldest segment;
+** elsewhere they would be copied.  Full compaction (tkv_compact) takes
+** every segment and drops them all.
+**
+** SMALL STORES.  Only sealed segments are merged.  When none qualifies
+** but the active segment alone holds the threshold's worth of stale bytes
+** and is MP_DEAD_RATIO dead, it is sealed early (while no transaction is
+** open) and merged, so a small store overwritten in place does not grow
+** to max_file_size first.
+**
+** QUARANTINE.  A segment with a record a merge could not read keeps the
+** keys that point there; merging it again would copy the same live records
+** over and over, so it is skipped (except as the oldest segment with
+** nothing live left, where it can go).
+*/
+#include "mergepolicy.h"
+
+/* Fraction of segment s that a merge taking it would free. */
+static double reclaim_ratio(const mp_seg *s, int oldest){
+  uint64_t dead, gain;
+  if( s->size==0 ) return 1.0;
+  dead = s->size > s->live ? s->size - s->live : 0;
+  gain = oldest ? dead : (dead > s->tomb ? dead - s->tomb : 0);
+  return (double)gain / (double)s->size;
+}
+
+/* May segment i be an input at all? */
+static int eligible(const mp_seg *segs, int i){
+  if( !segs[i].quarantined ) return 1;
+  return i==0 && segs[i].live==0;
+}
+
+/* The best unselected eligible segment with ratio >= floor, or -1. */
+static int best(const mp_seg *segs, int n, const uint8_t *sel, double floor,
+                double *pratio){
+  int bi = -1;
+  double br = -1.0;
+  for(int i=0; i<n; i++){
+    double r;
+    if( sel[i] || !eligible(segs, i) ) continue;
+    r = reclaim_ratio(&segs[i], i==0);
+    if( r>=floor && r>br ){     /* ties: the older one (lower i) */
+      br = r;
+      bi = i;
+    }
+  }
+  *pratio = br;
+  return bi;
+}
+
+int mp_rotate_active(const mp_seg *a, const mp_store *st){
+  uint64_t dead = a->size > a->live ? a->size - a->live : 0;
+  return dead>=st->threshold && dead>0
+      && (double)dead >= MP_DEAD_RATIO * (double)a->size;
+}
+
+int mp_pick(const mp_seg *segs, int n, const mp_store *st, uint8_t *sel){
+  uint64_t stale, copy = 0, freed = 0;
+  int k = 0;
+  double r;
+  for(int i=0; i<n; i++) sel[i] = 0;
+  stale = st->total > st->live ? st->total - st->live : 0;
+  if( n==0 || stale<st->threshold ) return 0;
+
+  /* Segments dead enough to be worth it, emptiest first. */
+  for(;;){
+    int i = best(segs, n, sel, MP_DEAD_RATIO, &r);
+    if( i<0 ) break;
+    if( k>0 && copy + segs[i].live > MP_MAX_COPY ) break;
+    sel[i] = 1;
+    k++;
+    copy += segs[i].live;
+    freed += (uint64_t)(r * (double)segs[i].size);
+  }
+  if( k>0 ) return k;
+
+  /* Nothing that dead: hold the space limit. */
+  while( (double)(st->total - freed) > MP_SPACE_LIMIT * (double)st->live ){
+    int i = best(segs, n, sel, MP_FLOOR_RATIO, &r);
+    if( i<0 ) break;
+    if( k>0 && copy + segs[i].live > MP_MAX_COPY ) break;
+    sel[i] = 1;
+    k++;
+    copy += segs[i].live;
+    freed += (uint64_t)(r * (double)segs[i].size);
+  }
+  return k;
+}
