@@ -26,7 +26,9 @@
 **
 ** Environment: BENCH_UPDATE_N (comma list of N, default "1000000,2000000"),
 ** BENCH_UPDATE_DEL ("0,10": the delete percentages to run, default both
-** at the first N and 0 at the others), BENCH_ENGINES, BENCH_DIR, TINKV_SO.
+** at the first N and 0 at the others), BENCH_UPDATE_CAP (seconds an
+** engine's update phase may take before it is stopped and reported as not
+** finished, default 600), BENCH_ENGINES, BENCH_DIR, TINKV_SO.
 */
 #include <errno.h>
 #include <math.h>
@@ -48,7 +50,12 @@
 #define DISK_EVERY 20            /* transactions between disk samples */
 
 enum { R_OPS, R_P50, R_P99, R_P999, R_MAX, R_WAMP, R_DISK, R_MERGES,
-       R_MERGE_S, NRES };
+       R_MERGE_S, R_DONE, NRES };
+
+/* Seconds an engine's update phase may take (BENCH_UPDATE_CAP); an engine
+** that has not finished by then is stopped and reported with the share of
+** the phase it did, its numbers covering that share only. */
+static double update_cap = 600;
 
 typedef struct engine {
   const char *name;
@@ -428,8 +435,14 @@ static void run_one(void *arg, double *out) {
     if (t % DISK_EVERY == 0) {
       double d = bench_disk_bytes(j->dir);
       if (d > peak) peak = d;
+      if (bench_now() - t0 > update_cap) {
+        ntxn = t + 1;
+        break;
+      }
     }
   }
+  out[R_DONE] = (double)op / (double)ops;
+  ops = op;
   out[R_OPS] = (double)ops / (bench_now() - t0);
   out[R_WAMP] = (io_write_bytes() - w0) / user;
   {
@@ -479,6 +492,7 @@ int main(void) {
                   : "1000000,2000000", ns, 8);
   nd = parse_list((s = getenv("BENCH_UPDATE_DEL")) && *s ? s : "0,10",
                   dels, 4);
+  if ((s = getenv("BENCH_UPDATE_CAP")) && *s) update_cap = atof(s);
   bench_mkdirs(cfg.dir);
   printf("\n## Sustained updates: fill N keys, then 3N random overwrites in "
          "transactions of %d\n\n", TXN_OPS);
@@ -519,8 +533,12 @@ int main(void) {
                (unsigned long long)(j.n / 1000), j.del_pct, j.e->name,
                bench_fmt_rate(out[R_OPS], r, sizeof r), l[0], l[1], l[2],
                l[3], out[R_WAMP], out[R_DISK]);
-        if (isnan(out[R_MERGES])) printf("- |\n");
-        else printf("%.0f (%.1f s) |\n", out[R_MERGES], out[R_MERGE_S]);
+        if (isnan(out[R_MERGES])) printf("-");
+        else printf("%.0f (%.1f s)", out[R_MERGES], out[R_MERGE_S]);
+        if (out[R_DONE] < 1.0)
+          printf(" **did not finish: stopped after %.0f s at %.0f%% of the "
+                 "updates** |\n", update_cap, out[R_DONE] * 100);
+        else printf(" |\n");
         fflush(stdout);
       }
     }
