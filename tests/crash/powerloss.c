@@ -36,6 +36,7 @@
 #include "io.h"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -233,12 +234,36 @@ static void snapshot(void){
   }
 }
 
+/* File calls come from the writer and from the engine's background merge
+** thread: the model, the snapshots and acked/promised change under this. */
+static pthread_mutex_t model_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void observe_call(const tkv_io_event *ev);
+
 /* The observer: snapshot, then apply the call to the model. */
 static void observer(const tkv_io_event *ev, void *ctx){
+  (void)ctx;
+  pthread_mutex_lock(&model_mu);
+  observe_call(ev);
+  pthread_mutex_unlock(&model_mu);
+}
+
+/* Set what the workload has acknowledged and what it was promised. */
+static void set_acked(uint32_t n){
+  pthread_mutex_lock(&model_mu);
+  acked = n;
+  pthread_mutex_unlock(&model_mu);
+}
+static void set_promised(uint32_t n){
+  pthread_mutex_lock(&model_mu);
+  promised = n;
+  pthread_mutex_unlock(&model_mu);
+}
+
+static void observe_call(const tkv_io_event *ev){
   const char *name = ev->path ? base_name(ev->path) : NULL;
   mfile *f = (ev->fd>=0 && ev->fd<MAXFD && fdmap[ev->fd]>=0)
            ? &files[fdmap[ev->fd]] : NULL;
-  (void)ctx;
   if( ev->op==TKV_IO_MKDIR || ev->op==TKV_IO_RMDIR ) return;
   if( ev->op==TKV_IO_OPEN ){
     int i;
@@ -321,22 +346,22 @@ static int workload(tkv_sync_mode mode, uint32_t n1, uint32_t n2){
   for(uint32_t n=1; !rc && n<=n1 + n2; n++){
     rc = wl_run_txn(db, n);
     if( rc ){ fprintf(stderr, "powerloss: commit %u: %s\n", n, wl_err); break; }
-    acked = n;
-    if( mode==TKV_SYNC_FULL ) promised = n;
+    set_acked(n);
+    if( mode==TKV_SYNC_FULL ) set_promised(n);
     if( n%9==0 ) rc = tkv_compact(db, NULL);
     if( !rc && n%4==0 && mode!=TKV_SYNC_FULL ){
       rc = tkv_sync(db);
-      if( !rc ) promised = n;
+      if( !rc ) set_promised(n);
     }
     if( !rc && n==n1 ){
       rc = tkv_close(db);
-      if( !rc ) promised = n;
+      if( !rc ) set_promised(n);
       if( !rc ) rc = tkv_open(storedir, &o, &db);
     }
   }
   if( rc ){ fprintf(stderr, "powerloss: %s\n", tkv_errmsg()); return rc; }
   rc = tkv_close(db);
-  if( !rc ) promised = acked;
+  if( !rc ) set_promised(acked);
   return rc;
 }
 
