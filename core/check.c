@@ -195,7 +195,7 @@ static int check_hint(checker *c, const snap_file *f, uint64_t segsize){
       break;
     }
     tkv_hint_entry_decode(p + pos, &type, &klen, &off, &vlen);
-    if( end - pos - TKV_HINT_ENTRY_HDR < klen ){
+    if( end - pos < tkv_hint_entry_size(klen, vlen) ){
       problem(c, path, pos, "hint entry runs past the entries");
       break;
     }
@@ -210,7 +210,7 @@ static int check_hint(checker *c, const snap_file *f, uint64_t segsize){
               "%u of %s", r->off, snap_basename(f->seg_path));
       break;                    /* the rest would all differ */
     }
-    pos += TKV_HINT_ENTRY_HDR + (uint64_t)klen;
+    pos += tkv_hint_entry_size(klen, vlen);
     i++;
   }
   if( pos>=end && i<c->nrec ){

@@ -42,6 +42,7 @@
 
 typedef struct tkv_engine tkv_engine;
 typedef struct tkv_txn tkv_txn;
+typedef struct exp_table exp_table;
 
 typedef struct tkv_segment {
   uint32_t id;              /* file id: the name is %010u.seg */
@@ -100,6 +101,7 @@ struct tkv_engine {
 
   kd_arena *arena;
   kd_index *index;
+  exp_table *expires;         /* expiry times of entries (expire.c) */
 
   /* Open descriptors and maps of sealed segments: at most SEG_OPEN_MAX,
   ** least recently used closed first (segment.c, seg_pin). */
@@ -268,7 +270,8 @@ int seg_table_reserve(tkv_engine *e, int n);
 int seg_table_add(tkv_engine *e, tkv_segment *s);
 void seg_table_remove(tkv_engine *e, tkv_segment *s);
 int seg_append(tkv_engine *e, int type, const void *key, uint32_t klen,
-               const void *val, uint32_t vlen, tkv_loc *ploc);
+               const void *val, uint32_t vlen, uint64_t expire,
+               tkv_loc *ploc);
 int seg_flush(tkv_engine *e);
 int seg_commit_sync(tkv_engine *e);
 int seg_rewind(tkv_engine *e, uint64_t off);
@@ -278,11 +281,13 @@ int seg_sync_all(tkv_engine *e, int closing);
 int seg_read(tkv_engine *e, tkv_loc loc, const void *key, size_t klen,
              void **pval);
 
-/* Committed records found by a segment scan.  val points at the value when
-** it is small enough to be in the scan's window (up to 1 MiB), else NULL. */
+/* Committed records found by a segment scan.  vlen is the value word
+** (format.h: the value's length, and TKV_VLEN_EXPIRES); val points at the
+** value when it is small enough to be in the scan's window (up to 1 MiB),
+** else NULL; expire is the record's expiry time, 0 if none. */
 typedef int (*seg_scan_fn)(void *ctx, int type, const uint8_t *key,
                            uint32_t klen, uint32_t off, uint32_t vlen,
-                           const uint8_t *val);
+                           const uint8_t *val, uint64_t expire);
 typedef struct seg_scan_result {
   uint64_t committed_end;  /* end of the last record that ended a txn */
   uint64_t stop;           /* where the scan stopped */
@@ -326,12 +331,26 @@ static inline void seg_account(tkv_engine *e, tkv_loc loc, int64_t n){
   if( s ) s->live_bytes += (uint64_t)n;
 }
 
+/* ---- expire.c: expiry times of keydir entries. */
+int exp_reserve(tkv_engine *e, size_t more);
+void exp_set(tkv_engine *e, kd_entry *en, uint64_t at);
+void exp_del(tkv_engine *e, kd_entry *en);
+uint64_t exp_get(tkv_engine *e, const kd_entry *en);
+size_t exp_count(tkv_engine *e);
+typedef int (*exp_walk_fn)(void *ctx, kd_entry *en, uint64_t at);
+int exp_walk_expired(tkv_engine *e, uint64_t now, exp_walk_fn fn, void *ctx);
+void exp_free(tkv_engine *e);
+
 /* ---- txn.c */
 int txn_acquire_writer(tkv_db *db);
 void txn_release_writer(tkv_engine *e);
 int txn_begin(tkv_db *db, int autocommit);
+/* txn_write flag (beside the public TKV_* write flags): delete only a key
+** that has expired (the expiry step's delete). */
+#define TXN_IFEXPIRED 0x100
 int txn_write(tkv_db *db, int del, const void *key, size_t klen,
-              const void *val, size_t vlen, unsigned flags, uint64_t *pid);
+              const void *val, size_t vlen, unsigned flags, uint64_t expire,
+              uint64_t *pid);
 int txn_prepare(tkv_db *db);
 void txn_finish(tkv_db *db);
 int txn_rollback(tkv_db *db);
@@ -340,6 +359,9 @@ int txn_rollback_to(tkv_db *db, int n);
 int txn_release(tkv_db *db, int n);
 void txn_free(tkv_txn *t);
 int txn_visible(tkv_db *db, kd_entry *e, tkv_loc *ploc);
+uint64_t txn_expire_of(tkv_db *db, kd_entry *en, tkv_loc loc);
+int txn_live(tkv_db *db, kd_entry *en, tkv_loc *ploc, uint64_t now);
+uint64_t txn_expired_count(tkv_db *db, uint64_t now);
 uint64_t txn_id(tkv_db *db, kd_entry *e);
 kd_entry *txn_entry_of_id(tkv_db *db, kd_entry *e);
 int64_t txn_count_delta(tkv_db *db);

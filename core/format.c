@@ -92,30 +92,45 @@ uint32_t tkv_rec_crc(const uint8_t hdr[TKV_REC_HDR], const void *key,
                      uint32_t klen, const void *val, uint32_t vlen){
   uint32_t crc = tkv_crc32c(0, hdr + 4, TKV_REC_HDR - 4);
   crc = tkv_crc32c(crc, key, klen);
-  return tkv_crc32c(crc, val, vlen);
+  return tkv_crc32c(crc, val, (size_t)tkv_rec_tail(vlen));
+}
+
+/* The header bytes 4..11 of a record: type, key length, value word. */
+static void rec_hdr_fill(uint8_t *out, int type, uint32_t klen,
+                         uint32_t vword){
+  out[4] = (uint8_t)type;
+  out[5] = (uint8_t)klen;
+  out[6] = (uint8_t)(klen >> 8);
+  out[7] = (uint8_t)(klen >> 16);
+  tkv_put32(out + 8, vword);
 }
 
 void tkv_rec_encode(uint8_t *out, int type, const void *key, uint32_t klen,
-                    const void *val, uint32_t vlen){
-  out[4] = (uint8_t)type;
-  out[5] = (uint8_t)klen;
-  out[6] = (uint8_t)(klen >> 8);
-  out[7] = (uint8_t)(klen >> 16);
-  tkv_put32(out + 8, vlen);
+                    const void *val, uint32_t vlen, uint64_t expire){
+  uint32_t vword = vlen | (expire ? TKV_VLEN_EXPIRES : 0);
+  rec_hdr_fill(out, type, klen, vword);
   if( klen ) memcpy(out + TKV_REC_HDR, key, klen);
   if( vlen ) memcpy(out + TKV_REC_HDR + klen, val, vlen);
-  tkv_put32(out, tkv_crc32c(0, out + 4, TKV_REC_HDR - 4 + (size_t)klen + vlen));
+  if( expire ) tkv_rec_expire_encode(out + TKV_REC_HDR + klen + vlen, expire);
+  tkv_put32(out, tkv_crc32c(0, out + 4, TKV_REC_HDR - 4 + (size_t)klen
+                                        + (size_t)tkv_rec_tail(vword)));
 }
 
 void tkv_rec_head_encode(uint8_t *out, int type, const void *key,
-                         uint32_t klen, const void *val, uint32_t vlen){
-  out[4] = (uint8_t)type;
-  out[5] = (uint8_t)klen;
-  out[6] = (uint8_t)(klen >> 8);
-  out[7] = (uint8_t)(klen >> 16);
-  tkv_put32(out + 8, vlen);
+                         uint32_t klen, const void *val, uint32_t vlen,
+                         uint64_t expire){
+  uint8_t x[TKV_EXPIRE_BYTES];
+  uint32_t crc;
+  rec_hdr_fill(out, type, klen, vlen | (expire ? TKV_VLEN_EXPIRES : 0));
   if( klen ) memcpy(out + TKV_REC_HDR, key, klen);
-  tkv_put32(out, tkv_rec_crc(out, key, klen, val, vlen));
+  crc = tkv_crc32c(0, out + 4, TKV_REC_HDR - 4);
+  crc = tkv_crc32c(crc, key, klen);
+  crc = tkv_crc32c(crc, val, vlen);
+  if( expire ){
+    tkv_rec_expire_encode(x, expire);
+    crc = tkv_crc32c(crc, x, sizeof x);
+  }
+  tkv_put32(out, crc);
 }
 
 int tkv_rec_hdr_decode(const uint8_t in[TKV_REC_HDR], tkv_rec_hdr *h,
@@ -129,7 +144,8 @@ int tkv_rec_hdr_decode(const uint8_t in[TKV_REC_HDR], tkv_rec_hdr *h,
   h->vlen = tkv_get32(in + 8);
   switch( h->type ){
     case TKV_REC_PUT: case TKV_REC_TXPUT:
-      return (h->klen<=TKV_KEY_MAX && h->vlen<=TKV_VALUE_MAX) ? 0 : -1;
+      return (h->klen<=TKV_KEY_MAX && tkv_vlen(h->vlen)<=TKV_VALUE_MAX)
+             ? 0 : -1;
     case TKV_REC_DEL: case TKV_REC_TXDEL:
       return (h->klen<=TKV_KEY_MAX && h->vlen==0) ? 0 : -1;
     case TKV_REC_COMMIT:

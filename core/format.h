@@ -9,7 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define TKV_FORMAT_VERSION 2     /* written; version 1 is still read */
+#define TKV_FORMAT_VERSION 3     /* written; versions 1 and 2 are read */
 #define TKV_FORMAT_OLDEST  1
 
 /* ---- File names.  A store directory holds only these names (FORMAT.md,
@@ -115,6 +115,30 @@ enum tkv_rec_type {
 };
 #define TKV_REC_KEY_LIMIT (1u << 24)  /* key length field is 24 bits */
 
+/*
+** Expiry (format 3).  Bit 31 of a PUT's value-length field says that the
+** record ends with 8 more bytes: the key's expiry time, milliseconds since
+** the Unix epoch.  The low 31 bits are the value's length.  The same 32-bit
+** word (the "value word") travels through the keydir and hint entries, so
+** tkv_rec_size() of it is always the whole record.  Bytes after the key
+** (the value, then the expiry) are the record's "tail".
+*/
+#define TKV_VLEN_EXPIRES 0x80000000u
+#define TKV_VLEN_MASK    0x7fffffffu
+#define TKV_EXPIRE_BYTES 8
+
+/* The value's length of a value word. */
+static inline uint32_t tkv_vlen(uint32_t vword){ return vword & TKV_VLEN_MASK; }
+/* Nonzero if a value word says the record carries an expiry time. */
+static inline int tkv_vlen_expires(uint32_t vword){
+  return (vword & TKV_VLEN_EXPIRES)!=0;
+}
+/* Bytes after the key: the value, and the expiry time when there is one. */
+static inline uint64_t tkv_rec_tail(uint32_t vword){
+  return (uint64_t)tkv_vlen(vword)
+       + (tkv_vlen_expires(vword) ? TKV_EXPIRE_BYTES : 0);
+}
+
 typedef struct tkv_rec_hdr {
   uint32_t crc;     /* CRC-32C of header bytes 4..11, key and value */
   uint8_t type;
@@ -122,19 +146,29 @@ typedef struct tkv_rec_hdr {
   uint32_t vlen;
 } tkv_rec_hdr;
 
-/* Bytes of a whole record. */
+/* Bytes of a whole record (vlen: its value word). */
 static inline uint64_t tkv_rec_size(uint32_t klen, uint32_t vlen){
-  return (uint64_t)TKV_REC_HDR + klen + vlen;
+  return (uint64_t)TKV_REC_HDR + klen + tkv_rec_tail(vlen);
 }
 
-/* Write a whole record (header with CRC, key, value) into out, which has
-** room for tkv_rec_size(klen, vlen) bytes. */
+/* Write a whole record (header with CRC, key, value, and the expiry time
+** when `expire` is not 0) into out, which has room for tkv_rec_size(klen,
+** vlen | (expire ? TKV_VLEN_EXPIRES : 0)) bytes.  vlen is the value's
+** length (no flag). */
 void tkv_rec_encode(uint8_t *out, int type, const void *key, uint32_t klen,
-                    const void *val, uint32_t vlen);
+                    const void *val, uint32_t vlen, uint64_t expire);
 /* Write a record's header and key (not its value) into out, which has room
-** for TKV_REC_HDR + klen bytes; the CRC covers val, written separately. */
+** for TKV_REC_HDR + klen bytes; the CRC covers val and the expiry time,
+** written separately (after the value: tkv_rec_expire_encode). */
 void tkv_rec_head_encode(uint8_t *out, int type, const void *key,
-                         uint32_t klen, const void *val, uint32_t vlen);
+                         uint32_t klen, const void *val, uint32_t vlen,
+                         uint64_t expire);
+/* The 8 bytes of an expiry time at the end of a record. */
+static inline void tkv_rec_expire_encode(uint8_t out[TKV_EXPIRE_BYTES],
+                                         uint64_t expire);
+/* The expiry time of a record whose tail (value word vlen) is at tail; 0
+** when it has none. */
+static inline uint64_t tkv_rec_expire(const uint8_t *tail, uint32_t vlen);
 /* The 4-byte value of a COMMIT record: the number of records it commits. */
 #define TKV_COMMIT_VLEN 4
 static inline void tkv_rec_commit_value(uint8_t out[TKV_COMMIT_VLEN],
@@ -145,11 +179,13 @@ static inline uint32_t tkv_rec_commit_count(const uint8_t v[TKV_COMMIT_VLEN]);
 ** with *pzero set. */
 int tkv_rec_hdr_decode(const uint8_t in[TKV_REC_HDR], tkv_rec_hdr *h,
                        int *pzero);
-/* CRC a record would have: over header bytes 4..11, key, value. */
+/* CRC a record would have: over header bytes 4..11, key, and the tail
+** (tkv_rec_tail(vlen) bytes at val: the value, then any expiry time). */
 uint32_t tkv_rec_crc(const uint8_t hdr[TKV_REC_HDR], const void *key,
                      uint32_t klen, const void *val, uint32_t vlen);
 
-/* Hint entries: type(1) klen(3) offset(4) vlen(4) key.  The hint file ends
+/* Hint entries: type(1) klen(3) offset(4) vlen(4) key, then (format 3)
+** the 8-byte expiry time when vlen has TKV_VLEN_EXPIRES.  The hint file ends
 ** with a 16-byte trailer: entry count (u64), data size of the segment it
 ** describes (u32, bytes 0..N of the segment), CRC-32C (u32) of every byte
 ** before the CRC. */
@@ -160,6 +196,11 @@ void tkv_hint_entry_encode(uint8_t *out, int type, uint32_t klen,
                            uint32_t off, uint32_t vlen);
 void tkv_hint_entry_decode(const uint8_t *in, int *ptype, uint32_t *pklen,
                            uint32_t *poff, uint32_t *pvlen);
+/* Bytes of a whole hint entry. */
+static inline uint64_t tkv_hint_entry_size(uint32_t klen, uint32_t vlen){
+  return (uint64_t)TKV_HINT_ENTRY_HDR + klen
+       + (tkv_vlen_expires(vlen) ? TKV_EXPIRE_BYTES : 0);
+}
 /* Append the trailer to a hint image of len bytes (header and entries);
 ** room for TKV_HINT_TRAILER more bytes must be there. */
 void tkv_hint_trailer_encode(uint8_t *file, size_t len, uint64_t count,
@@ -192,6 +233,13 @@ static inline void tkv_rec_commit_value(uint8_t out[TKV_COMMIT_VLEN],
 }
 static inline uint32_t tkv_rec_commit_count(const uint8_t v[TKV_COMMIT_VLEN]){
   return tkv_get32(v);
+}
+static inline void tkv_rec_expire_encode(uint8_t out[TKV_EXPIRE_BYTES],
+                                         uint64_t expire){
+  tkv_put64(out, expire);
+}
+static inline uint64_t tkv_rec_expire(const uint8_t *tail, uint32_t vlen){
+  return tkv_vlen_expires(vlen) ? tkv_get64(tail + tkv_vlen(vlen)) : 0;
 }
 
 #endif

@@ -35,15 +35,20 @@ static int hint_grow(hint_buf *hb, size_t n){
 }
 
 static int hint_add(void *ctx, int type, const uint8_t *key, uint32_t klen,
-                    uint32_t off, uint32_t vlen, const uint8_t *val){
+                    uint32_t off, uint32_t vlen, const uint8_t *val,
+                    uint64_t expire){
   hint_buf *hb = ctx;
+  size_t n = (size_t)tkv_hint_entry_size(klen, vlen);
   int rc;
   (void)val;
-  rc = hint_grow(hb, TKV_HINT_ENTRY_HDR + (size_t)klen);
+  rc = hint_grow(hb, n);
   if( rc ) return rc;
   tkv_hint_entry_encode(hb->p + hb->len, type, klen, off, vlen);
   memcpy(hb->p + hb->len + TKV_HINT_ENTRY_HDR, key, klen);
-  hb->len += TKV_HINT_ENTRY_HDR + (size_t)klen;
+  if( tkv_vlen_expires(vlen) ){
+    tkv_rec_expire_encode(hb->p + hb->len + TKV_HINT_ENTRY_HDR + klen, expire);
+  }
+  hb->len += n;
   hb->count++;
   return TKV_OK;
 }
@@ -130,8 +135,8 @@ static const uint8_t *seg_bytes(const tkv_segment *s, uint64_t off, size_t n,
 
 /*
 ** Check that the hint's entries are exactly the committed records of the
-** segment, in order: every entry's record is there, with its type, key
-** and value length; between entries only COMMIT records, each closing the
+** segment, in order: every entry's record is there, with its type, key,
+** value length and expiry time; between entries only COMMIT records, each closing the
 ** TX records before it; nothing after the last.  So a hint can never say
 ** anything a scan of the segment would not (a stale value, a dropped
 ** tombstone), only say it without reading the values.  Reading record
@@ -174,8 +179,15 @@ static int hint_matches(const uint8_t *p, uint64_t end, const tkv_segment *s,
          || (!tx && ntx);
       if( tx ) ntx++;
     }
+    if( !bad && tkv_vlen_expires(vlen) ){
+      /* The expiry time too: it is after the value. */
+      r = seg_bytes(s, at + TKV_REC_HDR + klen + tkv_vlen(vlen),
+                    TKV_EXPIRE_BYTES, &buf, &cap);
+      bad = !r || memcmp(r, p + pos + TKV_HINT_ENTRY_HDR + klen,
+                         TKV_EXPIRE_BYTES);
+    }
     at += tkv_rec_size(klen, vlen);
-    pos += TKV_HINT_ENTRY_HDR + (uint64_t)klen;
+    pos += tkv_hint_entry_size(klen, vlen);
   }
   tkv_mem_free(buf);
   return bad || ntx || at!=segsize ? -1 : 0;
@@ -204,7 +216,8 @@ static int hint_check(const uint8_t *p, uint64_t n, const tkv_segment *s,
     tkv_hint_entry_decode(p + pos, &type, &klen, &off, &vlen);
     if( (type!=TKV_REC_PUT && type!=TKV_REC_DEL) || klen>TKV_KEY_MAX ) return -1;
     if( off<s->start || off + tkv_rec_size(klen, vlen) > segsize ) return -1;
-    pos += TKV_HINT_ENTRY_HDR + (uint64_t)klen;
+    if( tkv_vlen_expires(vlen) && type!=TKV_REC_PUT ) return -1;
+    pos += tkv_hint_entry_size(klen, vlen);
     if( pos>end ) return -1;
     count++;
   }
@@ -240,10 +253,15 @@ int hint_load(tkv_engine *e, tkv_segment *s, uint64_t segsize,
   while( pos < n - TKV_HINT_TRAILER ){
     int type;
     uint32_t klen, off, vlen;
+    uint64_t expire = 0;
     tkv_hint_entry_decode(p + pos, &type, &klen, &off, &vlen);
-    rc = fn(ctx, type, p + pos + TKV_HINT_ENTRY_HDR, klen, off, vlen, NULL);
+    if( tkv_vlen_expires(vlen) ){
+      expire = tkv_get64(p + pos + TKV_HINT_ENTRY_HDR + klen);
+    }
+    rc = fn(ctx, type, p + pos + TKV_HINT_ENTRY_HDR, klen, off, vlen, NULL,
+            expire);
     if( rc ) break;
-    pos += TKV_HINT_ENTRY_HDR + (uint64_t)klen;
+    pos += tkv_hint_entry_size(klen, vlen);
   }
   tkv_mem_free(p);
   if( rc ) return rc;

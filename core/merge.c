@@ -146,10 +146,13 @@ static int out_new(out_writer *w){
   return TKV_OK;
 }
 
-/* Append a record to the outputs; *ploc receives where it went. */
+/* Append a record to the outputs; *ploc receives where it went.  vlen is
+** the value word and val the record's tail (value, then any expiry time,
+** format.h), so a record is copied with its expiry time. */
 static int out_put(out_writer *w, int type, const uint8_t *key, uint32_t klen,
                    const void *val, uint32_t vlen, tkv_loc *ploc){
   uint64_t size = tkv_rec_size(klen, vlen);
+  uint64_t expire = tkv_rec_expire(val, vlen);
   tkv_segment *s = w->nout ? w->outs[w->nout-1] : NULL;
   int rc;
   if( !s || (s->end>s->start
@@ -166,13 +169,14 @@ static int out_put(out_writer *w, int type, const uint8_t *key, uint32_t klen,
   if( size>OUT_BUF_SIZE ){
     uint8_t *rec = tkv_mem_alloc((size_t)size);
     if( !rec ) return tkv_err_nomem();
-    tkv_rec_encode(rec, type, key, klen, val, vlen);
+    tkv_rec_encode(rec, type, key, klen, val, tkv_vlen(vlen), expire);
     rc = tkv_io_pwrite(s->fd, s->path, rec, (size_t)size, s->end);
     tkv_mem_free(rec);
     if( rc ) return rc;
     atomic_fetch_add(&w->e->bytes_written, size);
   }else{
-    tkv_rec_encode(w->buf + w->len, type, key, klen, val, vlen);
+    tkv_rec_encode(w->buf + w->len, type, key, klen, val, tkv_vlen(vlen),
+                   expire);
     w->len += (size_t)size;
   }
   ploc->file = s->id;
@@ -280,7 +284,8 @@ static int job_add(merge_job *j, int type, const uint8_t *key, uint32_t klen,
 
 /* Step 2, one committed record of the input being scanned. */
 static int collect(void *arg, int type, const uint8_t *key, uint32_t klen,
-                   uint32_t off, uint32_t vlen, const uint8_t *val){
+                   uint32_t off, uint32_t vlen, const uint8_t *val,
+                   uint64_t expire){
   merge_job *j = arg;
   tkv_engine *e = j->e;
   tkv_segment *s = j->in[j->cur];
@@ -288,6 +293,7 @@ static int collect(void *arg, int type, const uint8_t *key, uint32_t klen,
   uint64_t id = 0;
   int keep = 0, live;
   (void)val;
+  (void)expire;           /* copied from the record's tail in step 3 */
   engine_rdlock(e);
   en = kd_index_find(e->index, key, klen);
   live = en && !(kd_entry_flags(en) & ENTRY_NEW);

@@ -27,13 +27,16 @@ typedef struct replay {
   uint32_t file;
 } replay;
 
-/* Apply one committed record to the keydir. */
+/* Apply one committed record to the keydir (and its expiry time to the
+** expiry table). */
 static int apply_record(void *ctx, int type, const uint8_t *key, uint32_t klen,
-                        uint32_t off, uint32_t vlen, const uint8_t *val){
+                        uint32_t off, uint32_t vlen, const uint8_t *val,
+                        uint64_t expire){
   replay *rp = ctx;
   tkv_engine *e = rp->e;
   kd_entry *en = kd_index_find(e->index, key, klen);
   tkv_loc loc;
+  int rc;
   (void)val;
   loc.file = rp->file;
   loc.off = off;
@@ -42,10 +45,12 @@ static int apply_record(void *ctx, int type, const uint8_t *key, uint32_t klen,
     tkv_segment *s = seg_find(e, rp->file);
     if( s ) s->tomb_bytes += tkv_rec_size(klen, vlen);
   }
+  if( expire && (rc = exp_reserve(e, 1))!=TKV_OK ) return rc;
   if( en ){
     uint64_t old = entry_rec_size(en, kd_entry_loc(en));
     e->live_bytes -= old;
     seg_account(e, kd_entry_loc(en), -(int64_t)old);
+    if( tkv_vlen_expires(kd_entry_loc(en).vlen) ) exp_del(e, en);
     if( type==TKV_REC_DEL ){
       kd_index_remove(e->index, en);
       kd_entry_free(e->arena, en);
@@ -63,6 +68,7 @@ static int apply_record(void *ctx, int type, const uint8_t *key, uint32_t klen,
     }
     e->keys++;
   }
+  if( expire ) exp_set(e, en, expire);
   e->live_bytes += tkv_rec_size(klen, vlen);
   seg_account(e, loc, (int64_t)tkv_rec_size(klen, vlen));
   return TKV_OK;
@@ -282,7 +288,7 @@ static void remove_orphan_hints(tkv_engine *e){
 ** last, written by appends and not yet full. */
 static int load_segment(tkv_engine *e, tkv_segment *s, int last){
   uint64_t size = s->end;
-  int loaded = 0, rc;
+  int loaded = 0, reuse, rc;
   replay rp;
   rp.e = e;
   rp.file = s->id;
@@ -299,11 +305,22 @@ static int load_segment(tkv_engine *e, tkv_segment *s, int last){
   }
   e->total_bytes += s->end > s->start ? s->end - s->start : 0;
   atomic_store(&s->flushed, s->end);
-  s->sealed = !(last && !loaded && !(s->flags & TKV_SEG_COMPACTED)
-                && s->end<e->opts.max_file_size);
+  /* Appends go on in the newest segment only if it is of the format
+  ** written now: an older one is sealed (synced first, as every seal is,
+  ** since a segment after it will be created), so that new records, with
+  ** expiry times, are in a file whose version says they may be there. */
+  reuse = last && !loaded && !(s->flags & TKV_SEG_COMPACTED)
+       && s->end<e->opts.max_file_size && s->version==TKV_FORMAT_VERSION;
+  if( last && !loaded && !reuse ){
+    rc = tkv_io_sync(s->fd, s->path);
+    if( rc ){
+      seg_unpin(s);
+      return rc;
+    }
+  }
+  s->sealed = !reuse;
   seg_map(e, s);
-  if( last && !loaded && !(s->flags & TKV_SEG_COMPACTED)
-   && s->end<e->opts.max_file_size ){
+  if( reuse ){
     e->active = s;
     e->buf_off = e->commit_end = s->end;
     if( s->durable>s->end ) s->durable = s->end;

@@ -53,7 +53,8 @@ static int on_committed(void *ctx, const walk_rec *r){
   salvager *sv = ctx;
   int rc;
   if( r->type==TKV_REC_PUT || r->type==TKV_REC_TXPUT ){
-    rc = tkv_put(sv->out, r->key, r->klen, r->val, r->vlen);
+    rc = tkv_write_expire(sv->out, r->key, r->klen, r->val, tkv_vlen(r->vlen),
+                          0, r->expire, NULL);
   }else{
     rc = tkv_delete(sv->out, r->key, r->klen);
     if( rc==TKV_NOTFOUND ) rc = TKV_OK;

@@ -95,7 +95,7 @@ static int win_check_record(scan_win *w, uint64_t off, tkv_rec_hdr *ph,
   if( rc ) return rc;
   memcpy(hdr, p, TKV_REC_HDR);
   if( tkv_rec_hdr_decode(hdr, ph, &zero) ) return TKV_OK;
-  left = ph->klen + (uint64_t)ph->vlen;
+  left = ph->klen + tkv_rec_tail(ph->vlen);
   if( off + TKV_REC_HDR + left > w->size ) return TKV_OK;
   *pwhole = 1;
   crc = tkv_crc32c(0, hdr + 4, TKV_REC_HDR - 4);
@@ -118,11 +118,19 @@ static int win_check_record(scan_win *w, uint64_t off, tkv_rec_hdr *ph,
 static int emit(scan_win *w, uint64_t pos, const tkv_rec_hdr *h, int type,
                 seg_scan_fn fn, void *ctx){
   const uint8_t *p;
-  int with_val = h->vlen<=INLINE_VALUE_MAX;
-  int rc = win_get(w, pos + TKV_REC_HDR, h->klen + (with_val ? h->vlen : 0), &p);
+  uint32_t vlen = tkv_vlen(h->vlen);
+  uint64_t expire = 0;
+  int with_val = vlen<=INLINE_VALUE_MAX;
+  int rc;
+  if( tkv_vlen_expires(h->vlen) ){
+    rc = win_get(w, pos + TKV_REC_HDR + h->klen + vlen, TKV_EXPIRE_BYTES, &p);
+    if( rc ) return rc;
+    expire = tkv_get64(p);
+  }
+  rc = win_get(w, pos + TKV_REC_HDR, h->klen + (with_val ? vlen : 0), &p);
   if( rc ) return rc;
   return fn(ctx, type, p, h->klen, (uint32_t)pos, h->vlen,
-            with_val ? p + h->klen : NULL);
+            with_val ? p + h->klen : NULL, expire);
 }
 
 /* Report the records of [from, to), all known good, as committed. */

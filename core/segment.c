@@ -332,22 +332,29 @@ int seg_flush(tkv_engine *e){
   return TKV_OK;
 }
 
-/* Write a record too large for the buffer straight to the file. */
+/* Write a record too large for the buffer straight to the file (vword:
+** its value word). */
 static int seg_append_direct(tkv_engine *e, int type, const void *key,
-                             uint32_t klen, const void *val, uint32_t vlen){
+                             uint32_t klen, const void *val, uint32_t vword,
+                             uint64_t expire){
   tkv_segment *s = e->active;
-  uint64_t off = e->buf_off;
+  uint64_t off = e->buf_off, size = tkv_rec_size(klen, vword);
+  uint32_t vlen = tkv_vlen(vword);
   uint8_t *head = tkv_mem_alloc(TKV_REC_HDR + (size_t)klen);
+  uint8_t x[TKV_EXPIRE_BYTES];
   int rc;
   if( !head ) return tkv_err_nomem();
-  tkv_rec_head_encode(head, type, key, klen, val, vlen);
-  rc = seg_reserve(e, s, off + tkv_rec_size(klen, vlen));
-  if( off + tkv_rec_size(klen, vlen) > s->written_hi ){
-    s->written_hi = off + tkv_rec_size(klen, vlen);
-  }
+  tkv_rec_head_encode(head, type, key, klen, val, vlen, expire);
+  rc = seg_reserve(e, s, off + size);
+  if( off + size > s->written_hi ) s->written_hi = off + size;
   s->unsynced = 1;
   if( !rc ) rc = tkv_io_pwrite(s->fd, s->path, head, TKV_REC_HDR + klen, off);
   if( !rc ) rc = tkv_io_pwrite(s->fd, s->path, val, vlen, off+TKV_REC_HDR+klen);
+  if( !rc && expire ){
+    tkv_rec_expire_encode(x, expire);
+    rc = tkv_io_pwrite(s->fd, s->path, x, sizeof x,
+                       off + TKV_REC_HDR + klen + vlen);
+  }
   tkv_mem_free(head);
   if( rc ){
     /* Leave no partial record behind the end (zeros follow `end`). */
@@ -358,23 +365,28 @@ static int seg_append_direct(tkv_engine *e, int type, const void *key,
     }
     return rc;
   }
-  e->buf_off = off + tkv_rec_size(klen, vlen);
-  atomic_fetch_add(&e->bytes_written, tkv_rec_size(klen, vlen));
+  e->buf_off = off + size;
+  atomic_fetch_add(&e->bytes_written, size);
   atomic_store(&s->flushed, e->buf_off);
   return TKV_OK;
 }
 
 /*
-** Append one record to the active segment; *ploc receives its location.
-** Nothing of it is written when this fails.  Caller holds mu and has
-** called seg_start_write.
+** Append one record to the active segment (with expiry time `expire`
+** when it is not 0: a PUT or TXPUT only); *ploc receives its location,
+** whose vlen is the value word.  Nothing of it is written when this
+** fails.  Caller holds mu and has called seg_start_write.
 */
 int seg_append(tkv_engine *e, int type, const void *key, uint32_t klen,
-               const void *val, uint32_t vlen, tkv_loc *ploc){
+               const void *val, uint32_t vlen, uint64_t expire,
+               tkv_loc *ploc){
   tkv_segment *s = e->active;
-  uint64_t size = tkv_rec_size(klen, vlen);
+  uint32_t vword = vlen | (expire ? TKV_VLEN_EXPIRES : 0);
+  uint64_t size = tkv_rec_size(klen, vword);
   uint64_t off = e->buf_off + e->buf_len;
   int rc;
+  assert( vlen<=TKV_VLEN_MASK );
+  assert( !expire || type==TKV_REC_PUT || type==TKV_REC_TXPUT );
   if( off + size > SEG_OFF_LIMIT ){
     return tkv_err(TKV_TOOBIG, "transaction too large: segment %s would pass "
                    "4 GiB", s->path);
@@ -384,9 +396,9 @@ int seg_append(tkv_engine *e, int type, const void *key, uint32_t klen,
     if( rc ) return rc;
   }
   if( size>e->buf_cap ){
-    rc = seg_append_direct(e, type, key, klen, val, vlen);
+    rc = seg_append_direct(e, type, key, klen, val, vword, expire);
   }else{
-    tkv_rec_encode(e->buf + e->buf_len, type, key, klen, val, vlen);
+    tkv_rec_encode(e->buf + e->buf_len, type, key, klen, val, vlen, expire);
     e->buf_len += size;
     rc = TKV_OK;
   }
@@ -395,7 +407,7 @@ int seg_append(tkv_engine *e, int type, const void *key, uint32_t klen,
   if( type==TKV_REC_DEL || type==TKV_REC_TXDEL ) s->tomb_bytes += size;
   ploc->file = s->id;
   ploc->off = (uint32_t)off;
-  ploc->vlen = vlen;
+  ploc->vlen = vword;
   return TKV_OK;
 }
 
@@ -650,6 +662,7 @@ int seg_read(tkv_engine *e, tkv_loc loc, const void *key, size_t klen,
              void **pval){
   tkv_segment *s = seg_find(e, loc.file);
   uint64_t size = tkv_rec_size((uint32_t)klen, loc.vlen);
+  size_t tail = (size_t)tkv_rec_tail(loc.vlen), vlen = tkv_vlen(loc.vlen);
   uint8_t small[SMALL_READ], *head = small, *val;
   int rc;
   if( !s ){
@@ -657,7 +670,9 @@ int seg_read(tkv_engine *e, tkv_loc loc, const void *key, size_t klen,
                    loc.file, e->dir);
   }
   if( loc.off + size > atomic_load(&s->flushed) ) return -2;
-  val = tkv_mem_alloc((size_t)loc.vlen + 1);
+  /* The tail (value and any expiry time) is read and checked; the caller
+  ** gets the value, NUL-terminated. */
+  val = tkv_mem_alloc(tail + 1);
   if( !val ) return tkv_err_nomem();
   rc = seg_pin(s);
   if( rc ){
@@ -668,17 +683,17 @@ int seg_read(tkv_engine *e, tkv_loc loc, const void *key, size_t klen,
     /* Check the record in place, then copy out just the value. */
     const uint8_t *rec = s->map + loc.off;
     rc = check_record(s, loc, rec, key, klen, rec + TKV_REC_HDR + klen);
-    if( !rc ) memcpy(val, rec + TKV_REC_HDR + klen, loc.vlen);
+    if( !rc ) memcpy(val, rec + TKV_REC_HDR + klen, vlen);
   }else{
     if( size<=SMALL_READ ){
       rc = tkv_io_pread(s->fd, s->path, small, size, loc.off, NULL);
-      if( !rc ) memcpy(val, small + TKV_REC_HDR + klen, loc.vlen);
+      if( !rc ) memcpy(val, small + TKV_REC_HDR + klen, tail);
     }else{
       head = tkv_mem_alloc(TKV_REC_HDR + klen);
       rc = head ? TKV_OK : tkv_err_nomem();
       if( !rc ) rc = tkv_io_pread(s->fd, s->path, head, TKV_REC_HDR+klen,
                                   loc.off, NULL);
-      if( !rc ) rc = tkv_io_pread(s->fd, s->path, val, loc.vlen,
+      if( !rc ) rc = tkv_io_pread(s->fd, s->path, val, tail,
                                   loc.off + TKV_REC_HDR + klen, NULL);
     }
     if( rc==TKV_CORRUPT ) rc = seg_corrupt(s, loc.off, "file ends inside it");
@@ -690,7 +705,7 @@ int seg_read(tkv_engine *e, tkv_loc loc, const void *key, size_t klen,
     tkv_mem_free(val);
     return rc;
   }
-  val[loc.vlen] = 0;
+  val[vlen] = 0;
   *pval = val;
   return TKV_OK;
 }

@@ -57,7 +57,7 @@ int tkv_stats_json(tkv_db *db, const char *path, char **pjson){
   if( rc ) return rc;
 #define U(name) jb_printf(&b, "\"" #name "\":%llu,", (unsigned long long)st.name)
   jb_printf(&b, "{");
-  U(keys); U(live_bytes); U(stale_bytes); U(files); U(disk_bytes);
+  U(keys); U(expires); U(live_bytes); U(stale_bytes); U(files); U(disk_bytes);
   U(compactions); U(last_reclaimed); U(keydir_bytes); U(compact_threshold);
   U(checks); U(last_check_usec); U(backups); U(last_backup_usec);
   U(merges); U(merge_bytes_copied); U(merge_bytes_reclaimed); U(merge_usec);

@@ -295,6 +295,7 @@ static void engine_release(tkv_engine *e){
   e->nseg = 0;
   tkv_mem_free(e->buf);
   e->buf = NULL;
+  exp_free(e);
   if( e->index ) kd_index_free(e->index);
   if( e->arena ) kd_arena_free(e->arena);
   e->index = NULL;
@@ -581,30 +582,40 @@ static int flush_for_reader(tkv_engine *e, tkv_loc loc, uint64_t size){
 }
 
 /*
-** Find key as db sees it and, when pval is given, read its value.  Caller
-** holds db->mu.
+** Find key as db sees it (an expired key is absent) and, when pval is
+** given, read its value; its expiry time (0: none) goes to *pexpire when
+** that is not NULL.  Caller holds db->mu.
 */
-static int read_key(tkv_db *db, const void *key, size_t klen, uint64_t *pid,
-                    size_t *pvlen, void **pval){
+static int read_key_x(tkv_db *db, const void *key, size_t klen,
+                      uint64_t *pid, size_t *pvlen, void **pval,
+                      uint64_t *pexpire){
   tkv_engine *e = db->e;
+  uint64_t now = tkv_clock_ms();
   for(;;){
     kd_entry *en;
     tkv_loc loc;
     int rc = TKV_OK;
     engine_rdlock(e);
     en = kd_index_find(e->index, key, klen);
-    if( !en || !txn_visible(db, en, &loc) ){
+    if( !en || !txn_live(db, en, &loc, now) ){
       engine_rdunlock(e);
       return TKV_NOTFOUND;
     }
     if( pid ) *pid = txn_id(db, en);
-    if( pvlen ) *pvlen = loc.vlen;
+    if( pvlen ) *pvlen = tkv_vlen(loc.vlen);
+    if( pexpire ) *pexpire = txn_expire_of(db, en, loc);
     if( pval ) rc = seg_read(e, loc, key, klen, pval);
     engine_rdunlock(e);
     if( rc!=-2 ) return rc;
     rc = flush_for_reader(e, loc, tkv_rec_size((uint32_t)klen, loc.vlen));
     if( rc ) return rc;
   }
+}
+
+/* read_key_x without the expiry time. */
+static int read_key(tkv_db *db, const void *key, size_t klen, uint64_t *pid,
+                    size_t *pvlen, void **pval){
+  return read_key_x(db, key, klen, pid, pvlen, pval, NULL);
 }
 
 int tkv_get(tkv_db *db, const void *key, size_t klen, void **pval,
@@ -638,6 +649,7 @@ uint64_t tkv_count(tkv_db *db){
   pthread_mutex_lock(&db->mu);
   engine_lock(db->e);
   n = db->e->keys + (uint64_t)txn_count_delta(db);
+  n -= txn_expired_count(db, tkv_clock_ms());
   engine_unlock(db->e);
   pthread_mutex_unlock(&db->mu);
   return n;
@@ -648,7 +660,8 @@ uint64_t tkv_count(tkv_db *db){
 /* One write: inside the open transaction, or as its own transaction. */
 static int write_one(tkv_db *db, int del, const void *key, size_t klen,
                      const void *val, size_t vlen, unsigned flags,
-                     uint64_t *pid){
+                     uint64_t expire, uint64_t *pid){
+  uint64_t id = 1;
   int rc = check_key(key, klen);
   if( rc ) return rc;
   if( vlen>TKV_VALUE_MAX ){
@@ -658,12 +671,13 @@ static int write_one(tkv_db *db, int del, const void *key, size_t klen,
   if( vlen && !val ) return tkv_err(TKV_INVALID, "NULL value");
   CHECK_HANDLE(db);
   pthread_mutex_lock(&db->mu);
+  if( !pid ) pid = &id;
   if( db->txn ){
-    rc = txn_write(db, del, key, klen, val, vlen, flags, pid);
+    rc = txn_write(db, del, key, klen, val, vlen, flags, expire, pid);
   }else{
     rc = txn_begin(db, 1);
     if( !rc ){
-      rc = txn_write(db, del, key, klen, val, vlen, flags, pid);
+      rc = txn_write(db, del, key, klen, val, vlen, flags, expire, pid);
       if( !rc ) rc = txn_prepare(db);
       if( rc ){
         /* The record commits itself: if it cannot be taken back, the next
@@ -682,21 +696,154 @@ static int write_one(tkv_db *db, int del, const void *key, size_t klen,
     }
   }
   pthread_mutex_unlock(&db->mu);
+  /* A delete of an expired key wrote its tombstone; it was not there. */
+  if( !rc && del && *pid==0 ) rc = TKV_NOTFOUND;
   return rc;
 }
 
 int tkv_write(tkv_db *db, const void *key, size_t klen, const void *val,
               size_t vlen, unsigned flags, uint64_t *pid){
-  return write_one(db, 0, key, klen, val, vlen, flags, pid);
+  return write_one(db, 0, key, klen, val, vlen, flags, 0, pid);
 }
 
 int tkv_put(tkv_db *db, const void *key, size_t klen, const void *val,
             size_t vlen){
-  return write_one(db, 0, key, klen, val, vlen, 0, NULL);
+  return write_one(db, 0, key, klen, val, vlen, 0, 0, NULL);
 }
 
 int tkv_delete(tkv_db *db, const void *key, size_t klen){
-  return write_one(db, 1, key, klen, NULL, 0, 0, NULL);
+  return write_one(db, 1, key, klen, NULL, 0, 0, 0, NULL);
+}
+
+/* ------------------------------------------------------------ Expiry. */
+
+int tkv_write_expire(tkv_db *db, const void *key, size_t klen,
+                     const void *val, size_t vlen, unsigned flags,
+                     uint64_t expire_ms, uint64_t *pid){
+  return write_one(db, 0, key, klen, val, vlen, flags, expire_ms, pid);
+}
+
+int tkv_expire_get(tkv_db *db, const void *key, size_t klen,
+                   uint64_t *pexpire_ms){
+  uint64_t at = 0;
+  int rc = check_key(key, klen);
+  if( rc ) return rc;
+  CHECK_HANDLE(db);
+  pthread_mutex_lock(&db->mu);
+  rc = read_key_x(db, key, klen, NULL, NULL, NULL, &at);
+  pthread_mutex_unlock(&db->mu);
+  if( pexpire_ms ) *pexpire_ms = rc ? 0 : at;
+  return rc;
+}
+
+/*
+** Rewrite key's record with a new expiry time.  Holding the writer slot
+** (its own transaction, or the handle's open one) between the read and
+** the write, nobody can change the key in between.
+*/
+int tkv_expire_set(tkv_db *db, const void *key, size_t klen,
+                   uint64_t expire_ms){
+  void *val = NULL;
+  size_t vlen = 0;
+  int own, rc = check_key(key, klen);
+  if( rc ) return rc;
+  CHECK_HANDLE(db);
+  pthread_mutex_lock(&db->mu);
+  own = db->txn==NULL;
+  if( own ) rc = txn_begin(db, 1);
+  if( !rc ) rc = read_key(db, key, klen, NULL, &vlen, &val);
+  if( !rc ) rc = txn_write(db, 0, key, klen, val, vlen, 0, expire_ms, NULL);
+  tkv_mem_free(val);
+  if( own && !rc ) rc = txn_prepare(db);
+  if( own && !rc ){
+    txn_finish(db);
+  }else if( own && db->txn ){
+    char cause[512];
+    snprintf(cause, sizeof cause, "%s", tkv_errmsg());
+    if( txn_rollback(db) && rc!=TKV_BROKEN ){
+      rc = tkv_err(TKV_BROKEN, "expiry change failed (%s); then %s", cause,
+                   tkv_errmsg());
+    }else{
+      tkv_err_set("%s", cause);
+    }
+  }
+  pthread_mutex_unlock(&db->mu);
+  return rc;
+}
+
+/* Keys whose expiry time passed, copied out of the keydir. */
+typedef struct expired_keys {
+  tkv_db *db;
+  uint64_t now;
+  unsigned max, n;
+  uint8_t **key;
+  size_t *klen;
+} expired_keys;
+
+static int collect_expired(void *ctx, kd_entry *en, uint64_t at){
+  expired_keys *x = ctx;
+  const uint8_t *key;
+  size_t klen;
+  (void)at;
+  if( kd_entry_flags(en) & ENTRY_NEW ) return 0;    /* not committed */
+  key = kd_entry_key(en, &klen);
+  x->key[x->n] = tkv_mem_alloc(klen ? klen : 1);
+  if( !x->key[x->n] ) return 1;
+  memcpy(x->key[x->n], key, klen);
+  x->klen[x->n] = klen;
+  return ++x->n>=x->max;
+}
+
+int tkv_expire_step(tkv_db *db, unsigned max, unsigned *pn){
+  tkv_engine *e = db->e;
+  expired_keys x;
+  unsigned done = 0;
+  int rc = TKV_OK;
+  if( pn ) *pn = 0;
+  CHECK_HANDLE(db);
+  if( max==0 ) return TKV_OK;
+  memset(&x, 0, sizeof x);
+  x.db = db;
+  x.max = max;
+  x.now = tkv_clock_ms();
+  x.key = tkv_mem_calloc(max, sizeof *x.key);
+  x.klen = tkv_mem_calloc(max, sizeof *x.klen);
+  pthread_mutex_lock(&db->mu);
+  if( !x.key || !x.klen ){
+    rc = tkv_err_nomem();
+  }else if( db->txn ){
+    rc = tkv_err(TKV_BUSY, "tkv_expire_step: a transaction is open on this "
+                 "handle");
+  }else{
+    engine_rdlock(e);
+    exp_walk_expired(e, x.now - 1, collect_expired, &x);
+    engine_rdunlock(e);
+  }
+  if( !rc && x.n ){
+    rc = txn_begin(db, 0);
+    for(unsigned i=0; !rc && i<x.n; i++){
+      rc = txn_write(db, 1, x.key[i], x.klen[i], NULL, 0, TXN_IFEXPIRED, 0,
+                     NULL);
+      if( rc==TKV_NOTFOUND ) rc = TKV_OK;     /* written again meanwhile */
+      else if( !rc ) done++;
+    }
+    if( !rc ) rc = txn_prepare(db);
+    if( !rc ){
+      txn_finish(db);
+    }else if( db->txn ){
+      char cause[512];
+      snprintf(cause, sizeof cause, "%s", tkv_errmsg());
+      txn_rollback(db);
+      tkv_err_set("%s", cause);
+      done = 0;
+    }
+  }
+  pthread_mutex_unlock(&db->mu);
+  for(unsigned i=0; x.key && i<x.n; i++) tkv_mem_free(x.key[i]);
+  tkv_mem_free(x.key);
+  tkv_mem_free(x.klen);
+  if( pn ) *pn = done;
+  return rc;
 }
 
 /* ------------------------------------------------------ Transactions. */
@@ -783,8 +930,9 @@ void tkv_cursor_close(tkv_cursor *c){
 /* Settle on en or the first visible entry after it.  Caller holds rw. */
 static int cursor_settle(tkv_cursor *c, kd_entry *en){
   tkv_loc loc;
+  uint64_t now = tkv_clock_ms();
   assert( engine_rd_depth>0 );
-  while( en && !txn_visible(c->db, en, &loc) ) en = kd_iter_next(&c->it);
+  while( en && !txn_live(c->db, en, &loc, now) ) en = kd_iter_next(&c->it);
   c->en = en;
   c->version = atomic_load(&c->db->e->version);
   if( !en ) return TKV_OK;
@@ -798,7 +946,7 @@ static int cursor_settle(tkv_cursor *c, kd_entry *en){
   }
   memcpy(c->key, key, c->klen);
   c->id = txn_id(c->db, en);
-  c->vlen = loc.vlen;
+  c->vlen = tkv_vlen(loc.vlen);
   return TKV_OK;
 }
 
@@ -825,7 +973,7 @@ int tkv_cursor_seek_id(tkv_cursor *c, uint64_t id){
   engine_rdlock(e);
   c->en = NULL;
   en = txn_entry_of_id(c->db, kd_entry_by_id(e->arena, id));
-  if( en && txn_visible(c->db, en, &loc) ){
+  if( en && txn_live(c->db, en, &loc, tkv_clock_ms()) ){
     size_t klen;
     const uint8_t *key = kd_entry_key(en, &klen);
     rc = cursor_settle(c, kd_iter_seek(&c->it, e->index, key, klen, 0));
@@ -939,9 +1087,10 @@ static int cursor_value_fast(tkv_cursor *c, void **pval, size_t *pvlen){
   tkv_loc loc;
   int rc = -2;
   engine_rdlock(e);
-  if( c->version==atomic_load(&e->version) && txn_visible(c->db, c->en, &loc) ){
+  if( c->version==atomic_load(&e->version)
+   && txn_live(c->db, c->en, &loc, tkv_clock_ms()) ){
     rc = seg_read(e, loc, c->key, c->klen, pval);
-    if( rc==TKV_OK ) *pvlen = loc.vlen;
+    if( rc==TKV_OK ) *pvlen = tkv_vlen(loc.vlen);
   }
   engine_rdunlock(e);
   return rc;
@@ -968,6 +1117,7 @@ int tkv_stats_get(tkv_db *db, tkv_stats *st){
   CHECK_HANDLE(db);
   engine_lock(e);
   st->keys = e->keys;
+  st->expires = exp_count(e);
   st->live_bytes = e->live_bytes;
   st->stale_bytes = e->total_bytes - e->live_bytes;
   st->files = (uint64_t)e->nseg;

@@ -52,4 +52,10 @@ void tkv_test_set_io_observer(tkv_io_observer_fn fn, void *ctx);
 typedef struct tkv_db tkv_db;
 void tkv_test_merge_wait(tkv_db *db);
 
+/*
+** The clock of expiry times (tkv_clock_ms): stopped at now_ms, so that
+** tests of expiry need not sleep.  0 gives the real clock back.
+*/
+void tkv_test_set_clock(unsigned long long now_ms);
+
 #endif

@@ -132,13 +132,17 @@ int tkv_lookup(tkv_db *db, const void *key, size_t klen, uint64_t *pid,
                size_t *pvlen);
 
 /* Number of live keys visible to this handle (committed keys adjusted by its
-** own open transaction). O(1) outside a transaction. */
+** own open transaction; expired keys are not counted). O(1) outside a
+** transaction while no key has expired that the expiry step has not yet
+** removed; else one pass over the keys that have an expiry time. */
 uint64_t tkv_count(tkv_db *db);
 
 /* --------------------------------------------------------------- Writes. */
 
-/* Flags for tkv_write. */
+/* Flags for tkv_write and tkv_write_expire. */
 #define TKV_NOOVERWRITE 0x1   /* fail with TKV_EXISTS if the key is present */
+#define TKV_MUSTEXIST   0x2   /* fail with TKV_NOTFOUND if it is absent */
+#define TKV_KEEPEXPIRE  0x4   /* keep the key's expiry time (if it has one) */
 
 /*
 ** Set `key` to `val`.  Outside a transaction the write is its own
@@ -151,8 +155,53 @@ int tkv_write(tkv_db *db, const void *key, size_t klen, const void *val,
 int tkv_put(tkv_db *db, const void *key, size_t klen, const void *val,
             size_t vlen);
 /* Delete `key` (a tombstone record).  TKV_NOTFOUND, with nothing written, if
-** the key is absent. */
+** the key is absent; TKV_NOTFOUND too for a key that has expired, whose
+** tombstone is written (that reclaims it). */
 int tkv_delete(tkv_db *db, const void *key, size_t klen);
+
+/* ---------------------------------------------------------------- Expiry.
+**
+** A key may carry an expiry time: milliseconds since the Unix epoch, on
+** the clock of tkv_clock_ms().  Once that clock is past it, the key is
+** absent for every read (tkv_get, tkv_lookup, cursors, tkv_count, ids)
+** and for the flags of tkv_write, at once.  The time is in the key's
+** record, so it survives restarts and crashes with the write.  The disk
+** space comes back when a tombstone is written for the key: by
+** tkv_expire_step (which a server runs on a timer), by tkv_delete, or by
+** any write of the key; merges then drop both like any deleted key.
+** Writing a key without an expiry time clears it (TKV_KEEPEXPIRE keeps
+** it).  A time of 0 means "none".
+*/
+
+/* The clock expiry times are compared with: CLOCK_REALTIME, ms. */
+uint64_t tkv_clock_ms(void);
+
+/* tkv_write with an expiry time (0: none). */
+int tkv_write_expire(tkv_db *db, const void *key, size_t klen,
+                     const void *val, size_t vlen, unsigned flags,
+                     uint64_t expire_ms, uint64_t *pid);
+
+/* The expiry time of a live key into *pexpire_ms (0 when it has none).
+** TKV_NOTFOUND if the key is absent or expired. */
+int tkv_expire_get(tkv_db *db, const void *key, size_t klen,
+                   uint64_t *pexpire_ms);
+
+/*
+** Give a live key a new expiry time (0 clears it), keeping its value: the
+** key's record is written again with the new time (so this reads the
+** value).  TKV_NOTFOUND, with nothing written, if the key is absent or
+** expired.  A time in the past makes the key expire at once.
+*/
+int tkv_expire_set(tkv_db *db, const void *key, size_t klen,
+                   uint64_t expire_ms);
+
+/*
+** Reclaim expired keys: write tombstones for up to `max` keys whose time
+** has passed, in one transaction (one sync), and put their number in *pn
+** (may be NULL).  TKV_BUSY when this handle has a transaction open.  Run
+** it now and then (the server does, ten times a second).
+*/
+int tkv_expire_step(tkv_db *db, unsigned max, unsigned *pn);
 
 /* --------------------------------------------------------- Transactions. */
 
@@ -264,7 +313,9 @@ int tkv_cursor_value(tkv_cursor *cur, void **pval, size_t *pvlen);
 /* --------------------------------------------------- Maintenance, stats. */
 
 typedef struct tkv_stats {
-  uint64_t keys;            /* live keys (committed) */
+  uint64_t keys;            /* live keys (committed), expired ones that no
+                            ** tombstone removed yet included */
+  uint64_t expires;         /* of those, keys with an expiry time */
   uint64_t live_bytes;      /* bytes of the records of live keys */
   uint64_t stale_bytes;     /* bytes of overwritten/deleted records,
                             ** tombstones and commit records */

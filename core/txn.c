@@ -36,12 +36,14 @@ typedef struct over_slot {
   kd_entry *en;        /* NULL: empty slot */
   kd_entry *repl;      /* the key's new-id entry (in no index), or NULL */
   tkv_loc loc;
+  uint64_t expire;     /* the pending record's expiry time, 0 if none */
   int deleted;
 } over_slot;
 
 typedef struct undo_rec {
   kd_entry *en;
   tkv_loc prev_loc;    /* overlay state before the change */
+  uint64_t prev_expire;
   uint8_t created;     /* the change created the entry */
   uint8_t had_over;    /* the entry had an overlay state before */
   uint8_t prev_deleted;
@@ -63,6 +65,7 @@ struct tkv_txn {
   uint64_t start_off;   /* end of the active segment at begin */
   uint32_t nrec;        /* transaction records written */
   int64_t count_delta;
+  size_t nexpire;       /* writes with an expiry time into the overlay */
   over_slot *over;      /* open addressing, power-of-two size */
   size_t over_cap, over_n;
   undo_rec *undo;
@@ -109,8 +112,8 @@ static int over_reserve(tkv_txn *t){
 }
 
 /* Set en's pending state (room was reserved). */
-static void over_put(tkv_txn *t, kd_entry *en, tkv_loc loc, int deleted,
-                     kd_entry *repl){
+static void over_put(tkv_txn *t, kd_entry *en, tkv_loc loc, uint64_t expire,
+                     int deleted, kd_entry *repl){
   over_slot *s = over_find(t, en);
   if( !s ){
     size_t i = over_hash(en, t->over_cap);
@@ -120,6 +123,7 @@ static void over_put(tkv_txn *t, kd_entry *en, tkv_loc loc, int deleted,
     t->over_n++;
   }
   s->loc = loc;
+  s->expire = expire;
   s->deleted = deleted;
   s->repl = repl;
 }
@@ -167,6 +171,71 @@ int txn_visible(tkv_db *db, kd_entry *en, tkv_loc *ploc){
   }
   *ploc = kd_entry_loc(en);
   return 1;
+}
+
+/*
+** The expiry time of the version of en that db sees at loc (from
+** txn_visible), 0 if it has none.  Caller holds rw or mu.
+*/
+uint64_t txn_expire_of(tkv_db *db, kd_entry *en, tkv_loc loc){
+  if( !tkv_vlen_expires(loc.vlen) ) return 0;
+  if( db->txn && (kd_entry_flags(en) & ENTRY_CHANGED) ){
+    over_slot *s = over_find(db->txn, en);
+    if( s ) return s->expire;
+  }
+  return exp_get(db->e, en);
+}
+
+/*
+** txn_visible, and the key has not expired at `now` (a key is expired
+** once now is past its time, as in Redis).  Caller holds rw or mu.
+*/
+int txn_live(tkv_db *db, kd_entry *en, tkv_loc *ploc, uint64_t now){
+  uint64_t at;
+  if( !txn_visible(db, en, ploc) ) return 0;
+  at = txn_expire_of(db, en, *ploc);
+  return !at || at>=now;
+}
+
+/* Count the expired keys in the entries of the expiry table. */
+typedef struct expired_count {
+  tkv_db *db;
+  uint64_t now, n;
+} expired_count;
+
+static int count_expired_entry(void *ctx, kd_entry *en, uint64_t at){
+  expired_count *c = ctx;
+  tkv_loc loc;
+  (void)at;
+  /* What the overlay decides is counted from the overlay below. */
+  if( c->db->txn && (kd_entry_flags(en) & ENTRY_CHANGED)
+   && over_find(c->db->txn, en) ) return 0;
+  if( txn_visible(c->db, en, &loc) && !txn_live(c->db, en, &loc, c->now) ){
+    c->n++;
+  }
+  return 0;
+}
+
+/*
+** How many of the keys db would count have expired at `now`: walks the
+** expiry table only when something in it may have expired, and db's
+** overlay when its transaction wrote expiry times.  Caller holds mu.
+*/
+uint64_t txn_expired_count(tkv_db *db, uint64_t now){
+  expired_count c;
+  tkv_txn *t = db->txn;
+  ASSERT_MU(db->e);
+  c.db = db;
+  c.now = now;
+  c.n = 0;
+  exp_walk_expired(db->e, now - 1, count_expired_entry, &c);
+  if( t && t->over_n && (t->nexpire || exp_count(db->e)) ){
+    for(size_t i=0; i<t->over_cap; i++){
+      over_slot *s = &t->over[i];
+      if( s->en && !s->deleted && s->expire && s->expire<now ) c.n++;
+    }
+  }
+  return c.n;
 }
 
 /* The id of en's key as db sees it: the replacement's id when db's
@@ -304,6 +373,7 @@ static void txn_reset(tkv_txn *t){
   t->nsp = 0;
   t->nrec = 0;
   t->count_delta = 0;
+  t->nexpire = 0;
   t->prepared = 0;
 }
 
@@ -389,6 +459,7 @@ static void free_repl(tkv_engine *e, kd_entry *repl){
 /* Remove and free an entry this transaction created. */
 static void drop_entry(tkv_engine *e, kd_entry *en){
   engine_wrlock(e);
+  exp_del(e, en);
   kd_index_remove(e->index, en);
   kd_entry_free(e->arena, en);
   atomic_fetch_add(&e->version, 1);
@@ -404,35 +475,46 @@ static void set_flags(tkv_engine *e, kd_entry *en, unsigned flags){
 /* The effect of a write on en (not created by it): record undo, then set
 ** the overlay.  Room in both was reserved. */
 static void change_entry(tkv_engine *e, tkv_txn *t, kd_entry *en, tkv_loc loc,
-                         int del, int was_visible, kd_entry *repl){
+                         uint64_t expire, int del, int was_visible,
+                         kd_entry *repl){
   undo_rec *u = &t->undo[t->undo_len++];
   over_slot *s = over_find(t, en);
   u->en = en;
   u->created = 0;
   u->had_over = s!=NULL;
   u->prev_loc = s ? s->loc : loc;
+  u->prev_expire = s ? s->expire : 0;
   u->prev_deleted = s ? (uint8_t)s->deleted : 0;
   u->prev_repl = s ? s->repl : NULL;
   u->made_repl = repl!=NULL;
   u->count_delta = (int8_t)(del ? -1 : (was_visible ? 0 : 1));
   t->count_delta += u->count_delta;
-  over_put(t, en, loc, del, repl ? repl : u->prev_repl);
+  over_put(t, en, loc, expire, del, repl ? repl : u->prev_repl);
   if( !(kd_entry_flags(en) & ENTRY_CHANGED) ){
     set_flags(e, en, kd_entry_flags(en) | ENTRY_CHANGED);
   }
 }
 
 /*
-** Write (or, with del, delete) key inside db's open transaction.  Caller
-** holds db->mu.  On failure nothing of the write remains.
+** Write (or, with del, delete) key inside db's open transaction, with
+** expiry time `expire` (0: none).  Caller holds db->mu.  On failure
+** nothing of the write remains.
+**
+** An expired key is absent: TKV_NOOVERWRITE writes over it, TKV_MUSTEXIST
+** fails with TKV_NOTFOUND.  Deleting it still writes the tombstone that
+** reclaims it, and sets *pid to 0 so that the caller can say it was not
+** there; TXN_IFEXPIRED deletes only such a key (the expiry step's delete,
+** TKV_NOTFOUND if the key was written again meanwhile).  TKV_KEEPEXPIRE
+** gives a put the expiry time of the key's live version.
 */
 int txn_write(tkv_db *db, int del, const void *key, size_t klen,
-              const void *val, size_t vlen, unsigned flags, uint64_t *pid){
+              const void *val, size_t vlen, unsigned flags, uint64_t expire,
+              uint64_t *pid){
   tkv_engine *e = db->e;
   tkv_txn *t = db->txn;
   kd_entry *en, *repl = NULL;
   tkv_loc cur, loc;
-  int visible, created = 0, type, rc;
+  int visible, live, created = 0, type, rc;
   if( t->prepared ){
     return tkv_err(TKV_MISUSE, "write after the transaction was prepared");
   }
@@ -447,16 +529,25 @@ int txn_write(tkv_db *db, int del, const void *key, size_t klen,
   }
   en = kd_index_find(e->index, key, klen);
   visible = en && txn_visible(db, en, &cur);
-  if( del && !visible ){
+  live = visible && txn_live(db, en, &cur, tkv_clock_ms());
+  if( (del && !visible) || (del && live && (flags & TXN_IFEXPIRED))
+   || (!del && !live && (flags & TKV_MUSTEXIST)) ){
     engine_unlock(e);
     return TKV_NOTFOUND;
   }
-  if( !del && visible && (flags & TKV_NOOVERWRITE) ){
+  if( !del && live && (flags & TKV_NOOVERWRITE) ){
     engine_unlock(e);
     return TKV_EXISTS;
   }
+  if( !del && live && (flags & TKV_KEEPEXPIRE) ){
+    expire = txn_expire_of(db, en, cur);
+  }
+  if( del ) expire = 0;
   rc = undo_reserve(t);
   if( !rc && en ) rc = over_reserve(t);
+  /* Room in the expiry table for this write now, and for every overlay
+  ** state that will go there at commit, which must not allocate. */
+  if( !rc && expire ) rc = exp_reserve(e, t->nexpire + 1);
   if( !rc && !en ){
     rc = create_entry(e, key, klen, &en);
     created = rc==TKV_OK;
@@ -472,7 +563,8 @@ int txn_write(tkv_db *db, int del, const void *key, size_t klen,
   }
   if( t->autocommit ) type = del ? TKV_REC_DEL : TKV_REC_PUT;
   else type = del ? TKV_REC_TXDEL : TKV_REC_TXPUT;
-  rc = seg_append(e, type, key, (uint32_t)klen, val, (uint32_t)vlen, &loc);
+  rc = seg_append(e, type, key, (uint32_t)klen, val, (uint32_t)vlen, expire,
+                  &loc);
   if( rc ){
     if( created ) drop_entry(e, en);
     if( repl ) free_repl(e, repl);
@@ -488,13 +580,15 @@ int txn_write(tkv_db *db, int del, const void *key, size_t klen,
     t->count_delta++;
     engine_wrlock(e);
     kd_entry_set_loc(en, loc);
+    if( expire ) exp_set(e, en, expire);
     engine_wrunlock(e);
   }else{
-    change_entry(e, t, en, loc, del, visible, repl);
+    change_entry(e, t, en, loc, expire, del, visible, repl);
+    if( expire ) t->nexpire++;
   }
   if( !t->autocommit ) t->nrec++;
   e->writer_thread = pthread_self();
-  if( pid ) *pid = txn_id(db, en);
+  if( pid ) *pid = (del && !live) ? 0 : txn_id(db, en);
   engine_unlock(e);
   return TKV_OK;
 }
@@ -513,7 +607,8 @@ static void undo_to(tkv_engine *e, tkv_txn *t, size_t keep){
     if( u->created ){
       drop_entry(e, u->en);
     }else if( u->had_over ){
-      over_put(t, u->en, u->prev_loc, u->prev_deleted, u->prev_repl);
+      over_put(t, u->en, u->prev_loc, u->prev_expire, u->prev_deleted,
+               u->prev_repl);
     }else{
       over_del(t, u->en);
       set_flags(e, u->en, kd_entry_flags(u->en) & ~ENTRY_CHANGED);
@@ -659,7 +754,8 @@ int txn_prepare(tkv_db *db){
     uint8_t count[TKV_COMMIT_VLEN];
     tkv_loc loc;
     tkv_rec_commit_value(count, t->nrec);
-    rc = seg_append(e, TKV_REC_COMMIT, NULL, 0, count, TKV_COMMIT_VLEN, &loc);
+    rc = seg_append(e, TKV_REC_COMMIT, NULL, 0, count, TKV_COMMIT_VLEN, 0,
+                    &loc);
     appended = rc==TKV_OK;
   }
   if( !rc ) rc = seg_commit_sync(e);
@@ -702,7 +798,8 @@ static void publish_created(tkv_engine *e, kd_entry *en){
   e->user_bytes += klen + kd_entry_loc(en).vlen;
 }
 
-/* Publish one overlay state. */
+/* Publish one overlay state (its expiry time too: the room for it in the
+** expiry table was reserved by the write). */
 static void publish_changed(tkv_engine *e, over_slot *s){
   kd_entry *en = s->en;
   unsigned flags = kd_entry_flags(en);
@@ -715,6 +812,7 @@ static void publish_changed(tkv_engine *e, over_slot *s){
     seg_account(e, kd_entry_loc(en), -(int64_t)old);
     e->keys--;
   }
+  exp_del(e, en);
   if( s->deleted ){
     e->user_bytes += klen;
     kd_index_remove(e->index, en);
@@ -729,6 +827,7 @@ static void publish_changed(tkv_engine *e, over_slot *s){
     en = s->repl;
   }
   kd_entry_set_loc(en, s->loc);
+  if( s->expire ) exp_set(e, en, s->expire);
   kd_entry_set_flags(en, 0);
   e->keys++;
   e->live_bytes += entry_rec_size(en, s->loc);

@@ -87,6 +87,7 @@ static int group_emit(const uint8_t *img, const group *g, const walk_cb *cb){
     r.type = h.type; r.off = g->off[i];
     r.key = img + g->off[i] + TKV_REC_HDR; r.klen = h.klen;
     r.val = r.key + h.klen; r.vlen = h.vlen;
+    r.expire = tkv_rec_expire(r.val, h.vlen);
     if( cb->committed && (rc = cb->committed(cb->ctx, &r))!=0 ) return rc;
   }
   return 0;
@@ -162,6 +163,7 @@ int walk_image(const uint8_t *img, uint64_t size, uint64_t start,
         r.type = h.type; r.off = pos;
         r.key = img + pos + TKV_REC_HDR; r.klen = h.klen;
         r.val = r.key + h.klen; r.vlen = h.vlen;
+        r.expire = tkv_rec_expire(r.val, h.vlen);
         if( cb->committed ) rc = cb->committed(cb->ctx, &r);
         res->committed_end = res->data_end;
         break;

@@ -27,7 +27,8 @@ typedef struct walk_rec {
   const uint8_t *key;       /* into the image */
   uint32_t klen;
   const uint8_t *val;
-  uint32_t vlen;
+  uint32_t vlen;            /* the value word (format.h) */
+  uint64_t expire;          /* expiry time, 0 if none */
 } walk_rec;
 
 typedef struct walk_cb {

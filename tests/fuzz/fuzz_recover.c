@@ -70,9 +70,9 @@ static size_t build_records(const uint8_t *p, size_t n, uint8_t *out){
     if( i + klen + vlen > n ) break;
     if( type==TKV_REC_COMMIT ){
       uint8_t cnt[4] = { (uint8_t)(p[i] % 8), 0, 0, 0 };
-      tkv_rec_encode(out + o, type, NULL, 0, cnt, 4);
+      tkv_rec_encode(out + o, type, NULL, 0, cnt, 4, 0);
     }else{
-      tkv_rec_encode(out + o, type, p + i, klen, p + i + klen, vlen);
+      tkv_rec_encode(out + o, type, p + i, klen, p + i + klen, vlen, 0);
     }
     o += tkv_rec_size(klen, vlen);
     i += klen + vlen;

@@ -30,7 +30,7 @@ static uint8_t *record_image(int type, const char *key, const void *val,
   size_t n = (size_t)tkv_rec_size(klen, vlen);
   uint8_t *p = malloc(n);
   assert_non_null(p);
-  tkv_rec_encode(p, type, key, klen, val, vlen);
+  tkv_rec_encode(p, type, key, klen, val, vlen, 0);
   *pn = n;
   return p;
 }
