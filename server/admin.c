@@ -355,13 +355,15 @@ void info_command(session *s, size_t argc, const resp_arg *argv) {
     buf_printf(&b, "# Stats\r\ntotal_connections_received:%llu\r\n"
                "total_commands_processed:%llu\r\nrejected_connections:%llu\r\n"
                "protocol_errors:%llu\r\ngroup_commits:%llu\r\n"
-               "group_commit_writes:%llu\r\nhttp_requests:%llu\r\n\r\n",
+               "group_commit_writes:%llu\r\nexpired_keys:%llu\r\n"
+               "http_requests:%llu\r\n\r\n",
                (unsigned long long)srv.connections_total,
                (unsigned long long)srv.commands_total,
                (unsigned long long)srv.rejected_connections,
                (unsigned long long)srv.protocol_errors,
                (unsigned long long)srv.group_commits,
                (unsigned long long)srv.group_commit_writes,
+               (unsigned long long)srv.expired_keys,
                (unsigned long long)srv.http_requests);
   if (want_section(argc, argv, "tinkv"))
     buf_printf(&b, "# Tinkv\r\nkeys:%llu\r\nlive_bytes:%llu\r\n"
@@ -386,8 +388,9 @@ void info_command(session *s, size_t argc, const resp_arg *argv) {
                (unsigned long long)st.merge_damaged, st.dead_ratio,
                st.write_amp);
   if (want_section(argc, argv, "keyspace"))
-    buf_printf(&b, "# Keyspace\r\ndb0:keys=%llu,expires=0,avg_ttl=0\r\n",
-               (unsigned long long)tkv_count(store_db()));
+    buf_printf(&b, "# Keyspace\r\ndb0:keys=%llu,expires=%llu,avg_ttl=0\r\n",
+               (unsigned long long)tkv_count(store_db()),
+               (unsigned long long)st.expires);
   if (b.failed) resp_error(s->out, "ERR out of memory");
   else resp_bulk(s->out, b.data ? b.data : "", b.len);
   buf_free(&b);

@@ -63,7 +63,7 @@ void setbit_command(session *s, size_t argc, const resp_arg *argv) {
   unsigned char mask = (unsigned char)(1u << (7 - (off & 7)));
   if (on) nv[byte] |= mask;
   else nv[byte] &= (unsigned char)~mask;
-  rc = store_write(argv[1].ptr, argv[1].len, nv, len, 0);
+  rc = store_write(argv[1].ptr, argv[1].len, nv, len, TKV_KEEPEXPIRE);
   free(nv);
   if (rc == TKV_OK) objenc_note(argv[1].ptr, argv[1].len, OBJENC_RAW, len);
   if (rc == TKV_OK) resp_int(s->out, old);

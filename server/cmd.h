@@ -63,11 +63,12 @@ void multi_init(void);
 cmd_proc get_command, set_command, setnx_command, getdel_command,
     strlen_command, append_command, incr_command, decr_command,
     incrby_command, decrby_command, mget_command, mset_command,
-    msetnx_command, setex_command, expire_command, getrange_command,
+    msetnx_command, setex_command, getex_command, getrange_command,
     setrange_command, getset_command, incrbyfloat_command, lcs_command;
+cmd_proc expire_command, ttl_command, expiretime_command, persist_command;
 cmd_proc setbit_command, getbit_command, bitcount_command, bitpos_command;
 cmd_proc del_command, exists_command, dbsize_command, keys_command,
-    scan_command, flushdb_command, type_command, ttl_command,
+    scan_command, flushdb_command, type_command,
     rename_command, renamenx_command, copy_command, touch_command,
     randomkey_command, object_command;
 cmd_proc ping_command, echo_command, select_command, quit_command,

@@ -1,6 +1,7 @@
 /*
 ** Commands on keys as such: DEL/UNLINK, EXISTS, TOUCH, DBSIZE, KEYS, SCAN,
-** FLUSHDB, TYPE, TTL, RENAME, RENAMENX, COPY, RANDOMKEY, OBJECT.
+** FLUSHDB, TYPE, RENAME, RENAMENX, COPY, RANDOMKEY, OBJECT.  (TTL and the
+** other expiry commands are in expire.c.)
 **
 ** KEYS and SCAN walk the engine's ordered keydir with a cursor.  A pattern
 ** that starts with literal bytes ("user:*") seeks straight to them and stops
@@ -72,14 +73,6 @@ void type_command(session *s, size_t argc, const resp_arg *argv) {
   else reply_engine_error(s, rc);
 }
 
-/* TTL, PTTL: -1 (exists, never expires) or -2 (no such key). */
-void ttl_command(session *s, size_t argc, const resp_arg *argv) {
-  (void)argc;
-  int rc = tkv_lookup(store_db(), argv[1].ptr, argv[1].len, NULL, NULL);
-  if (rc == TKV_OK || rc == TKV_NOTFOUND)
-    resp_int(s->out, rc == TKV_OK ? -1 : -2);
-  else reply_engine_error(s, rc);
-}
 
 /* ------------------------------------------------------ KEYS, SCAN. */
 
@@ -347,13 +340,13 @@ void flushdb_command(session *s, size_t argc, const resp_arg *argv) {
 
 /* ------------------------------------------------- RENAME, COPY, ... */
 
-/* Write value v under key dst and (move) delete src, as one atomic group.
-** A TKV_* code. */
+/* Write value v (expiry time at, 0: none) under key dst and (move) delete
+** src, as one atomic group.  A TKV_* code. */
 static int move_value(const resp_arg *src, const resp_arg *dst,
-                      const void *v, size_t n, int del_src) {
+                      const void *v, size_t n, uint64_t at, int del_src) {
   store_atomic a;
   int rc = store_atomic_begin(&a);
-  if (rc == TKV_OK) rc = store_write(dst->ptr, dst->len, v, n, 0);
+  if (rc == TKV_OK) rc = store_write_expire(dst->ptr, dst->len, v, n, 0, at);
   if (rc == TKV_OK && del_src) rc = store_delete(src->ptr, src->len);
   if (rc != TKV_OK) {
     store_atomic_end(&a, 0);
@@ -379,11 +372,25 @@ static int dest_taken(session *s, const resp_arg *dst, void *v) {
   return 1;
 }
 
-/* RENAME and RENAMENX: "ERR no such key" for a missing source. */
+/* A key's value and expiry time (0: none), as fetch_value(). */
+static int fetch_with_expiry(session *s, const resp_arg *key, void **pv,
+                             size_t *pn, uint64_t *pat) {
+  int rc = fetch_value(s, key, pv, pn);
+  if (rc != TKV_OK) return rc;
+  rc = tkv_expire_get(store_db(), key->ptr, key->len, pat);
+  if (rc == TKV_OK) return TKV_OK;
+  tkv_free(*pv);
+  if (rc != TKV_NOTFOUND) reply_engine_error(s, rc);
+  return rc;
+}
+
+/* RENAME and RENAMENX: "ERR no such key" for a missing source.  The key's
+** expiry time goes with it, as in Redis. */
 static void rename_generic(session *s, const resp_arg *argv, int nx) {
   void *v;
   size_t n;
-  int rc = fetch_value(s, &argv[1], &v, &n);
+  uint64_t at = 0;
+  int rc = fetch_with_expiry(s, &argv[1], &v, &n, &at);
   if (rc == TKV_NOTFOUND) resp_error(s->out, "ERR no such key");
   if (rc != TKV_OK) return;
   if (same_arg(&argv[1], &argv[2])) {
@@ -394,7 +401,7 @@ static void rename_generic(session *s, const resp_arg *argv, int nx) {
   }
   if (nx && dest_taken(s, &argv[2], v)) return;
   int enc = objenc_get(argv[1].ptr, argv[1].len);
-  rc = move_value(&argv[1], &argv[2], v, n, 1);
+  rc = move_value(&argv[1], &argv[2], v, n, at, 1);
   tkv_free(v);
   if (rc == TKV_OK) objenc_note(argv[2].ptr, argv[2].len, enc, n);
   if (rc != TKV_OK) reply_engine_error(s, rc);
@@ -415,7 +422,8 @@ void renamenx_command(session *s, size_t argc, const resp_arg *argv) {
 }
 
 /* COPY source destination [DB 0] [REPLACE]: 1 if copied, 0 if the source
-** is missing or the destination exists (without REPLACE). */
+** is missing or the destination exists (without REPLACE).  The copy gets
+** the source's expiry time. */
 void copy_command(session *s, size_t argc, const resp_arg *argv) {
   int replace = 0;
   for (size_t j = 3; j < argc; j++) {
@@ -444,11 +452,12 @@ void copy_command(session *s, size_t argc, const resp_arg *argv) {
   }
   void *v;
   size_t n;
-  int rc = fetch_value(s, &argv[1], &v, &n);
+  uint64_t at = 0;
+  int rc = fetch_with_expiry(s, &argv[1], &v, &n, &at);
   if (rc == TKV_NOTFOUND) resp_int(s->out, 0);
   if (rc != TKV_OK) return;
   if (!replace && dest_taken(s, &argv[2], v)) return;
-  rc = store_write(argv[2].ptr, argv[2].len, v, n, 0);
+  rc = store_write_expire(argv[2].ptr, argv[2].len, v, n, 0, at);
   tkv_free(v);
   if (rc == TKV_OK)
     objenc_note(argv[2].ptr, argv[2].len,

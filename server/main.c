@@ -302,6 +302,12 @@ static void log_merges(void) {
   last_rc = s.last_compact_rc;
 }
 
+/* Ten times a second, as Redis's hz: active expiry. */
+static void on_tenth(evutil_socket_t fd, short what, void *arg) {
+  (void)fd; (void)what; (void)arg;
+  store_expire_cycle();
+}
+
 /* Once a second: at sync normal/off, make the last interval's writes
 ** durable (every --fsync-interval seconds); log what the engine's
 ** background merging did since the last second. */
@@ -387,7 +393,7 @@ int main(int argc, char **argv) {
   cmd_set_hooks(net_client_list, on_shutdown);
   struct event *sigint = evsignal_new(base, SIGINT, on_signal, base);
   struct event *sigterm = evsignal_new(base, SIGTERM, on_signal, base);
-  struct event *second_ev = NULL;
+  struct event *second_ev = NULL, *tenth_ev = NULL;
   int ok = sigint && sigterm && event_add(sigint, NULL) == 0 &&
            event_add(sigterm, NULL) == 0 && net_start(base) == 0 &&
            (c->http_port < 0 || http_start(base) == 0);
@@ -395,6 +401,11 @@ int main(int argc, char **argv) {
     second_ev = event_new(base, -1, EV_PERSIST, on_second, NULL);
     struct timeval tv = {1, 0};
     ok = second_ev && event_add(second_ev, &tv) == 0;
+  }
+  if (ok) {
+    tenth_ev = event_new(base, -1, EV_PERSIST, on_tenth, NULL);
+    struct timeval tv = {0, 100000};
+    ok = tenth_ev && event_add(tenth_ev, &tv) == 0;
   }
   int status = 0;
   if (ok) {
@@ -424,6 +435,7 @@ int main(int argc, char **argv) {
     srv_log("store closed, bye");
   }
   if (second_ev) event_free(second_ev);
+  if (tenth_ev) event_free(tenth_ev);
   if (sigint) event_free(sigint);
   if (sigterm) event_free(sigterm);
   event_base_free(base);

@@ -9,8 +9,8 @@
 ** (unknown, wrong arity) makes EXEC fail with EXECABORT.
 **
 ** WATCH is optimistic locking: a client watches keys, and its next EXEC
-** replies nil (and runs nothing) if any of them was written or deleted
-** since, by anyone, through RESP or REST.  The store announces every key
+** replies nil (and runs nothing) if any of them was written, deleted or
+** expired since, by anyone, through RESP or REST.  The store announces every key
 ** change (store_set_key_hook); the watched keys live in a hash table from
 ** key to the clients watching it, so a change costs one lookup, and
 ** nothing at all while no key is watched.  EXEC, DISCARD and UNWATCH
@@ -37,6 +37,7 @@ typedef struct wkey {
 typedef struct watched {
   session *s;
   wkey *k;
+  uint64_t expire;                 /* the key's expiry time at WATCH, or 0 */
   struct watched *kprev, *knext;   /* the key's watchers */
   struct watched *snext;           /* the client's watched keys */
 } watched;
@@ -119,6 +120,11 @@ static int watch_key(session *s, const resp_arg *key) {
   }
   w->s = s;
   w->k = k;
+  /* A live key with a time: if that time passes before EXEC, the key
+  ** expired under the watcher, which Redis counts as a change. */
+  w->expire = 0;
+  if (tkv_expire_get(store_db(), key->ptr, key->len, &w->expire) != TKV_OK)
+    w->expire = 0;
   w->kprev = NULL;
   w->knext = k->watchers;
   if (k->watchers) k->watchers->kprev = w;
@@ -143,6 +149,16 @@ static void unwatch_all(session *s) {
   }
   s->watched = NULL;
   s->watch_dirty = 0;
+}
+
+/* Did a key s watches expire since it was watched?  (The expiry step's
+** deletes are not announced; an expired key is a change all the same,
+** and one already expired when watched is not.) */
+static int watched_expired(session *s) {
+  uint64_t now = tkv_clock_ms();
+  for (watched *w = s->watched; w; w = w->snext)
+    if (w->expire && w->expire < now) return 1;
+  return 0;
 }
 
 /* The store changed a key: its watchers' next EXEC fails. */
@@ -271,6 +287,8 @@ void exec_command(session *s, size_t argc, const resp_arg *argv) {
     resp_error(s->out, "ERR EXEC without MULTI");
     return;
   }
+  if (!s->multi_failed && !s->watch_dirty && watched_expired(s))
+    s->watch_dirty = 1;
   if (s->multi_failed || s->watch_dirty) {
     if (s->multi_failed)
       resp_error(s->out,

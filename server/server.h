@@ -63,6 +63,7 @@ typedef struct server_state {
   uint64_t protocol_errors;
   uint64_t group_commits;     /* batches committed */
   uint64_t group_commit_writes;
+  uint64_t expired_keys;      /* deleted by active expiry */
   uint64_t http_requests;
 } server_state;
 

@@ -96,13 +96,50 @@ void store_set_key_hook(store_key_hook hook) { st.key_hook = hook; }
 /* A write, counted into the batch and announced. */
 int store_write(const void *key, size_t klen, const void *val, size_t vlen,
                 unsigned flags) {
-  int rc = tkv_write(st.db, key, klen, val, vlen, flags, NULL);
+  return store_write_expire(key, klen, val, vlen, flags, 0);
+}
+
+int store_write_expire(const void *key, size_t klen, const void *val,
+                       size_t vlen, unsigned flags, uint64_t expire) {
+  int rc = tkv_write_expire(st.db, key, klen, val, vlen, flags, expire, NULL);
   if (rc == TKV_OK) {
     objenc_forget(key, klen);
     store_batch_count(klen + vlen);
     if (st.key_hook) st.key_hook(key, klen);
   }
   return rc;
+}
+
+/* A new expiry time: the key's record is written again. */
+int store_expire_set(const void *key, size_t klen, uint64_t expire) {
+  int rc = tkv_expire_set(st.db, key, klen, expire);
+  if (rc == TKV_OK) {
+    store_batch_count(klen);
+    if (st.key_hook) st.key_hook(key, klen);
+  }
+  return rc;
+}
+
+/* Keys deleted per tkv_expire_step round, and the time budget of a cycle
+** (a quarter of the 100 ms between cycles, as Redis's slow cycle). */
+#define EXPIRE_ROUND     64
+#define EXPIRE_BUDGET_MS 25
+
+void store_expire_cycle(void) {
+  if (!st.db || st.broken) return;
+  uint64_t start = tkv_clock_ms();
+  unsigned n;
+  if (store_batch_commit() != TKV_OK) return;
+  do {
+    int rc = tkv_expire_step(st.db, EXPIRE_ROUND, &n);
+    if (rc != TKV_OK) {
+      store_note(rc);
+      srv_log("deleting expired keys failed: %s", tkv_errmsg());
+      return;
+    }
+    srv.expired_keys += n;
+  } while (n == EXPIRE_ROUND &&
+           tkv_clock_ms() - start < EXPIRE_BUDGET_MS);
 }
 
 /* A delete, counted into the batch and announced. */

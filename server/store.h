@@ -41,6 +41,19 @@ tkv_db *store_db(void);
 int store_write(const void *key, size_t klen, const void *val, size_t vlen,
                 unsigned flags);
 int store_delete(const void *key, size_t klen);
+/* store_write with an expiry time (ms since the epoch; 0: none), and
+** tkv_expire_set: a new expiry time for a key (0 clears it). */
+int store_write_expire(const void *key, size_t klen, const void *val,
+                       size_t vlen, unsigned flags, uint64_t expire);
+int store_expire_set(const void *key, size_t klen, uint64_t expire);
+
+/*
+** Active expiry, as Redis's: called ten times a second, it commits the open
+** batch and deletes expired keys in rounds of tkv_expire_step, for at most
+** a quarter of the interval, so that expired keys nobody reads again give
+** their memory and disk back.  Reads never see an expired key either way.
+*/
+void store_expire_cycle(void);
 
 /* Called after each successful write or delete of a key. */
 typedef void (*store_key_hook)(const void *key, size_t klen);

@@ -1,15 +1,17 @@
 /*
-** The string commands: GET, SET and its relatives, APPEND, INCR/DECR,
-** MGET/MSET, GETRANGE/SETRANGE, GETSET, INCRBYFLOAT, LCS, and the expiry
-** commands that tinkv refuses.  Every value is a byte string in the engine;
-** tinkv has no other Redis types and no expiry yet.  Expiry will be an
-** attribute of the record the engine writes (set_generic() is where SET's
-** options would pass it on); until then every expiry option is refused
-** with one error.
+** The string commands: GET, SET and its relatives (SETEX, PSETEX, GETEX),
+** APPEND, INCR/DECR, MGET/MSET, GETRANGE/SETRANGE, GETSET, INCRBYFLOAT,
+** LCS.  Every value is a byte string in the engine; tinkv has no other
+** Redis types.  An expiry time is part of the record the engine writes
+** (tkv_write_expire), so SET EX and friends are one write; commands that
+** change a value in place (APPEND, INCR, SETRANGE, SETBIT) keep the key's
+** expiry time, those that replace it (SET, MSET, GETSET) clear it, as in
+** Redis.
 */
 #include "cmd.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -17,12 +19,6 @@
 #include <string.h>
 
 #include "objenc.h"
-
-/* The one error for every expiry option and command. */
-static void reply_no_expiry(session *s) {
-  resp_error(s->out, "ERR key expiry is not supported: tinkv keys do not "
-             "expire (EX, PX, EXAT, PXAT, KEEPTTL, SETEX, EXPIRE)");
-}
 
 /* Read a key.  TKV_OK with *pv (release with tkv_free), TKV_NOTFOUND, or
 ** an error that has already been replied. */
@@ -44,29 +40,112 @@ void get_command(session *s, size_t argc, const resp_arg *argv) {
   tkv_free(v);
 }
 
+/* Options of SET and GETEX (Redis's OBJ_* flags). */
+#define SET_NX      0x01
+#define SET_XX      0x02
+#define SET_GET     0x04
+#define SET_KEEPTTL 0x08
+#define SET_PERSIST 0x10
+#define SET_EX      0x20
+#define SET_PX      0x40
+#define SET_EXAT    0x80
+#define SET_PXAT    0x100
+#define SET_EXPIRY  (SET_EX | SET_PX | SET_EXAT | SET_PXAT)
+
 /*
-** SET key value [NX|XX] [GET].  With GET the old value (or nil) is the
-** reply; NX and XX say when to write; without GET a skipped write replies
-** nil, as in Redis.
+** Parse SET's (getex zero) or GETEX's (getex nonzero) options from
+** argv[first..], with Redis's rules: NX/XX exclusive, one expiry kind,
+** KEEPTTL (SET) and PERSIST (GETEX) without one.  *pexp is the expiry's
+** argument.  0, or -1 after the syntax error reply.
+*/
+static int parse_set_options(session *s, size_t argc, const resp_arg *argv,
+                             size_t first, int getex, unsigned *pflags,
+                             const resp_arg **pexp) {
+  unsigned f = 0;
+  *pexp = NULL;
+  for (size_t i = first; i < argc; i++) {
+    const resp_arg *a = &argv[i];
+    int has_next = i + 1 < argc;
+    if (!getex && arg_is(a, "nx") && !(f & SET_XX)) f |= SET_NX;
+    else if (!getex && arg_is(a, "xx") && !(f & SET_NX)) f |= SET_XX;
+    else if (!getex && arg_is(a, "get")) f |= SET_GET;
+    else if (!getex && arg_is(a, "keepttl") && !(f & SET_EXPIRY))
+      f |= SET_KEEPTTL;
+    else if (getex && arg_is(a, "persist") && !(f & SET_EXPIRY))
+      f |= SET_PERSIST;
+    else if (has_next && !(f & (SET_KEEPTTL | SET_PERSIST)) &&
+             ((arg_is(a, "ex") && !(f & (SET_EXPIRY & ~SET_EX))) ||
+              (arg_is(a, "px") && !(f & (SET_EXPIRY & ~SET_PX))) ||
+              (arg_is(a, "exat") && !(f & (SET_EXPIRY & ~SET_EXAT))) ||
+              (arg_is(a, "pxat") && !(f & (SET_EXPIRY & ~SET_PXAT))))) {
+      f |= arg_is(a, "ex") ? SET_EX : arg_is(a, "px") ? SET_PX
+         : arg_is(a, "exat") ? SET_EXAT : SET_PXAT;
+      *pexp = &argv[++i];
+    } else {
+      reply_syntax_error(s);
+      return -1;
+    }
+  }
+  *pflags = f;
+  return 0;
+}
+
+/*
+** The absolute expiry time (ms since the epoch) of an EX/PX/EXAT/PXAT
+** argument, as Redis checks it: an integer, above 0, and no overflow in
+** the unit conversion or the addition of now.  0, or -1 after the error
+** reply naming the command.
+*/
+static int expire_arg(session *s, const resp_arg *a, unsigned kind,
+                      const char *cmd, uint64_t *pat) {
+  long long v;
+  if (resp_str2ll(a->ptr, a->len, &v) != 0) {
+    reply_not_integer(s);
+    return -1;
+  }
+  int secs = kind & (SET_EX | SET_EXAT);
+  if (v <= 0 || (secs && v > LLONG_MAX / 1000)) goto invalid;
+  if (secs) v *= 1000;
+  if (kind & (SET_EX | SET_PX)) {
+    long long now = (long long)tkv_clock_ms();
+    if (v > LLONG_MAX - now) goto invalid;
+    v += now;
+  }
+  *pat = (uint64_t)v;
+  return 0;
+invalid:
+  resp_error(s->out, "ERR invalid expire time in '%s' command", cmd);
+  return -1;
+}
+
+/*
+** SET key value with the parsed options: GET makes the old value (or nil)
+** the reply; NX and XX say when to write (a skipped write replies nil
+** without GET); an expiry time `at` goes with the value, KEEPTTL keeps the
+** key's, anything else clears it.
 */
 static void set_generic(session *s, const resp_arg *key, const resp_arg *val,
-                        int nx, int xx, int get) {
+                        unsigned f, uint64_t at) {
   void *old = NULL;
   size_t oldlen = 0;
   int exists = -1;                          /* -1: not looked up */
-  if (get || xx) {
-    int rc = get ? fetch_value(s, key, &old, &oldlen)
+  if (f & (SET_GET | SET_XX)) {
+    int rc = (f & SET_GET)
+                 ? fetch_value(s, key, &old, &oldlen)
                  : tkv_lookup(store_db(), key->ptr, key->len, NULL, NULL);
     if (rc != TKV_OK && rc != TKV_NOTFOUND) {
-      if (!get) reply_engine_error(s, rc);
+      if (!(f & SET_GET)) reply_engine_error(s, rc);
       return;
     }
     exists = rc == TKV_OK;
   }
-  int write = !((nx && exists == 1) || (xx && exists == 0));
+  int write = !(((f & SET_NX) && exists == 1) ||
+                ((f & SET_XX) && exists == 0));
   if (write) {
-    int rc = store_write(key->ptr, key->len, val->ptr, val->len,
-                      nx ? TKV_NOOVERWRITE : 0);
+    unsigned wf = ((f & SET_NX) ? TKV_NOOVERWRITE : 0) |
+                  ((f & SET_KEEPTTL) ? TKV_KEEPEXPIRE : 0);
+    int rc = store_write_expire(key->ptr, key->len, val->ptr, val->len, wf,
+                                at);
     if (rc == TKV_EXISTS) {
       write = 0;
     } else if (rc != TKV_OK) {
@@ -75,7 +154,7 @@ static void set_generic(session *s, const resp_arg *key, const resp_arg *val,
       return;
     }
   }
-  if (get) {
+  if (f & SET_GET) {
     if (old) resp_bulk(s->out, old, oldlen);
     else resp_nil(s->out);
   } else if (write) {
@@ -86,42 +165,59 @@ static void set_generic(session *s, const resp_arg *key, const resp_arg *val,
   tkv_free(old);
 }
 
-/* SET key value [NX|XX] [GET] [EX|PX|EXAT|PXAT s|KEEPTTL]: the expiry
-** options are recognised only to be refused. */
+/* SET key value [NX|XX] [GET] [EX s|PX ms|EXAT s|PXAT ms|KEEPTTL]. */
 void set_command(session *s, size_t argc, const resp_arg *argv) {
-  int nx = 0, xx = 0, get = 0, expiry = 0;
-  for (size_t i = 3; i < argc; i++) {
-    const resp_arg *a = &argv[i];
-    if (arg_is(a, "nx") && !xx) nx = 1;
-    else if (arg_is(a, "xx") && !nx) xx = 1;
-    else if (arg_is(a, "get")) get = 1;
-    else if (arg_is(a, "keepttl")) expiry = 1;
-    else if ((arg_is(a, "ex") || arg_is(a, "px") || arg_is(a, "exat") ||
-              arg_is(a, "pxat")) && i + 1 < argc) {
-      expiry = 1;
-      i++;
-    } else {
-      reply_syntax_error(s);
-      return;
-    }
-  }
-  if (expiry) {
-    reply_no_expiry(s);
+  unsigned f;
+  const resp_arg *exp;
+  uint64_t at = 0;
+  if (parse_set_options(s, argc, argv, 3, 0, &f, &exp) != 0) return;
+  if (exp && expire_arg(s, exp, f & SET_EXPIRY, "set", &at) != 0) return;
+  set_generic(s, &argv[1], &argv[2], f, at);
+}
+
+/* SETEX key seconds value, PSETEX key milliseconds value. */
+void setex_command(session *s, size_t argc, const resp_arg *argv) {
+  (void)argc;
+  int ms = arg_is(&argv[0], "psetex");
+  uint64_t at;
+  if (expire_arg(s, &argv[2], ms ? SET_PX : SET_EX, ms ? "psetex" : "setex",
+                 &at) != 0)
+    return;
+  set_generic(s, &argv[1], &argv[3], 0, at);
+}
+
+/*
+** GETEX key [EX s|PX ms|EXAT s|PXAT ms|PERSIST]: the value (or nil), and
+** the key's expiry time set or cleared.  An absolute time already past
+** deletes the key, as Redis does.
+*/
+void getex_command(session *s, size_t argc, const resp_arg *argv) {
+  unsigned f;
+  const resp_arg *exp;
+  uint64_t at = 0, cur = 0;
+  void *v;
+  size_t n;
+  if (parse_set_options(s, argc, argv, 2, 1, &f, &exp) != 0) return;
+  int rc = fetch_value(s, &argv[1], &v, &n);
+  if (rc == TKV_NOTFOUND) resp_nil(s->out);
+  if (rc != TKV_OK) return;
+  if (exp && expire_arg(s, exp, f & SET_EXPIRY, "getex", &at) != 0) {
+    tkv_free(v);
     return;
   }
-  set_generic(s, &argv[1], &argv[2], nx, xx, get);
-}
-
-/* SETEX, PSETEX, EXPIRE, PEXPIRE: known commands, refused with a reason. */
-void setex_command(session *s, size_t argc, const resp_arg *argv) {
-  (void)argc; (void)argv;
-  reply_no_expiry(s);
-}
-
-/* EXPIRE, PEXPIRE: refused, keys do not expire. */
-void expire_command(session *s, size_t argc, const resp_arg *argv) {
-  (void)argc; (void)argv;
-  reply_no_expiry(s);
+  if (exp && at <= tkv_clock_ms()) {
+    rc = store_delete(argv[1].ptr, argv[1].len);
+    if (rc == TKV_NOTFOUND) rc = TKV_OK;
+  } else if (exp) {
+    rc = store_expire_set(argv[1].ptr, argv[1].len, at);
+  } else if (f & SET_PERSIST) {
+    rc = tkv_expire_get(store_db(), argv[1].ptr, argv[1].len, &cur);
+    if (rc == TKV_OK && cur) rc = store_expire_set(argv[1].ptr, argv[1].len, 0);
+  }
+  if (rc == TKV_NOTFOUND) rc = TKV_OK;    /* expired meanwhile */
+  if (rc == TKV_OK) resp_bulk(s->out, v, n);
+  else reply_engine_error(s, rc);
+  tkv_free(v);
 }
 
 /* SETNX key value: 1 if set, 0 if the key existed. */
@@ -180,7 +276,7 @@ void append_command(session *s, size_t argc, const resp_arg *argv) {
   memcpy(nv + oldlen, add->ptr, add->len);
   tkv_free(old);
   int existed = rc == TKV_OK;
-  rc = store_write(argv[1].ptr, argv[1].len, nv, total, 0);
+  rc = store_write(argv[1].ptr, argv[1].len, nv, total, TKV_KEEPEXPIRE);
   free(nv);
   if (rc == TKV_OK && existed)                  /* Redis's string is raw */
     objenc_note(argv[1].ptr, argv[1].len, OBJENC_RAW, total);
@@ -212,7 +308,7 @@ static void incr_generic(session *s, const resp_arg *key, long long by) {
   cur += by;
   char num[24];
   size_t len = resp_ll2str(num, cur);
-  rc = store_write(key->ptr, key->len, num, len, 0);
+  rc = store_write(key->ptr, key->len, num, len, TKV_KEEPEXPIRE);
   if (rc == TKV_OK) resp_int(s->out, cur);
   else reply_engine_error(s, rc);
 }
@@ -337,7 +433,7 @@ void reply_too_long(session *s) {
 /* GETSET key value: SET key value GET. */
 void getset_command(session *s, size_t argc, const resp_arg *argv) {
   (void)argc;
-  set_generic(s, &argv[1], &argv[2], 0, 0, 1);
+  set_generic(s, &argv[1], &argv[2], SET_GET, 0);
 }
 
 /* GETRANGE key start end: the bytes from start to end, both included;
@@ -414,7 +510,8 @@ void setrange_command(session *s, size_t argc, const resp_arg *argv) {
   if (oldlen) memcpy(nv, old, oldlen);
   memcpy(nv + off, val->ptr, val->len);
   tkv_free(old);
-  rc = store_write(argv[1].ptr, argv[1].len, nv, total, 0);
+  rc = store_write(argv[1].ptr, argv[1].len, nv, total,
+                   TKV_KEEPEXPIRE);
   free(nv);
   if (rc == TKV_OK) objenc_note(argv[1].ptr, argv[1].len, OBJENC_RAW, total);
   if (rc == TKV_OK) resp_int(s->out, (long long)total);
@@ -486,7 +583,7 @@ void incrbyfloat_command(session *s, size_t argc, const resp_arg *argv) {
     resp_error(s->out, "ERR increment would produce NaN or Infinity");
     return;
   }
-  rc = store_write(argv[1].ptr, argv[1].len, num, len, 0);
+  rc = store_write(argv[1].ptr, argv[1].len, num, len, TKV_KEEPEXPIRE);
   long long asint;
   if (rc == TKV_OK && len <= 20 && resp_str2ll(num, len, &asint) == 0)
     objenc_note(argv[1].ptr, argv[1].len, OBJENC_EMBSTR, len);

@@ -130,6 +130,68 @@ INLINE = [
 UNBALANCED = [b'ECHO "abc\r\n', b"ECHO 'abc\r\n", b'ECHO "a"b\r\n', b"ECHO 'a'b\r\n"]
 
 
+# Expiry with times far enough in the future (4000000000 s is in 2096) or
+# the past to be deterministic; relative times only where TTL rounds them
+# to whole seconds.
+FAR, FAR_MS = "4000000000", "4000000000123"
+EXPIRY_SCRIPT = [
+    ["FLUSHALL"],
+    # SET's options
+    ["SET", "e1", "v", "EX", "100"], ["TTL", "e1"], ["GET", "e1"], ["SET", "e1", "v"], ["TTL", "e1"],
+    ["SET", "e2", "v", "EXAT", FAR], ["EXPIRETIME", "e2"], ["PEXPIRETIME", "e2"],
+    ["SET", "e2", "w", "KEEPTTL"], ["EXPIRETIME", "e2"], ["GET", "e2"],
+    ["SET", "e3", "v", "PXAT", FAR_MS], ["PEXPIRETIME", "e3"], ["EXPIRETIME", "e3"],
+    ["SET", "e3", "v", "PX", "100000"], ["TTL", "e3"],
+    ["SET", "e4", "v", "EX", "0"], ["SET", "e4", "v", "EX", "-1"], ["SET", "e4", "v", "PX", "abc"],
+    ["SET", "e4", "v", "EX", I64MAX], ["SET", "e4", "v", "PX", I64MAX], ["SET", "e4", "v", "EXAT", I64MAX],
+    ["SET", "e4", "v", "EX", "100", "PX", "100"], ["SET", "e4", "v", "KEEPTTL", "EX", "100"],
+    ["SET", "e4", "v", "EX", "100", "KEEPTTL"], ["SET", "e4", "v", "EX"], ["SET", "e4", "v", "EX", "10", "EX", "20"],
+    ["TTL", "e4"], ["SET", "e4", "v", "EX", "1.5"], ["SET", "e4", "v", "PERSIST"],
+    ["SET", "e5", "v", "EXAT", "1"], ["GET", "e5"], ["EXISTS", "e5"], ["TTL", "e5"],
+    ["SET", "e5", "v", "PXAT", "1", "GET"], ["GET", "e5"],
+    ["SET", "e6", "v", "NX", "EX", "100"], ["SET", "e6", "x", "NX", "EX", "100"], ["TTL", "e6"],
+    ["SET", "e6", "y", "XX", "PX", "200000", "GET"], ["TTL", "e6"], ["SET", "e7", "y", "XX", "EX", "5"],
+    ["EXISTS", "e7"], ["SET", "e6", "z", "NX", "XX"], ["SET", "e6", "z", "GET", "KEEPTTL"], ["TTL", "e6"],
+    # SETEX, PSETEX
+    ["SETEX", "s1", "100", "v"], ["TTL", "s1"], ["GET", "s1"], ["SETEX", "s1", "0", "v"],
+    ["SETEX", "s1", "-5", "v"], ["SETEX", "s1", "x", "v"], ["SETEX", "s1", I64MAX, "v"],
+    ["PSETEX", "s2", "100000", "v"], ["TTL", "s2"], ["PSETEX", "s2", "0", "v"], ["SETEX", "s1"],
+    # GETEX
+    ["GETEX", "g"], ["GETEX", "g", "EX", "0"], ["SET", "g", "v"], ["GETEX", "g", "EX", "100"], ["TTL", "g"],
+    ["GETEX", "g", "PERSIST"], ["TTL", "g"], ["GETEX", "g", "EXAT", FAR], ["EXPIRETIME", "g"],
+    ["GETEX", "g", "PXAT", FAR_MS], ["PEXPIRETIME", "g"], ["GETEX", "g", "EX", "0"],
+    ["GETEX", "g", "EX", "10", "PX", "10"], ["GETEX", "g", "PERSIST", "EX", "10"], ["GETEX", "g", "BOGUS"],
+    ["GETEX", "g", "EX", "abc"], ["GETEX", "g", "EX"], ["GETEX", "g", "KEEPTTL"], ["GETEX", "g", "NX"],
+    ["GETEX", "g", "EXAT", "1"], ["GET", "g"], ["EXISTS", "g"],
+    # EXPIRE and friends, with NX/XX/GT/LT
+    ["SET", "x", "v"], ["EXPIRE", "x", "100"], ["TTL", "x"], ["EXPIRE", "x", "100", "NX"],
+    ["EXPIRE", "x", "200", "XX"], ["TTL", "x"], ["EXPIRE", "x", "50", "GT"], ["EXPIRE", "x", "300", "GT"],
+    ["TTL", "x"], ["EXPIRE", "x", "400", "LT"], ["EXPIRE", "x", "10", "LT"], ["TTL", "x"],
+    ["PERSIST", "x"], ["PERSIST", "x"], ["TTL", "x"], ["EXPIRE", "x", "10", "XX"], ["EXPIRE", "x", "10", "GT"],
+    ["EXPIRE", "x", "10", "LT"], ["TTL", "x"], ["EXPIRE", "x", "10", "NX", "XX"], ["EXPIRE", "x", "10", "GT", "LT"],
+    ["EXPIRE", "x", "10", "NX", "GT"], ["EXPIRE", "x", "10", "XX", "GT"], ["EXPIRE", "x", "10", "BOGUS"],
+    ["EXPIRE", "x", "abc"], ["EXPIRE", "x", I64MAX], ["PEXPIRE", "x", I64MAX], ["EXPIRE", "x", I64MIN],
+    ["EXPIREAT", "x", I64MAX], ["EXPIRE", "x"], ["EXPIRE", "nokey", "10"], ["EXPIRE", "nokey", "abc"],
+    ["PEXPIRE", "x", "100000"], ["TTL", "x"], ["EXPIREAT", "x", FAR], ["EXPIRETIME", "x"],
+    ["PEXPIREAT", "x", FAR_MS], ["PEXPIRETIME", "x"], ["EXPIRETIME", "x"], ["GET", "x"],
+    ["EXPIRE", "x", "-1"], ["EXISTS", "x"], ["TTL", "x"], ["PTTL", "x"], ["EXPIRETIME", "x"],
+    ["PEXPIRETIME", "x"], ["PERSIST", "x"], ["SET", "x", "v"], ["PTTL", "x"], ["EXPIRETIME", "x"],
+    ["EXPIREAT", "x", "1"], ["GET", "x"], ["SET", "x", "v"], ["PEXPIREAT", "x", "-5"], ["GET", "x"],
+    ["SET", "x", "v"], ["EXPIRE", "x", "0"], ["GET", "x"], ["PERSIST", "nokey"], ["TTL", "nokey"],
+    # the time moves with RENAME and COPY; in-place changes keep it
+    ["SET", "r", "v", "EXAT", FAR], ["RENAME", "r", "r2"], ["EXPIRETIME", "r2"], ["TTL", "r"],
+    ["COPY", "r2", "r3"], ["EXPIRETIME", "r3"], ["SET", "r4", "v"], ["COPY", "r2", "r4", "REPLACE"],
+    ["EXPIRETIME", "r4"], ["SET", "r5", "v"], ["RENAME", "r5", "r2"], ["EXPIRETIME", "r2"],
+    ["SET", "n", "1", "EXAT", FAR], ["INCR", "n"], ["EXPIRETIME", "n"], ["INCRBY", "n", "5"],
+    ["DECR", "n"], ["EXPIRETIME", "n"], ["APPEND", "n", "x"], ["EXPIRETIME", "n"],
+    ["SETRANGE", "n", "0", "a"], ["EXPIRETIME", "n"], ["SETBIT", "n", "1", "1"], ["EXPIRETIME", "n"],
+    ["SET", "f", "1", "EXAT", FAR], ["INCRBYFLOAT", "f", "1.5"], ["EXPIRETIME", "f"],
+    ["GETSET", "f", "2"], ["EXPIRETIME", "f"], ["SET", "m", "1", "EXAT", FAR], ["MSET", "m", "2"],
+    ["EXPIRETIME", "m"], ["SET", "m", "1", "EXAT", FAR], ["SETNX", "m", "3"], ["EXPIRETIME", "m"],
+    ["GETDEL", "m"], ["TTL", "m"], ["SET", "t", "v", "EXAT", FAR], ["TYPE", "t"], ["DBSIZE"],
+]
+
+
 def check(name, got, want):
     global passed, failed
     if got == want:
@@ -253,9 +315,65 @@ def watch_cases(tport, rport):
     check("discard forgets watched keys", res[0], res[1])
 
 
+def expiry_timing(tport, rport):
+    """Keys whose time passes while the servers run (short sleeps):
+    lazy expiry on access, WATCH of a key that expires, active expiry."""
+    steps = [
+        ("lazy", [["FLUSHALL"], ["SET", "a", "1", "PX", "150"], ["SET", "b", "2", "PX", "150"],
+                  ["SET", "c", "3"], ["GET", "a"], ["PTTL", "c"]],
+         [["GET", "a"], ["EXISTS", "b"], ["TTL", "a"], ["GET", "b"], ["KEYS", "*"], ["DBSIZE"],
+          ["SET", "a", "x", "NX"], ["SET", "b", "y", "XX"], ["INCR", "b"], ["APPEND", "new", "z"],
+          ["RENAME", "b", "b2"], ["COPY", "b", "b3"]]),
+    ]
+    for name, before, after in steps:
+        res = []
+        conns = [Conn(tport), Conn(rport)]
+        outs = [[c.cmd(*x) for x in before] for c in conns]
+        time.sleep(0.4)
+        for i, c in enumerate(conns):
+            outs[i] += [c.cmd(*x) for x in after]
+            c.close()
+        check("expiry timing %s" % name, outs[0], outs[1])
+    # WATCH a key that then expires: EXEC fails, as in Redis 7.
+    res = []
+    for port in (tport, rport):
+        a = Conn(port)
+        out = [a.cmd("FLUSHALL"), a.cmd("SET", "w", "1", "PX", "150"), a.cmd("WATCH", "w"),
+               a.cmd("MULTI"), a.cmd("SET", "w", "2")]
+        time.sleep(0.4)
+        out += [a.cmd("EXEC"), a.cmd("GET", "w")]
+        # an already expired key that is watched: no change
+        out += [a.cmd("SET", "w", "1", "PX", "100")]
+        time.sleep(0.3)
+        out += [a.cmd("WATCH", "w"), a.cmd("MULTI"), a.cmd("SET", "w", "3"), a.cmd("EXEC"),
+                a.cmd("GET", "w")]
+        a.close()
+        res.append(out)
+    check("watch of a key that expires", res[0], res[1])
+    # Active expiry: keys nobody reads again go by themselves.
+    t = Conn(tport)
+    t.cmd("FLUSHALL")
+    for i in range(300):
+        t.cmd("SET", "act%d" % i, "v", "PX", "100")
+    t.cmd("SET", "stay", "v")
+    deadline = time.time() + 10
+    keys = None
+    while time.time() < deadline:
+        time.sleep(0.2)
+        info = t.cmd("INFO", "tinkv")
+        keys = int(re.search(rb"\bkeys:(\d+)", info).group(1))
+        if keys == 1:
+            break
+    check("active expiry deletes what nobody reads (engine keys)", keys, 1)
+    stats = t.cmd("INFO", "stats")
+    check("active expiry counted", int(re.search(rb"expired_keys:(\d+)", stats).group(1)) >= 300, True)
+    t.close()
+
+
 def random_cmds(rng, n):
     keys = ["k%d" % i for i in range(8)] + [b"\x00bin\xff", "k space"]
     vals = ["", "0", "1", "-1", "10", "3.5", "abc", "Hello", "\xff\x00", I64MAX, I64MIN, "x" * 50]
+    fars = [FAR, "4000000005", "4000000010"]
     out = []
     for _ in range(n):
         k, k2 = rng.choice(keys), rng.choice(keys)
@@ -275,6 +393,13 @@ def random_cmds(rng, n):
             ["BITPOS", k, str(rng.randint(0, 1)), i, j, rng.choice(["BIT", "BYTE"])],
             ["LCS", k, k2], ["LCS", k, k2, "LEN"], ["LCS", k, k2, "IDX", "WITHMATCHLEN"],
             ["DBSIZE"], ["SET", k, v, "NX", "GET"], ["SET", k, v, "XX"],
+            # absolute times only: a relative one would differ by the
+            # milliseconds between the two servers' calls
+            ["SET", k, v, "EXAT", rng.choice(fars)], ["SET", k, v, "PXAT", FAR_MS, "GET"],
+            ["SET", k, v, "KEEPTTL"], ["EXPIREAT", k, rng.choice(fars)],
+            ["EXPIREAT", k, rng.choice(fars), rng.choice(["NX", "XX", "GT", "LT"])],
+            ["EXPIREAT", k, "1"], ["PERSIST", k], ["EXPIRETIME", k], ["PEXPIRETIME", k],
+            ["GETEX", k, "PERSIST"], ["GETEX", k, "EXAT", rng.choice(fars)],
             ["MULTI"], ["EXEC"], ["DISCARD"], ["WATCH", k], ["UNWATCH"],
         ]))
     return out
@@ -293,6 +418,9 @@ def main():
     t, r = Conn(tport), Conn(rport)
     run_script(t, r, SCRIPT, "script")
     run_pipelined(t, r, SCRIPT, "script")
+    run_script(t, r, EXPIRY_SCRIPT, "expiry")
+    run_pipelined(t, r, EXPIRY_SCRIPT, "expiry")
+    expiry_timing(tport, rport)
     for data in INLINE:
         check("inline %r" % data, raw_replies(tport, data), raw_replies(rport, data))
     for data in UNBALANCED:

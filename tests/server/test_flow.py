@@ -535,6 +535,43 @@ def case_glob_cost(port):
     c.close()
 
 
+def case_expiry_restart(binary, base):
+    """Expiry times survive a clean restart and a kill -9 (at --sync normal
+    a write is in the OS when its reply leaves); keys whose time passed
+    while the server was down are gone after it comes back."""
+    srv = Server(binary, base, "expiry", "--http-port", "off", "--sync", "normal")
+    c = Conn(srv.port)
+    c.cmd("SET", "far", "v", "EXAT", "4000000000")
+    c.cmd("SET", "plain", "v")
+    c.cmd("SET", "soon", "v", "PX", "300")
+    c.cmd("SET", "kept", "1", "PXAT", "4000000000123")
+    c.cmd("INCR", "kept")
+    c.close()
+    srv.stop()
+    time.sleep(0.4)                          # "soon" expires while down
+    srv = Server(binary, base, "expiry", "--http-port", "off", "--sync", "normal")
+    c = Conn(srv.port)
+    check("expiry after restart",
+          [c.cmd("EXPIRETIME", "far"), c.cmd("TTL", "plain"), c.cmd("GET", "soon"),
+           c.cmd("PEXPIRETIME", "kept"), c.cmd("GET", "kept")],
+          [4000000000, -1, None, 4000000000123, b"2"])
+    c.cmd("SET", "killed", "v", "EXAT", "4000000001")
+    c.cmd("PERSIST", "far")
+    c.cmd("SET", "gone", "v", "PX", "200")
+    c.close()
+    srv.proc.kill()                          # kill -9
+    srv.proc.wait()
+    time.sleep(0.3)
+    srv = Server(binary, base, "expiry", "--http-port", "off", "--sync", "normal")
+    c = Conn(srv.port)
+    check("expiry after kill -9",
+          [c.cmd("EXPIRETIME", "killed"), c.cmd("TTL", "far"), c.cmd("EXISTS", "gone"),
+           c.cmd("DBSIZE")],
+          [4000000001, -1, 0, 4])
+    c.close()
+    srv.stop()
+
+
 def main():
     binary, base = sys.argv[1], sys.argv[2]
     os.makedirs(base, exist_ok=True)
@@ -570,6 +607,7 @@ def main():
     case_config(binary, base)
     case_corrupt(binary, base)
     case_watch_rest(binary, base)
+    case_expiry_restart(binary, base)
     case_shutdown(binary, base)
 
 
