@@ -79,6 +79,14 @@ head -n 100 "$tmp/dump.txt" >"$tmp/cut.txt"
 "$ctl" load "$tmp/cutload" "$tmp/cut.txt" >"$tmp/out" 2>&1; rc=$?
 check "load refuses a stream cut short, naming the line" sh -c \
   "[ $rc = 2 ] && grep -q 'line 100: no DATA=END' '$tmp/out'"
+# Version 2 streams carry expiry times: load keeps them, dump writes them.
+printf 'tinkv-dump 2\nformat=text\nHEADER=END\nexpire=4000000000000\n a\n 1\n b\n 2\nDATA=END records=2\n' \
+  >"$tmp/exp.txt"
+check "load of a stream with expiry times" sh -c "'$ctl' load '$tmp/expload' <'$tmp/exp.txt'"
+check "dump keeps the expiry times" sh -c "'$ctl' dump '$tmp/expload' | cmp - '$tmp/exp.txt'"
+printf 'tinkv-dump 2\nformat=text\nHEADER=END\nexpire=x\n a\n 1\nDATA=END records=1\n' >"$tmp/badexp.txt"
+"$ctl" load "$tmp/badexpload" "$tmp/badexp.txt" >"$tmp/out" 2>&1; rc=$?
+check "load refuses a bad expire= line" sh -c "[ $rc = 2 ] && grep -q 'line 4' '$tmp/out'"
 printf 'not a dump\n' >"$tmp/junk.txt"
 "$ctl" load "$tmp/junkload" "$tmp/junk.txt" >"$tmp/out" 2>&1; rc=$?
 check "load refuses something else" sh -c "[ $rc = 2 ] && grep -q 'line 1' '$tmp/out'"

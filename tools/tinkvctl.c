@@ -174,7 +174,7 @@ static int cmd_dump(const char *dir, const char *file){
   tkv_cursor *cur = NULL;
   FILE *out = stdout;
   uint64_t n = 0, total;
-  int rc = open_store(dir, 0, &db), werr = 0;
+  int rc = open_store(dir, 0, &db), werr = 0, with_expiry = 0;
   if( rc ) return fail(dir, rc);
   if( file && !(out = fopen(file, "w")) ){
     fprintf(stderr, "tinkvctl: %s: %s\n", file, strerror(errno));
@@ -183,18 +183,32 @@ static int cmd_dump(const char *dir, const char *file){
   }
   total = tkv_count(db);
   progress_what = "dump";
-  fprintf(out, "tinkv-dump 1\nformat=text\nHEADER=END\n");
+  /* Version 2 only when some key has an expiry time (an expire= line
+  ** before its pair): a store without one dumps as version 1 readers
+  ** expect. */
+  {
+    tkv_stats st;
+    if( tkv_stats_get(db, &st)==TKV_OK && st.expires ) with_expiry = 1;
+  }
+  fprintf(out, "tinkv-dump %d\nformat=text\nHEADER=END\n",
+          with_expiry ? 2 : 1);
   rc = tkv_cursor_open(db, &cur);
   if( !rc ) rc = tkv_cursor_seek(cur, NULL, 0);
   while( !rc && !werr && tkv_cursor_valid(cur) ){
     const void *k;
     size_t klen, vlen;
     void *v;
+    uint64_t at = 0;
     tkv_cursor_key(cur, &k, &klen);
-    rc = tkv_cursor_value(cur, &v, &vlen);
+    /* The time first: a key that expires after it is dumped with it. */
+    if( with_expiry ) rc = tkv_expire_get(db, k, klen, &at);
+    if( !rc ) rc = tkv_cursor_value(cur, &v, &vlen);
     if( rc==TKV_NOTFOUND ){ rc = tkv_cursor_next(cur); continue; }
     if( rc ) break;
-    werr = put_line(out, k, klen) || put_line(out, v, vlen);
+    if( at && fprintf(out, "expire=%llu\n", (unsigned long long)at)<0 ){
+      werr = 1;
+    }
+    werr = werr || put_line(out, k, klen) || put_line(out, v, vlen);
     tkv_free(v);
     n++;
     progress(NULL, n, total>n ? total : n);
@@ -258,6 +272,8 @@ static int cmd_load(const char *dir, const char *file){
   ssize_t got;
   long lineno = 0;
   int state = 0;             /* 0 header, 1 key next, 2 value next, 3 end */
+  int version = 1;
+  uint64_t expire = 0;       /* of the next pair (version 2), 0: none */
   uint64_t n = 0, size = 0, done = 0;
   struct stat st;
   const char *err = NULL;
@@ -283,9 +299,11 @@ static int cmd_load(const char *dir, const char *file){
     line[--len] = 0;
     if( state==0 ){
       if( lineno==1 ){
-        if( strcmp(line, "tinkv-dump 1") ){
+        if( !strcmp(line, "tinkv-dump 2") ){
+          version = 2;
+        }else if( strcmp(line, "tinkv-dump 1") ){
           err = "not a tinkv dump stream (the first line must be "
-                "\"tinkv-dump 1\")";
+                "\"tinkv-dump 1\" or \"tinkv-dump 2\")";
         }
       }else if( !strcmp(line, "HEADER=END") ){
         state = 1;
@@ -295,6 +313,16 @@ static int cmd_load(const char *dir, const char *file){
       continue;
     }
     if( state==3 ){ err = "data after DATA=END"; break; }
+    if( state==1 && version>=2 && !strncmp(line, "expire=", 7) ){
+      char *end;
+      errno = 0;
+      expire = strtoull(line + 7, &end, 10);
+      if( errno || *end || expire==0 || line[7]<'0' || line[7]>'9' ){
+        err = "malformed expire= line";
+        break;
+      }
+      continue;
+    }
     if( state==1 && !strncmp(line, "DATA=END", 8) ){
       unsigned long long want;
       if( sscanf(line, "DATA=END records=%llu", &want)!=1 || want!=n ){
@@ -318,7 +346,9 @@ static int cmd_load(const char *dir, const char *file){
       size_t vlen;
       if( get_line(line, len, val, &vlen) ){ err = "malformed value line"; break; }
       if( n % LOAD_BATCH==0 ) rc = tkv_begin(db);
-      if( !rc ) rc = tkv_put(db, key, klen, val, vlen);
+      if( !rc ) rc = tkv_write_expire(db, key, klen, val, vlen, 0, expire,
+                                      NULL);
+      expire = 0;
       n++;
       if( !rc && n % LOAD_BATCH==0 ) rc = tkv_commit(db);
       state = 1;
