@@ -55,6 +55,7 @@ typedef struct tkv_segment {
   uint32_t sync_seq;        /* sequence of the last sync slot written */
   int unsynced;             /* written since its last fdatasync */
   uint64_t written_hi;      /* highest offset a write may have reached */
+  uint64_t wb_start;        /* writeback started up to here (seg_flush) */
   tkv_engine *owner;        /* the engine whose table it is (or will be) in */
   int fd;                   /* -1 while closed (see seg_pin) */
   int pins;                 /* users of fd and map right now (fdmu) */
@@ -273,6 +274,7 @@ int seg_append(tkv_engine *e, int type, const void *key, uint32_t klen,
                const void *val, uint32_t vlen, uint64_t expire,
                tkv_loc *ploc);
 int seg_flush(tkv_engine *e);
+void seg_writeback(tkv_segment *s, uint64_t upto);
 int seg_commit_sync(tkv_engine *e);
 int seg_rewind(tkv_engine *e, uint64_t off);
 int seg_start_write(tkv_engine *e);

@@ -145,6 +145,14 @@ int tkv_io_sync(int fd, const char *path){
   return TKV_OK;
 }
 
+void tkv_io_writeback(int fd, uint64_t off, uint64_t len){
+#ifdef SYNC_FILE_RANGE_WRITE
+  (void)sync_file_range(fd, (off_t)off, (off_t)len, SYNC_FILE_RANGE_WRITE);
+#else
+  (void)fd; (void)off; (void)len;
+#endif
+}
+
 int tkv_io_truncate(int fd, const char *path, uint64_t len){
   int err = injected(TKV_IO_TRUNCATE, path);
   if( err ) return tkv_err_sys(err, "cannot truncate", path);

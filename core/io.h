@@ -39,6 +39,10 @@ int tkv_io_pwrite(int fd, const char *path, const void *buf, size_t n,
                   uint64_t off);
 /* fdatasync(2). */
 int tkv_io_sync(int fd, const char *path);
+/* Start writing [off, off+len) of the file back to the disk, without
+** waiting and without any promise: a later fdatasync then has less left
+** to do.  Errors are ignored (the fdatasync reports them). */
+void tkv_io_writeback(int fd, uint64_t off, uint64_t len);
 /* ftruncate(2). */
 int tkv_io_truncate(int fd, const char *path, uint64_t len);
 /* Reserve [off, off+len) so later writes there need no size change.  File

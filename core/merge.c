@@ -106,6 +106,7 @@ static int out_flush(out_writer *w){
   if( !s || !w->len ) return TKV_OK;
   rc = tkv_io_pwrite(s->fd, s->path, w->buf, w->len, s->end - w->len);
   if( !rc ) atomic_fetch_add(&w->e->bytes_written, w->len);
+  if( !rc ) seg_writeback(s, s->end);   /* the final sync has less to do */
   w->len = 0;
   return rc;
 }

@@ -23,6 +23,7 @@
 #define PREALLOC_MAX    (8ull << 20)   /* largest reservation step */
 #define SEG_OFF_LIMIT   0xffffffffull  /* offsets are 32-bit in the keydir */
 #define SMALL_READ      4096
+#define WRITEBACK_STEP  (4ull << 20)   /* see seg_flush */
 
 void seg_free(tkv_segment *s){
   if( !s ) return;
@@ -309,6 +310,19 @@ static int seg_reserve(tkv_engine *e, tkv_segment *s, uint64_t upto){
   return TKV_OK;
 }
 
+/*
+** Every WRITEBACK_STEP bytes written to s, start writing them back to the
+** disk.  With sync=normal or off nothing else would before the segment is
+** sealed, and sealing fdatasyncs it (in every mode) inside the commit that
+** rotates: that commit would then wait for up to max_file_size bytes to
+** reach the disk.  Started early, at most one step is left for it.
+*/
+void seg_writeback(tkv_segment *s, uint64_t upto){
+  if( upto<s->wb_start + WRITEBACK_STEP ) return;
+  tkv_io_writeback(s->fd, s->wb_start, upto - s->wb_start);
+  s->wb_start = upto;
+}
+
 /* Write the buffer to the active segment. Caller holds mu. */
 int seg_flush(tkv_engine *e){
   tkv_segment *s = e->active;
@@ -329,6 +343,7 @@ int seg_flush(tkv_engine *e){
   e->buf_off += e->buf_len;
   e->buf_len = 0;
   atomic_store(&s->flushed, e->buf_off);
+  seg_writeback(s, e->buf_off);
   return TKV_OK;
 }
 
@@ -368,6 +383,7 @@ static int seg_append_direct(tkv_engine *e, int type, const void *key,
   e->buf_off = off + size;
   atomic_fetch_add(&e->bytes_written, size);
   atomic_store(&s->flushed, e->buf_off);
+  seg_writeback(s, e->buf_off);
   return TKV_OK;
 }
 
