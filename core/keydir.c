@@ -401,14 +401,14 @@ void kd_entry_free(kd_arena *a, kd_entry *e){
   }
 }
 
-kd_entry *kd_entry_by_id(const kd_arena *a, uint64_t id){
-  uint32_t slot = (uint32_t)(id & ((1u << ID_SLOT_BITS) - 1));
-  uint32_t no = (uint32_t)((id >> ID_SLOT_BITS) & (MAX_CHUNKS - 1));
-  uint64_t gen = id >> ID_GEN_SHIFT;
+/* The bytes of slot `slot` of chunk number `no` if they hold a live entry
+** (whatever its generation), else NULL: the number is out of range, free
+** or retired, or the slot is past what the chunk handed out, or free. */
+static const uint8_t *live_slot(const kd_arena *a, uint32_t no,
+                                uint32_t slot){
   const kd_chunk *c;
   const uint8_t *p;
-  uint32_t meta;
-  if( gen==0 || gen>GEN_MAX || no>=a->nchunks ) return NULL;
+  if( no>=a->nchunks ) return NULL;
   c = a->chunks[no].mem;
   if( !c ) return NULL;
   if( c->slot_size==0 ){
@@ -418,8 +418,17 @@ kd_entry *kd_entry_by_id(const kd_arena *a, uint64_t id){
     if( slot>=c->nslots ) return NULL;
     p = (const uint8_t *)c + CHUNK_HDR + (size_t)slot*c->slot_size;
   }
-  meta = get32(p + E_META);
-  if( !(meta & META_LIVE) || (meta >> GEN_SHIFT)!=gen ) return NULL;
+  return (get32(p + E_META) & META_LIVE) ? p : NULL;
+}
+
+kd_entry *kd_entry_by_id(const kd_arena *a, uint64_t id){
+  uint32_t slot = (uint32_t)(id & ((1u << ID_SLOT_BITS) - 1));
+  uint32_t no = (uint32_t)((id >> ID_SLOT_BITS) & (MAX_CHUNKS - 1));
+  uint64_t gen = id >> ID_GEN_SHIFT;
+  const uint8_t *p;
+  if( gen==0 || gen>GEN_MAX ) return NULL;
+  p = live_slot(a, no, slot);
+  if( !p || (get32(p + E_META) >> GEN_SHIFT)!=gen ) return NULL;
   return (kd_entry *)p;
 }
 
@@ -434,22 +443,9 @@ kd_entry *kd_entry_by_id(const kd_arena *a, uint64_t id){
 */
 kd_entry *kd_arena_sample(const kd_arena *a, uint64_t r){
   uint32_t slot = (uint32_t)(r & ((1u << ID_SLOT_BITS) - 1));
-  uint32_t no;
-  const kd_chunk *c;
-  const uint8_t *p;
   if( a->nchunks==0 ) return NULL;
-  no = (uint32_t)((r >> ID_SLOT_BITS) % a->nchunks);
-  c = a->chunks[no].mem;
-  if( !c ) return NULL;
-  if( c->slot_size==0 ){
-    if( slot!=0 ) return NULL;
-    p = (const uint8_t *)c + BIG_HDR;
-  }else{
-    if( slot>=c->nslots ) return NULL;
-    p = (const uint8_t *)c + CHUNK_HDR + (size_t)slot*c->slot_size;
-  }
-  if( !(get32(p + E_META) & META_LIVE) ) return NULL;
-  return (kd_entry *)p;
+  return (kd_entry *)live_slot(a, (uint32_t)((r >> ID_SLOT_BITS) % a->nchunks),
+                               slot);
 }
 
 uint64_t kd_entry_id(const kd_entry *e){

@@ -3,7 +3,8 @@
 ** one place so that every front end (SQL tinkv_stats(), the server's REST
 ** /v1/stats) shows the same fields under the same names: the fields of
 ** tkv_stats, by their C names, plus last_compact_status (the status's name)
-** and path.
+** and path.  The report of a backup likewise (tkv_backup_json), for SQL's
+** tinkv_backup(), the server's BACKUP and POST /v1/backup.
 */
 #include "engine.h"
 #include "err.h"
@@ -76,6 +77,24 @@ int tkv_stats_json(tkv_db *db, const char *path, char **pjson){
   jb_printf(&b, ",\"path\":");
   jb_string(&b, path ? path : db->e->dir);
   jb_printf(&b, "}");
+  if( b.oom ){
+    tkv_mem_free(b.p);
+    return tkv_err_nomem();
+  }
+  *pjson = b.p;
+  return TKV_OK;
+}
+
+int tkv_backup_json(const tkv_backup_report *r, char **pjson){
+  jbuf b = {0};
+  *pjson = NULL;
+  jb_printf(&b, "{\"files\":%llu,\"linked\":%llu,\"copied\":%llu,"
+            "\"bytes_copied\":%llu,\"kept\":%llu,\"removed\":%llu,"
+            "\"usec\":%llu}",
+            (unsigned long long)r->files, (unsigned long long)r->linked,
+            (unsigned long long)r->copied, (unsigned long long)r->bytes_copied,
+            (unsigned long long)r->kept, (unsigned long long)r->removed,
+            (unsigned long long)r->usec);
   if( b.oom ){
     tkv_mem_free(b.p);
     return tkv_err_nomem();

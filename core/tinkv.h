@@ -459,6 +459,9 @@ typedef struct tkv_backup_report {
 int tkv_backup(tkv_db *db, const char *dest, unsigned flags,
                tkv_progress_fn progress_fn, void *ctx,
                tkv_backup_report *rep);
+/* The report of a backup as one JSON object (*pjson, release with
+** tkv_free): every field of tkv_backup_report under its name. */
+int tkv_backup_json(const tkv_backup_report *rep, char **pjson);
 
 typedef struct tkv_segment_info {
   uint32_t id;              /* file id: NNNNNNNNNN.seg */

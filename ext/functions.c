@@ -230,18 +230,11 @@ static void backupFunc(sqlite3_context *ctx, int argc, sqlite3_value **argv){
     engineError(ctx, pTab, rc, "tinkv: backup failed");
     return;
   }
-  z = sqlite3_mprintf("{\"files\":%llu,\"linked\":%llu,\"copied\":%llu,"
-      "\"bytes_copied\":%llu,\"kept\":%llu,\"removed\":%llu,"
-      "\"usec\":%llu}",
-      (unsigned long long)rep.files, (unsigned long long)rep.linked,
-      (unsigned long long)rep.copied, (unsigned long long)rep.bytes_copied,
-      (unsigned long long)rep.kept, (unsigned long long)rep.removed,
-      (unsigned long long)rep.usec);
-  if( z==0 ){
+  if( tkv_backup_json(&rep, &z)!=TKV_OK ){
     sqlite3_result_error_nomem(ctx);
     return;
   }
-  sqlite3_result_text(ctx, z, -1, sqlite3_free);
+  sqlite3_result_text(ctx, z, -1, tkv_free);
   sqlite3_result_subtype(ctx, TINKV_JSON_SUBTYPE);
 }
 

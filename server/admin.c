@@ -199,15 +199,14 @@ void backup_command(session *s, size_t argc, const resp_arg *argv) {
     reply_engine_error(s, rc);
     return;
   }
-  char json[256];
-  snprintf(json, sizeof json, "{\"files\":%llu,\"linked\":%llu,"
-           "\"copied\":%llu,\"bytes_copied\":%llu,\"kept\":%llu,"
-           "\"removed\":%llu,\"usec\":%llu}",
-           (unsigned long long)r.files, (unsigned long long)r.linked,
-           (unsigned long long)r.copied, (unsigned long long)r.bytes_copied,
-           (unsigned long long)r.kept, (unsigned long long)r.removed,
-           (unsigned long long)r.usec);
+  char *json;
+  rc = tkv_backup_json(&r, &json);
+  if (rc != TKV_OK) {
+    reply_engine_error(s, rc);
+    return;
+  }
   resp_bulkstr(s->out, json);
+  tkv_free(json);
 }
 
 /* Collects CHECK's problems, one "FILE: offset N: why" line each. */

@@ -417,14 +417,12 @@ static enum MHD_Result backup(struct MHD_Connection *conn, const buf *name) {
   tkv_backup_report r;
   int rc = store_backup("POST /v1/backup", dest, incremental, &r);
   if (rc != TKV_OK) return send_engine_error(conn, rc);
+  char *json;
+  rc = tkv_backup_json(&r, &json);
+  if (rc != TKV_OK) return send_engine_error(conn, rc);
   buf b = {0};
-  buf_printf(&b, "{\"files\":%llu,\"linked\":%llu,\"copied\":%llu,"
-             "\"bytes_copied\":%llu,\"kept\":%llu,\"removed\":%llu,"
-             "\"usec\":%llu}\n",
-             (unsigned long long)r.files, (unsigned long long)r.linked,
-             (unsigned long long)r.copied, (unsigned long long)r.bytes_copied,
-             (unsigned long long)r.kept, (unsigned long long)r.removed,
-             (unsigned long long)r.usec);
+  buf_printf(&b, "%s\n", json);
+  tkv_free(json);
   enum MHD_Result ret = send_buf(conn, MHD_HTTP_OK, "application/json", &b);
   buf_free(&b);
   return ret;

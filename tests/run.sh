@@ -6,6 +6,10 @@ set -u
 build=$1; bins=$2; mode=${3:-}
 passed=0; failed=0; failures=""
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+# Seconds each part took, printed slowest first at the end, so that the
+# parts to move to the long targets are found by measurement.
+t0=$(date +%s)
+timed() { t1=$(date +%s); echo "$((t1 - t0)) $1" >>"$tmp/times"; t0=$t1; }
 for b in $bins; do
   [ -x "$b" ] || continue
   echo "== $b"
@@ -16,6 +20,7 @@ for b in $bins; do
   passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0}))
   if [ $rc -ne 0 ] && [ "${f:-0}" = 0 ]; then failed=$((failed + 1)); fi
   [ $rc -ne 0 ] && failures="$failures $b"
+  timed "$b"
 done
 # SQL tests through the real sqlite3 shell (not in the sanitizer pass).
 if [ -z "$mode" ] && [ -x tests/sql.sh ]; then
@@ -25,6 +30,7 @@ if [ -z "$mode" ] && [ -x tests/sql.sh ]; then
   f=$(sed -n 's/^sql: \([0-9]*\) passed, \([0-9]*\) failed$/\2/p' "$tmp/sql")
   passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0}))
   [ $rc -ne 0 ] && { [ "${f:-0}" = 0 ] && failed=$((failed + 1)); failures="$failures sql"; }
+  timed "sql"
 fi
 # Server tests (need the server binary); in the sanitizer pass too, where
 # tests/server.sh skips the benchmark and proxy runs.
@@ -35,6 +41,7 @@ if { [ -z "$mode" ] || [ "$mode" = asan ]; } && [ -x tests/server.sh ] && [ -x "
   f=$(sed -n 's/^server: \([0-9]*\) passed, \([0-9]*\) failed$/\2/p' "$tmp/srv")
   passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0}))
   [ $rc -ne 0 ] && { [ "${f:-0}" = 0 ] && failed=$((failed + 1)); failures="$failures server"; }
+  timed "server"
 fi
 # tinkvctl and the SQL check/backup functions.
 if [ -z "$mode" ] && [ -f tests/tools.sh ] && [ -x "$build/tinkvctl" ]; then
@@ -44,6 +51,7 @@ if [ -z "$mode" ] && [ -f tests/tools.sh ] && [ -x "$build/tinkvctl" ]; then
   f=$(sed -n 's/^tools: \([0-9]*\) passed, \([0-9]*\) failed$/\2/p' "$tmp/tools")
   passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0}))
   [ $rc -ne 0 ] && { [ "${f:-0}" = 0 ] && failed=$((failed + 1)); failures="$failures tools"; }
+  timed "tools"
 fi
 # One store, every front end: tinkv-server and SQL's encoding=raw.
 if [ -z "$mode" ] && [ -f tests/frontends.sh ] && [ -x "$build/tinkv-server" ]; then
@@ -53,6 +61,7 @@ if [ -z "$mode" ] && [ -f tests/frontends.sh ] && [ -x "$build/tinkv-server" ]; 
   f=$(sed -n 's/^frontends: \([0-9]*\) passed, \([0-9]*\) failed$/\2/p' "$tmp/fe")
   passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0}))
   [ $rc -ne 0 ] && { [ "${f:-0}" = 0 ] && failed=$((failed + 1)); failures="$failures frontends"; }
+  timed "frontends"
 fi
 # Every code block of README.md, run as shown.
 if [ -z "$mode" ] && [ -f tests/readme.sh ]; then
@@ -62,6 +71,7 @@ if [ -z "$mode" ] && [ -f tests/readme.sh ]; then
   f=$(sed -n 's/^readme: \([0-9]*\) passed, \([0-9]*\) failed.*/\2/p' "$tmp/readme")
   passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0}))
   [ $rc -ne 0 ] && { [ "${f:-0}" = 0 ] && failed=$((failed + 1)); failures="$failures readme"; }
+  timed "readme"
 fi
 # Install, pkg-config, `.load tinkv` by name, exported symbols, static link.
 if [ -z "$mode" ] && [ -f tests/install.sh ]; then
@@ -71,7 +81,10 @@ if [ -z "$mode" ] && [ -f tests/install.sh ]; then
   f=$(sed -n 's/^install: \([0-9]*\) passed, \([0-9]*\) failed$/\2/p' "$tmp/inst")
   passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0}))
   [ $rc -ne 0 ] && { [ "${f:-0}" = 0 ] && failed=$((failed + 1)); failures="$failures install"; }
+  timed "install"
 fi
+echo "slowest parts (seconds):"
+sort -rn "$tmp/times" 2>/dev/null | head -n 8 | sed 's/^/  /'
 [ -n "$failures" ] && echo "failing:$failures"
 echo "${mode:-tests}: $passed passed, $failed failed"
 [ "$failed" = 0 ] && [ -z "$failures" ]

@@ -25,6 +25,15 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 1' INT TERM
 
+# section NAME: start a section; the seconds each took are listed at the
+# end, slowest first.
+sec_name=""; sec_t0=$(date +%s)
+section() {
+  now=$(date +%s)
+  [ -n "$sec_name" ] && echo "$((now - sec_t0)) $sec_name" >>"$tmp/sections"
+  sec_name=$1; sec_t0=$now
+  [ -n "$1" ] && echo "== $1"
+}
 pass() { passed=$((passed + 1)); }
 fail() { failed=$((failed + 1)); echo "FAIL $*"; }
 # check NAME WANT GOT
@@ -87,7 +96,7 @@ if [ ! -x "$bin" ]; then
 fi
 
 # ------------------------------------------------------------ options
-echo "== options"
+section "options"
 out=$("$bin" --help); check "--help status" 0 $?
 has "--help text" "--sync MODE" "$out"
 "$bin" --sync sometimes >/dev/null 2>&1; check "bad option status" 2 $?
@@ -102,17 +111,17 @@ stop $cpid; check "SIGTERM exit status" 0 "$STATUS"
 has "shutdown logged" "store closed" "$(cat "$tmp/cwd.log")"
 
 # ------------------------------------------------------- main server
-echo "== commands without group commit"
+section "commands without group commit"
 start nogc --dir "$tmp/nogc" --group-commit no --http-port off || exit 1
 pysuite commands "$PORT"
 stop $PID
 
-echo "== commands (raw RESP client)"
+section "commands (raw RESP client)"
 start main --dir "$tmp/main" || exit 1
 MAIN=$PID
 pysuite commands "$PORT"
 
-echo "== redis-cli"
+section "redis-cli"
 R="redis-cli -p $PORT"
 check "ping" PONG "$($R ping)"
 check "set" OK "$($R set greeting hello)"
@@ -180,7 +189,7 @@ has "--pipe" "errors: 0, replies: 5000" "$($R --pipe < "$tmp/mass.resp" 2>&1)"
 check "--pipe data" "value 4999" "$($R get mass:4999)"
 
 if [ -z "$san" ]; then
-echo "== redis-benchmark"
+section "redis-benchmark"
 out=$(redis-benchmark -p "$PORT" -t set,get,incr,mset -n 20000 -r 1000 -c 20 -P 16 -d 100 --csv 2>&1)
 check "redis-benchmark tests" 4 "$(echo "$out" | grep -c '^"\(SET\|GET\|INCR\|MSET (10 keys)\)",')"
 has "redis-benchmark no errors" '"SET"' "$out"
@@ -189,7 +198,7 @@ out=$(redis-benchmark -p "$PORT" -t set,get -n 5000 -c 50 -d 100 --csv 2>&1)
 check "redis-benchmark without pipelining" 2 "$(echo "$out" | grep -c '^"\(SET\|GET\)",')"
 fi
 
-echo "== REST (curl)"
+section "REST (curl)"
 H="http://127.0.0.1:$HPORT"
 # code METHOD PATH [curl args...]: the status code
 code() { m=$1; p=$2; shift 2; curl -s -o "$tmp/body" -w '%{http_code}' -X "$m" "$@" "$H$p"; }
@@ -245,7 +254,7 @@ has "stats keys" '"keys":7' "$(cat "$tmp/body")"
 check "compact" 200 "$(code POST /v1/compact)"
 has "compact body" '"reclaimed":' "$(cat "$tmp/body")"
 
-echo "== restart: persistence, lock"
+section "restart: persistence, lock"
 $R set persisted "across restarts" >/dev/null
 timeout 10 "$bin" --dir "$tmp/main" --port 0 --http-port off >"$tmp/second.log" 2>&1
 check "second server on the same store refused" 1 $?
@@ -256,7 +265,7 @@ check "data after restart" "across restarts" "$(redis-cli -p "$PORT" get persist
 check "keys after restart" 8 "$(redis-cli -p "$PORT" dbsize)"
 stop $PID
 
-echo "== SIGKILL mid-write"
+section "SIGKILL mid-write"
 for mode in full normal off; do
   start "kill-$mode" --dir "$tmp/kill-$mode" --sync "$mode" --http-port off || continue
   pysuite killwrite "$PORT" "$PID" "$tmp/acked-$mode"
@@ -266,7 +275,7 @@ for mode in full normal off; do
   stop $PID
 done
 
-echo "== bad input"
+section "bad input"
 start bad --dir "$tmp/bad" --max-value 1m || exit 1
 pysuite badinput "$PORT"
 H="http://127.0.0.1:$HPORT"
@@ -297,12 +306,12 @@ check "no half-written PUT" 404 "$(code GET /v1/kv/x)"
 check "server alive" PONG "$(redis-cli -p "$PORT" ping)"
 stop $PID; check "clean shutdown after bad input" 0 "$STATUS"
 
-echo "== limits"
+section "limits"
 start limits --dir "$tmp/limits" --max-clients 8 --timeout 2 --max-value 1m --http-port off || exit 1
 pysuite limits "$PORT"
 stop $PID
 
-echo "== automatic compaction"
+section "automatic compaction"
 start compact --dir "$tmp/compact" --compact-min 1m --http-port off || exit 1
 python3 -c '
 import sys
@@ -317,7 +326,7 @@ check "data after compaction" "299:xxx" "$(redis-cli -p "$PORT" get c:9 | cut -c
 check "keys after compaction" 10 "$(redis-cli -p "$PORT" dbsize)"
 stop $PID
 
-echo "== backup, check and compaction on request, each logged with its duration"
+section "backup, check and compaction on request, each logged with its duration"
 mkdir -p "$tmp/backups"
 start ops --dir "$tmp/ops" --backup-dir "$tmp/backups" || exit 1
 H="http://127.0.0.1:$HPORT"
@@ -355,7 +364,7 @@ stop $PID
 "$bin" --dir "$tmp/ops" --backup-dir "$tmp/none" --port 0 >/dev/null 2>&1
 check "--backup-dir must exist" 2 "$?"
 
-echo "== sharding behind nutcracker (twemproxy)"
+section "sharding behind nutcracker (twemproxy)"
 if [ -n "$san" ]; then
   echo "skipped under $san"
 elif command -v nutcracker >/dev/null 2>&1; then
@@ -393,10 +402,10 @@ else
   fail "nutcracker is not installed"
 fi
 
-echo "== flow control, SCAN, listeners and limits (beside redis-server)"
+section "flow control, SCAN, listeners and limits (beside redis-server)"
 suite 500 python3 "$here/server/test_flow.py" "$bin" "$tmp/flow" "$san"
 
-echo "== every reply against redis-server's (tests/server/test_diff.py)"
+section "every reply against redis-server's (tests/server/test_diff.py)"
 suite 300 python3 "$here/server/test_diff.py" "$bin" "$tmp/diff" 1 "$san"
 
 # A sanitizer report in any server log is a failure of its own.
@@ -408,5 +417,8 @@ for l in "$tmp"/*.log "$tmp"/*/*.log; do
   fi
 done
 
+section ""
+echo "server sections, slowest first (seconds):"
+sort -rn "$tmp/sections" 2>/dev/null | head -n 6 | sed 's/^/  /'
 echo "server: $passed passed, $failed failed"
 [ "$failed" = 0 ]

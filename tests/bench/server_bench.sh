@@ -99,6 +99,22 @@ rps_cmd() {
 }
 VAL100=$(printf '%0100d' 0)
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
+# table TINKV_PORT REDIS_PORT REQUESTS TESTS...: one row per test and
+# pipeline depth (1, 16), tinkv-server and redis-server side by side.
+table() {
+  tp=$1 rp=$2 n=$3; shift 3
+  echo "| test | pipeline | tinkv-server req/s | redis-server req/s | tinkv/redis | tinkv p99.9 / max ms | redis p99.9 / max ms |"
+  echo "|------|---------:|-------------------:|-------------------:|------------:|------:|------:|"
+  for t in "$@"; do
+    for p in 1 16; do
+      ra=$(run "$tp" "$t" $p "$n"); rb=$(run "$rp" "$t" $p "$n")
+      a=${ra%% *}; b=${rb%% *}
+      a9=$(echo "$ra" | cut -d' ' -f2); am=$(echo "$ra" | cut -d' ' -f3)
+      b9=$(echo "$rb" | cut -d' ' -f2); bm=$(echo "$rb" | cut -d' ' -f3)
+      echo "| $(echo "$t" | tr a-z A-Z) | $p | $a | $b | $(ratio "$a" "$b") | $a9 / $am | $b9 / $bm |"
+    done
+  done
+}
 
 start_tinkv tinkv --sync normal
 T=$TPID; TP=$TPORT
@@ -117,16 +133,8 @@ echo "$KEYS; tinkv-server --sync normal (group commit on), redis-server"
 echo "appendonly yes, appendfsync everysec.  $(nproc) CPUs shared by server"
 echo "and redis-benchmark."
 echo
-echo "| test | pipeline | tinkv-server req/s | redis-server req/s | tinkv/redis | tinkv p99.9 / max ms | redis p99.9 / max ms |"
-echo "|------|---------:|-------------------:|-------------------:|------------:|------:|------:|"
 # SET and MSET first: they fill the key space, so GET finds its keys.
-for t in set mset get incr; do
-  for p in 1 16; do
-    set -- $(run "$TP" $t $p); a=$1 a9=$2 am=$3
-    set -- $(run "$RP" $t $p); b=$1 b9=$2 bm=$3
-    echo "| $(echo $t | tr a-z A-Z) | $p | $a | $b | $(ratio "$a" "$b") | $a9 / $am | $b9 / $bm |"
-  done
-done
+table "$TP" "$RP" "$N" set mset get incr
 
 echo
 echo "## Memory per key"
@@ -172,15 +180,7 @@ echo "after an fdatasync covering the write (tinkv: group commit across all"
 echo "connections; redis: one write+fsync per event-loop turn).  Target:"
 echo "durable SET >= 1.5x redis-server."
 echo
-echo "| test | pipeline | tinkv-server req/s | redis-server req/s | tinkv/redis | tinkv p99.9 / max ms | redis p99.9 / max ms |"
-echo "|------|---------:|-------------------:|-------------------:|------------:|------:|------:|"
-for t in set mset incr; do
-  for p in 1 16; do
-    set -- $(run "$TP" $t $p "$DN"); a=$1 a9=$2 am=$3
-    set -- $(run "$RP" $t $p "$DN"); b=$1 b9=$2 bm=$3
-    echo "| $(echo $t | tr a-z A-Z) | $p | $a | $b | $(ratio "$a" "$b") | $a9 / $am | $b9 / $bm |"
-  done
-done
+table "$TP" "$RP" "$DN" set mset incr
 stop $R
 stop $T
 

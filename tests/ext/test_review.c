@@ -18,30 +18,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "sqlhelp.h"
-#include "testutil.h"
-
-typedef struct Fixture {
-  char zDir[4096];
-  sqlite3 *db;
-} Fixture;
+#include "fixture.h"
 
 static int setup(void **state){
-  Fixture *f = calloc(1, sizeof(*f));
-  snprintf(f->zDir, sizeof f->zDir, "%s", tu_tmpdir("review"));
-  f->db = sh_open(":memory:");
-  sh_exec(f->db, "CREATE VIRTUAL TABLE kv USING tinkv('%q/kv');"
-                 "CREATE TABLE ref(key PRIMARY KEY NOT NULL, value)", f->zDir);
-  *state = f;
-  return 0;
+  return fx_setup(state, "review", "CREATE VIRTUAL TABLE kv USING tinkv('%q/kv');"
+                         "CREATE TABLE ref(key PRIMARY KEY NOT NULL, value)");
 }
 
 static int teardown(void **state){
-  Fixture *f = *state;
-  if( f->db ) sqlite3_close(f->db);
-  tu_rmrf(f->zDir);
-  free(f);
-  return 0;
+  return fx_teardown(state);
 }
 
 /* Rows of kv and of ref, as text, must be equal. */

@@ -15,28 +15,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "sqlhelp.h"
-#include "testutil.h"
-
-typedef struct Fixture {
-  char zDir[4096];
-  sqlite3 *db;
-} Fixture;
+#include "fixture.h"
 
 static int setup(void **state){
-  Fixture *f = calloc(1, sizeof(*f));
-  snprintf(f->zDir, sizeof f->zDir, "%s", tu_tmpdir("store"));
-  f->db = sh_open(":memory:");
-  *state = f;
-  return 0;
+  return fx_setup(state, "store", 0);
 }
 
 static int teardown(void **state){
-  Fixture *f = *state;
-  if( f->db ) sqlite3_close(f->db);
-  tu_rmrf(f->zDir);
-  free(f);
-  return 0;
+  return fx_teardown(state);
 }
 
 static int isDir(const char *z){

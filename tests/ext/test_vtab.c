@@ -9,30 +9,15 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "sqlhelp.h"
-#include "testutil.h"
+#include "fixture.h"
 
 /* Each test gets a scratch directory and a connection with table kv. */
-typedef struct Fixture {
-  char zDir[4096];
-  sqlite3 *db;
-} Fixture;
-
 static int setup(void **state){
-  Fixture *f = calloc(1, sizeof(*f));
-  snprintf(f->zDir, sizeof f->zDir, "%s", tu_tmpdir("vtab"));
-  f->db = sh_open(":memory:");
-  sh_exec(f->db, "CREATE VIRTUAL TABLE kv USING tinkv('%q/kv')", f->zDir);
-  *state = f;
-  return 0;
+  return fx_setup(state, "vtab", "CREATE VIRTUAL TABLE kv USING tinkv('%q/kv')");
 }
 
 static int teardown(void **state){
-  Fixture *f = *state;
-  sqlite3_close(f->db);
-  tu_rmrf(f->zDir);
-  free(f);
-  return 0;
+  return fx_teardown(state);
 }
 
 /* Values and keys of every type come back with their type. */

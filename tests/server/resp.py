@@ -1,6 +1,40 @@
 """A small RESP2 client for the server tests: raw bytes in, parsed replies
-out, so tests can pipeline, send malformed input and watch the socket."""
+out, so tests can pipeline, send malformed input and watch the socket; and
+the pass/fail tally every suite reports."""
 import socket
+import sys
+
+
+class Tally:
+    """Counts checks; prints a line per failure and, at the end, the
+    "SUITE: N passed, M failed" line tests/server.sh adds up."""
+
+    def __init__(self, fmt="FAIL %s: got %r, want %r"):
+        self.passed = 0
+        self.failed = 0
+        self.fmt = fmt
+
+    def check(self, name, got, want):
+        if got == want:
+            self.passed += 1
+        else:
+            self.failed += 1
+            print(self.fmt % (name, got, want))
+
+    def ok(self, name, cond, detail=""):
+        self.check(name + (" " + str(detail) if detail and not cond else ""),
+                   bool(cond), True)
+
+    def crashed(self, suite, e):
+        """A test that raised counts as one failure."""
+        import traceback
+        self.failed += 1
+        print("FAIL %s: %s: %s" % (suite, type(e).__name__, e))
+        traceback.print_exc(limit=-2, file=sys.stdout)
+
+    def report(self, suite):
+        print("%s: %d passed, %d failed" % (suite, self.passed, self.failed))
+        sys.exit(1 if self.failed else 0)
 
 
 class Err(str):

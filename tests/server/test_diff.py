@@ -24,10 +24,11 @@ import time
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from resp import Closed, Conn, Err, encode  # noqa: E402
+from resp import Closed, Conn, Err, Tally, encode  # noqa: E402
 
-passed = 0
-failed = 0
+T = Tally("FAIL %s: tinkv %r, redis %r")
+check = T.check
+
 procs = []
 
 I64MAX, I64MIN = "9223372036854775807", "-9223372036854775808"
@@ -190,15 +191,6 @@ EXPIRY_SCRIPT = [
     ["EXPIRETIME", "m"], ["SET", "m", "1", "EXAT", FAR], ["SETNX", "m", "3"], ["EXPIRETIME", "m"],
     ["GETDEL", "m"], ["TTL", "m"], ["SET", "t", "v", "EXAT", FAR], ["TYPE", "t"], ["DBSIZE"],
 ]
-
-
-def check(name, got, want):
-    global passed, failed
-    if got == want:
-        passed += 1
-    else:
-        failed += 1
-        print("FAIL %s: tinkv %r, redis %r" % (name, got, want))
 
 
 def free_port():
@@ -445,13 +437,9 @@ if __name__ == "__main__":
     try:
         main()
     except Exception as e:
-        failed += 1
-        import traceback
-        traceback.print_exc()
-        print("FAIL diff: %s: %s" % (type(e).__name__, e))
+        T.crashed("diff", e)
     finally:
         for p in procs:
             if p.poll() is None:
                 p.kill()
-    print("diff: %d passed, %d failed" % (passed, failed))
-    sys.exit(1 if failed else 0)
+    T.report("diff")

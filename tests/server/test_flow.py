@@ -27,24 +27,14 @@ import time
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from resp import Closed, Conn, Err, encode  # noqa: E402
+from resp import Closed, Conn, Err, Tally, encode  # noqa: E402
 
-passed = 0
-failed = 0
+T = Tally()
+check, ok = T.check, T.ok
+
 started = []
 
 
-def check(name, got, want):
-    global passed, failed
-    if got == want:
-        passed += 1
-    else:
-        failed += 1
-        print("FAIL %s: got %r, want %r" % (name, got, want))
-
-
-def ok(name, cond, detail=""):
-    check(name + (" " + str(detail) if detail and not cond else ""), bool(cond), True)
 
 
 @atexit.register
@@ -615,9 +605,5 @@ if __name__ == "__main__":
     try:
         main()
     except Exception as e:                       # a crash is a failure
-        failed += 1
-        import traceback
-        traceback.print_exc()
-        print("FAIL flow: %s: %s" % (type(e).__name__, e))
-    print("flow: %d passed, %d failed" % (passed, failed))
-    sys.exit(1 if failed else 0)
+        T.crashed("flow", e)
+    T.report("flow")

@@ -17,23 +17,13 @@ import time
 
 sys.dont_write_bytecode = True          # keep the source tree clean
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from resp import Closed, Conn, Err, encode  # noqa: E402
+from resp import Closed, Conn, Err, Tally, encode  # noqa: E402
 
-passed = 0
-failed = 0
-
-
-def check(name, got, want):
-    global passed, failed
-    if got == want:
-        passed += 1
-    else:
-        failed += 1
-        print("FAIL %s: got %r, want %r" % (name, got, want))
+T = Tally()
+check, ok = T.check, T.ok
 
 
-def ok(name, cond, detail=""):
-    check(name + (" " + detail if detail and not cond else ""), bool(cond), True)
+
 
 
 # ------------------------------------------------------------- commands
@@ -487,13 +477,8 @@ def main():
         else:
             raise SystemExit("unknown suite " + suite)
     except Exception as e:  # a crash of the test counts as a failure
-        global failed
-        failed += 1
-        import traceback
-        print("FAIL %s: %s: %s" % (suite, type(e).__name__, e))
-        traceback.print_exc(limit=-2, file=sys.stdout)
-    print("%s: %d passed, %d failed" % (suite, passed, failed))
-    sys.exit(1 if failed else 0)
+        T.crashed(suite, e)
+    T.report(suite)
 
 
 if __name__ == "__main__":
