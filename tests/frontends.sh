@@ -37,10 +37,11 @@ fi
 
 # serve DIR: start the server on a free port (PORT); 1 if it exits instead.
 serve() {
+  rm -f "$tmp/server.log"     # the last server's log must not be read as this one's
   "$bin" --dir "$1" --port 0 --http-port off >"$tmp/server.log" 2>&1 &
   pid=$!
   i=0
-  until grep -q ' RESP on ' "$tmp/server.log"; do
+  until grep -q ' RESP on ' "$tmp/server.log" 2>/dev/null; do
     i=$((i + 1))
     if [ $i -gt 200 ] || ! kill -0 "$pid" 2>/dev/null; then
       wait "$pid" 2>/dev/null; pid=""; return 1
