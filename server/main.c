@@ -281,27 +281,6 @@ static void on_signal(evutil_socket_t sig, short what, void *arg) {
   event_base_loopbreak(arg);
 }
 
-/* Log the engine's background merges (and a damaged record one of them
-** skipped, once) since the last call. */
-static void log_merges(void) {
-  static uint64_t merges, damaged;
-  static int last_rc;
-  tkv_stats s;
-  if (tkv_stats_get(store_db(), &s) != TKV_OK) return;
-  if (s.merges > merges)
-    srv_log("merged in the background: %llu merges so far, %llu bytes "
-            "reclaimed in %.1f ms of merging, %.1f%% dead now",
-            (unsigned long long)s.merges,
-            (unsigned long long)s.merge_bytes_reclaimed,
-            (double)s.merge_usec / 1000.0, 100.0 * s.dead_ratio);
-  if (s.merge_damaged > damaged) srv_log("merge: %s", s.merge_note);
-  if (s.last_compact_rc != TKV_OK && s.last_compact_rc != last_rc)
-    srv_log("background merge failed: %s", tkv_strerror(s.last_compact_rc));
-  merges = s.merges;
-  damaged = s.merge_damaged;
-  last_rc = s.last_compact_rc;
-}
-
 /* Ten times a second, as Redis's hz: active expiry. */
 static void on_tenth(evutil_socket_t fd, short what, void *arg) {
   (void)fd; (void)what; (void)arg;
@@ -319,7 +298,7 @@ static void on_second(evutil_socket_t fd, short what, void *arg) {
     int rc = store_sync();
     if (rc != TKV_OK) srv_log("periodic sync failed: %s", tkv_errmsg());
   }
-  log_merges();
+  store_log_merges();
 }
 
 /* Open the store, logging why not.  0 or -1. */

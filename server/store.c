@@ -283,15 +283,51 @@ static uint64_t now_usec(void) {
   return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
+/* What the engine's merge counters were at the last store_log_merges (or
+** after the last compaction asked for, which is logged on its own). */
+static struct {
+  uint64_t merges, reclaimed, usec, damaged;
+  int last_rc;
+} seen;
+
+static void merges_seen(const tkv_stats *s) {
+  seen.merges = s->merges;
+  seen.reclaimed = s->merge_bytes_reclaimed;
+  seen.usec = s->merge_usec;
+  seen.damaged = s->merge_damaged;
+  seen.last_rc = s->last_compact_rc;
+}
+
+void store_log_merges(void) {
+  tkv_stats s;
+  if (!st.db || tkv_stats_get(st.db, &s) != TKV_OK) return;
+  if (s.merges > seen.merges)
+    srv_log("merged in the background: %llu merge%s, %llu bytes reclaimed "
+            "in %.1f ms (%llu merges since start), %.1f%% dead now",
+            (unsigned long long)(s.merges - seen.merges),
+            s.merges - seen.merges == 1 ? "" : "s",
+            (unsigned long long)(s.merge_bytes_reclaimed - seen.reclaimed),
+            (double)(s.merge_usec - seen.usec) / 1000.0,
+            (unsigned long long)s.merges, 100.0 * s.dead_ratio);
+  if (s.merge_damaged > seen.damaged) srv_log("merge: %s", s.merge_note);
+  if (s.last_compact_rc != TKV_OK && s.last_compact_rc != seen.last_rc)
+    srv_log("background merge failed: %s", tkv_strerror(s.last_compact_rc));
+  merges_seen(&s);
+}
+
 int store_compact_now(const char *who, uint64_t *preclaimed) {
   uint64_t reclaimed = 0, t0;
   int rc = store_batch_commit();
+  store_log_merges();            /* background merges before this one ... */
   t0 = now_usec();
   if (rc == TKV_OK) rc = tkv_compact(st.db, &reclaimed);
   double ms = (double)(now_usec() - t0) / 1000.0;
-  if (rc == TKV_OK)
+  if (rc == TKV_OK) {
+    tkv_stats s;
     srv_log("compaction (%s): %llu bytes reclaimed in %.1f ms", who,
             (unsigned long long)reclaimed, ms);
+    if (tkv_stats_get(st.db, &s) == TKV_OK) merges_seen(&s);  /* ... not it */
+  }
   else
     srv_log("compaction (%s) failed after %.1f ms: %s", who, ms,
             tkv_errmsg());

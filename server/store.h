@@ -98,6 +98,10 @@ int store_atomic_end(store_atomic *a, int ok);
 ** deadest segments past --compact-min stale bytes.  A TKV_* code. */
 int store_compact(uint64_t *preclaimed);
 
+/* Log what the engine's background merging did since the last call: how
+** many merges, the bytes reclaimed and the time spent, a damaged record
+** one skipped, a failure (called once a second). */
+void store_log_merges(void);
 /* Commit the batch and compact now, on request (who: "COMPACT from client
 ** 5", "POST /v1/compact"); logged with the bytes reclaimed and the time it
 ** took.  A TKV_* code. */

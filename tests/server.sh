@@ -321,6 +321,8 @@ for i in range(300):
 ' | redis-cli -p "$PORT" --pipe >/dev/null 2>&1
 i=0; until grep -q 'merged in the background' "$tmp/compact.log" || [ $i -gt 60 ]; do i=$((i+1)); sleep 0.1; done
 has "the engine merges past --compact-min" "merged in the background" "$(cat "$tmp/compact.log")"
+has "background merges logged with their duration" " bytes reclaimed in " \
+  "$(grep 'merged in the background' "$tmp/compact.log" | head -n 1)"
 check "INFO merges" 1 "$(redis-cli -p "$PORT" info tinkv | grep -c '^merges:[1-9]')"
 check "data after compaction" "299:xxx" "$(redis-cli -p "$PORT" get c:9 | cut -c1-7)"
 check "keys after compaction" 10 "$(redis-cli -p "$PORT" dbsize)"
@@ -352,6 +354,8 @@ has "check logged with its duration" "check (CHECK from client" "$log"
 has "REST check logged" "check (POST /v1/check): ok," "$log"
 has "COMPACT logged with its duration" "compaction (COMPACT from client" "$log"
 has "REST compaction logged" "compaction (POST /v1/compact): " "$log"
+check "a compaction asked for is not logged as a background merge" 0 \
+  "$(grep -c 'merged in the background' "$tmp/ops.log")"
 case "$(grep -c ' ms$' "$tmp/ops.log")" in [0-5]) fail "durations in ms: $(grep -c ' ms$' "$tmp/ops.log")";; *) pass;; esac
 stop $PID
 start restored --dir "$tmp/backups/b1" --http-port off || exit 1
