@@ -37,6 +37,8 @@
 #include <stdatomic.h>
 #include <time.h>
 
+typedef struct share_area share_area;
+
 #define ENTRY_NEW     KD_SHADOW      /* added by the open transaction */
 #define ENTRY_CHANGED KD_TOMBSTONE   /* has a pending state in the overlay */
 
@@ -89,6 +91,12 @@ struct tkv_engine {
   tkv_engine *next;           /* registry list */
   tkv_options opts;
   int lock_fd;
+  /* Other processes on the store (share.c). */
+  share_area *sh;             /* LOCK's shared area, mapped */
+  _Atomic uint64_t seen;      /* published position the keydir is current to */
+  uint64_t own;               /* position this process last published (mu) */
+  int wlocked;                /* holds the WRITE lock (mu) */
+  int wrote;                  /* this process wrote the store (mu) */
   /* Operations run on the open store (tkv_check_db, tkv_backup); mu. */
   uint64_t checks, last_check_usec, backups, last_backup_usec;
 
@@ -163,6 +171,8 @@ struct tkv_db {
   pthread_mutex_t mu;
   tkv_txn *txn;               /* open transaction, or NULL */
   tkv_txn *spare;             /* a finished one kept for reuse */
+  int readonly;               /* opened with TKV_OPEN_READONLY semantics */
+  int busy_ms;                /* wait for the write lock (< 0: not at all) */
 };
 
 /*
@@ -315,7 +325,30 @@ int hint_load(tkv_engine *e, tkv_segment *s, uint64_t segsize,
               seg_scan_fn fn, void *ctx, int *ploaded);
 
 /* ---- recovery.c */
-int recover_store(tkv_engine *e);
+/* How recover_store may treat the files: RECOVER_NOWRITE changes none of
+** them (a read-only open, or a process that opens while others have the
+** store open); with RECOVER_UPTO only segments up to upto_id count, the
+** last of them up to upto_end (the position others published). */
+#define RECOVER_NOWRITE 1
+#define RECOVER_UPTO    2
+int recover_store(tkv_engine *e, int how, uint32_t upto_id,
+                  uint64_t upto_end);
+int recover_follow(tkv_engine *e, uint32_t id, uint64_t end);
+
+/* ---- share.c: several processes on one store. */
+int share_attach(tkv_engine *e, int timeout_ms, int *palone);
+void share_position(tkv_engine *e, uint32_t *pid, uint64_t *pend);
+int share_opened(tkv_engine *e, int alone, int owns_tail);
+void share_detach(tkv_engine *e);
+int share_stale(tkv_engine *e);
+int share_follow(tkv_engine *e);
+int share_write_begin(tkv_engine *e, int timeout_ms);
+void share_write_end(tkv_engine *e);
+int share_sync_all(tkv_engine *e, int closing);
+int share_compact_begin(tkv_engine *e);
+void share_compact_end(tkv_engine *e);
+int share_alone_begin(tkv_engine *e);
+void share_alone_end(tkv_engine *e);
 
 /* ---- merge.c: the merge mechanism and the background merge thread. */
 int merge_all(tkv_engine *e, uint64_t *preclaimed);

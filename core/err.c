@@ -47,6 +47,7 @@ const char *tkv_strerror(int rc){
     case TKV_NOTSTORE: return "not a tinkv store";
     case TKV_MISUSE:   return "API misuse";
     case TKV_BROKEN:   return "store must be reopened after an earlier failure";
+    case TKV_READONLY: return "store opened read-only";
   }
   return "unknown status";
 }

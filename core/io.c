@@ -247,6 +247,23 @@ int tkv_io_lock(int fd, const char *path){
   return TKV_OK;
 }
 
+/* Take flock(LOCK_SH|LOCK_NB): every open engine holds LOCK so, which
+** keeps out whoever needs the store closed (tkv_io_lock). */
+int tkv_io_lock_shared(int fd, const char *path){
+  int err = injected(TKV_IO_LOCK, path);
+  if( err ) return tkv_err_sys(err, "cannot lock", path);
+  while( flock(fd, LOCK_SH|LOCK_NB) ){
+    if( errno==EINTR ) continue;
+    if( errno==EWOULDBLOCK ){
+      return tkv_err(TKV_LOCKED, "store is locked by another process (%s): "
+                     "it is being destroyed or checked, or is open in an "
+                     "older tinkv", path);
+    }
+    return tkv_err_sys(errno, "cannot lock", path);
+  }
+  return TKV_OK;
+}
+
 void *tkv_io_map(int fd, const char *path, size_t len){
   void *p;
   if( injected(TKV_IO_MMAP, path) || len==0 ) return NULL;

@@ -67,5 +67,8 @@ void *tkv_io_map(int fd, const char *path, size_t len);
 void tkv_io_unmap(void *p, size_t len);
 /* Take flock(LOCK_EX|LOCK_NB); TKV_LOCKED if another process holds it. */
 int tkv_io_lock(int fd, const char *path);
+/* Take flock(LOCK_SH|LOCK_NB); TKV_LOCKED if another process holds it
+** exclusively. */
+int tkv_io_lock_shared(int fd, const char *path);
 
 #endif

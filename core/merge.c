@@ -807,7 +807,7 @@ int merge_all(tkv_engine *e, uint64_t *preclaimed){
   tkv_segment **in = NULL;
   uint8_t *flags = NULL;
   int64_t sealed = 0;
-  int n = 0, rc;
+  int n = 0, rc, alone = 0;
   if( preclaimed ) *preclaimed = 0;
   engine_lock(e);
   ms = state_of(e);
@@ -819,7 +819,10 @@ int merge_all(tkv_engine *e, uint64_t *preclaimed){
     rc = tkv_err(TKV_BUSY, "cannot compact %s: a transaction is open", e->dir);
   }else if( e->broken ){
     rc = tkv_err(TKV_BROKEN, "cannot compact %s: reopen the store", e->dir);
-  }else{
+  }else if( (rc = share_compact_begin(e))==TKV_OK ){
+    /* Alone on the store (share.c) until share_compact_end. */
+    alone = 1;
+    e->wrote = 1;
     /* Disk use as tkv_stats saw it, before sealing gives back the active
     ** segment's reserved space and writes its hint. */
     tkv_segment *act = e->active;
@@ -830,6 +833,11 @@ int merge_all(tkv_engine *e, uint64_t *preclaimed){
   }
   engine_unlock(e);
   if( !rc && n>0 ) rc = merge_run(e, ms, in, n, flags, sealed, preclaimed);
+  if( alone ){
+    engine_lock(e);
+    share_compact_end(e);
+    engine_unlock(e);
+  }
   pthread_mutex_unlock(&ms->run_mu);
   tkv_mem_free(in);
   tkv_mem_free(flags);
@@ -862,13 +870,22 @@ static void write_due_hints(tkv_engine *e){
 static int merge_once(tkv_engine *e, merge_state *ms){
   tkv_segment **in = NULL;
   uint8_t *flags = NULL;
-  int n = 0, rc;
+  int n = 0, rc, alone;
   pthread_mutex_lock(&ms->run_mu);
   write_due_hints(e);
   engine_lock(e);
-  rc = e->broken ? TKV_BROKEN : pick_inputs(e, 0, &in, &flags, &n);
+  /* Merging rewrites segments other processes may read: only while this
+  ** process has the store alone (share.c); else nothing is due now. */
+  alone = !e->broken && share_compact_begin(e)==TKV_OK;
+  rc = e->broken ? TKV_BROKEN : !alone ? TKV_OK
+     : pick_inputs(e, 0, &in, &flags, &n);
   engine_unlock(e);
   if( !rc && n>0 ) rc = merge_run(e, ms, in, n, flags, 0, NULL);
+  if( alone ){
+    engine_lock(e);
+    share_compact_end(e);
+    engine_unlock(e);
+  }
   pthread_mutex_unlock(&ms->run_mu);
   tkv_mem_free(in);
   tkv_mem_free(flags);

@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* Replay state: the engine and the segment being read. */
 typedef struct replay {
@@ -102,7 +103,7 @@ static const char *stop_reason(const seg_scan_result *r){
 **     cut is synced before anything else is written.
 */
 static int scan_segment(tkv_engine *e, tkv_segment *s, uint64_t size,
-                        int last){
+                        int last, int nowrite){
   seg_scan_result r;
   replay rp;
   uint64_t durable = last ? s->durable : size;
@@ -136,6 +137,7 @@ static int scan_segment(tkv_engine *e, tkv_segment *s, uint64_t size,
   }
   s->end = r.committed_end;
   s->alloc = size;
+  if( nowrite ) return TKV_OK;    /* the next writer cuts the tail (share.c) */
   if( size>s->end && (r.why!=SCAN_ZERO || r.stop!=r.committed_end) ){
     rc = tkv_io_truncate(s->fd, s->path, s->end);
     if( !rc ) rc = tkv_io_sync(s->fd, s->path);
@@ -162,7 +164,7 @@ static int file_is_zero(tkv_segment *s){
 /* Open segment file `name` (id) and add it to the table.  A last segment
 ** whose header never got written (a crash right after its creation) is
 ** removed instead. */
-static int open_segment(tkv_engine *e, uint32_t id, int newest){
+static int open_segment(tkv_engine *e, uint32_t id, int newest, int nowrite){
   char path[4096];
   uint8_t hdr[TKV_SEG_DATA];
   tkv_file_hdr h;
@@ -195,7 +197,7 @@ static int open_segment(tkv_engine *e, uint32_t id, int newest){
     if( newest && (got<TKV_FILE_HDR
                    || (!memcmp(hdr, zero, TKV_FILE_HDR) && file_is_zero(s))) ){
       seg_free(s);
-      return tkv_io_unlink(path);
+      return nowrite ? TKV_OK : tkv_io_unlink(path);
     }
     rc = tkv_err(TKV_CORRUPT, "bad segment header in %s at offset 0: %s",
                  path, why ? why : "file too short");
@@ -236,7 +238,7 @@ static int cmp_u32(const void *a, const void *b){
 
 /* List segment ids and remove tinkv's own temporary files (only names
 ** tinkv writes: a foreign *.tmp file is left alone). */
-static int list_dir(tkv_engine *e, uint32_t **pids, int *pn){
+static int list_dir(tkv_engine *e, int nowrite, uint32_t **pids, int *pn){
   DIR *d = opendir(e->dir);
   struct dirent *de;
   uint32_t *ids = NULL, id;
@@ -245,6 +247,7 @@ static int list_dir(tkv_engine *e, uint32_t **pids, int *pn){
   while( (de = readdir(d))!=NULL ){
     if( tkv_fmt_is_own_tmp(de->d_name) ){
       char path[4096];
+      if( nowrite ) continue;
       snprintf(path, sizeof path, "%s/%s", e->dir, de->d_name);
       rc = tkv_io_unlink(path);
       if( rc ) break;
@@ -285,19 +288,26 @@ static void remove_orphan_hints(tkv_engine *e){
 }
 
 /* Load one segment into the keydir; make it the active one when it is the
-** last, written by appends and not yet full. */
-static int load_segment(tkv_engine *e, tkv_segment *s, int last){
+** last, written by appends and not yet full.  With `upto` (not
+** UINT64_MAX), the segment counts up to there: another process's
+** published committed end, durable or not, with its writer maybe still
+** appending after it. */
+static int load_segment(tkv_engine *e, tkv_segment *s, int last, int nowrite,
+                        uint64_t upto){
   uint64_t size = s->end;
   int loaded = 0, reuse, rc;
   replay rp;
   rp.e = e;
   rp.file = s->id;
   if( !last ) s->sealed = 1;
+  if( upto<size ) size = upto;
   rc = seg_pin(s);          /* maps a sealed one: hint_load reads through it */
   if( rc ) return rc;
   rc = hint_load(e, s, size, apply_record, &rp, &loaded);
   if( !rc && !loaded ){
-    rc = scan_segment(e, s, size, last && !(s->flags & TKV_SEG_COMPACTED));
+    rc = scan_segment(e, s, size, last && upto==UINT64_MAX
+                                  && !(s->flags & TKV_SEG_COMPACTED), nowrite);
+    if( !rc && upto!=UINT64_MAX ) s->alloc = s->written_hi;
   }
   if( rc ){
     seg_unpin(s);
@@ -332,23 +342,139 @@ static int load_segment(tkv_engine *e, tkv_segment *s, int last){
     return TKV_OK;
   }
   s->sealed = 1;
-  if( !loaded ) hint_write(e, s);
+  if( !loaded && !nowrite ) hint_write(e, s);
   seg_unpin(s);
   seg_lru_enter(e, s);
   return TKV_OK;
 }
 
 /*
-** Rebuild the engine's keydir from the files in e->dir.  The caller holds
-** the store's lock and no other thread knows the engine yet.
+** Rebuild the engine's keydir from the files in e->dir (`how`: engine.h).
+** The caller holds the store's lock and no other thread knows the engine
+** yet.
 */
-int recover_store(tkv_engine *e){
+int recover_store(tkv_engine *e, int how, uint32_t upto_id,
+                  uint64_t upto_end){
   uint32_t *ids = NULL;
-  int n = 0, rc, i;
-  rc = list_dir(e, &ids, &n);
-  for(i=0; !rc && i<n; i++) rc = open_segment(e, ids[i], i==n-1);
+  int n = 0, rc, i, nowrite = (how & RECOVER_NOWRITE)!=0;
+  rc = list_dir(e, nowrite, &ids, &n);
+  if( !rc && (how & RECOVER_UPTO) ){
+    while( n>0 && ids[n-1]>upto_id ) n--;   /* a writer's, not published */
+  }
+  for(i=0; !rc && i<n; i++) rc = open_segment(e, ids[i], i==n-1, nowrite);
   tkv_mem_free(ids);
-  for(i=0; !rc && i<e->nseg; i++) rc = load_segment(e, e->segs[i], i==e->nseg-1);
-  if( !rc ) remove_orphan_hints(e);
+  for(i=0; !rc && i<e->nseg; i++){
+    tkv_segment *s = e->segs[i];
+    uint64_t upto = (how & RECOVER_UPTO) && s->id==upto_id ? upto_end
+                                                           : UINT64_MAX;
+    rc = load_segment(e, s, i==e->nseg-1, nowrite, upto);
+  }
+  if( !rc && !nowrite ) remove_orphan_hints(e);
+  return rc;
+}
+
+/* Find the newest segment (by id) of the table, or NULL. */
+static tkv_segment *newest_segment(tkv_engine *e){
+  tkv_segment *best = NULL;
+  for(int i=0; i<e->nseg; i++){
+    if( !best || e->segs[i]->id>best->id ) best = e->segs[i];
+  }
+  return best;
+}
+
+/*
+** Read records of s from its end up to `to` (a published end, or the end
+** of a segment another process sealed) into the keydir.  Every record
+** there is committed; anything else is corruption.  Caller holds mu and
+** rw exclusively.
+*/
+static int follow_segment(tkv_engine *e, tkv_segment *s, uint64_t to,
+                          int exact){
+  seg_scan_result r;
+  replay rp;
+  int rc;
+  if( to<=s->end ) return TKV_OK;
+  rp.e = e;
+  rp.file = s->id;
+  rc = seg_scan_from(s, s->end, to, apply_record, &rp, &r);
+  if( rc ) return rc;
+  if( r.why==SCAN_BAD || r.why==SCAN_SHORT || (exact && r.committed_end<to) ){
+    return seg_corrupt(s, r.stop<to ? r.stop : r.committed_end,
+                       r.stop<to ? stop_reason(&r)
+                                 : "transaction without its commit record");
+  }
+  e->total_bytes += r.committed_end - s->end;
+  s->end = r.committed_end;
+  if( s->alloc<s->end ) s->alloc = s->end;
+  if( s->written_hi<s->end ) s->written_hi = s->end;
+  atomic_store(&s->flushed, s->end);
+  return TKV_OK;
+}
+
+/*
+** Catch the keydir up with another process's commits: the newest segment
+** this process knows up to where it ends now, then each newer segment, the
+** last one (id) up to `end`.  A segment that another process sealed is
+** sealed here too; the published one becomes the active one while it has
+** room.  Caller holds mu; no transaction of this process has written.
+*/
+int recover_follow(tkv_engine *e, uint32_t id, uint64_t end){
+  tkv_segment *s;
+  uint32_t k;
+  int rc = TKV_OK;
+  ASSERT_MU(e);
+  assert( e->buf_len==0 );
+  engine_wrlock(e);
+  s = newest_segment(e);
+  if( s ){
+    if( s->id==id ){
+      rc = follow_segment(e, s, end, 1);
+    }else{
+      uint64_t size = 0;
+      rc = seg_pin(s);
+      if( !rc ){
+        rc = tkv_io_size(s->fd, s->path, &size);
+        if( !rc ) rc = follow_segment(e, s, size, 0);
+        seg_unpin(s);
+      }
+      if( !rc && !s->sealed ){
+        s->sealed = 1;
+        if( e->active==s ) e->active = NULL;
+        seg_lru_enter(e, s);
+      }
+    }
+  }
+  for(k = s ? s->id + 1 : 1; !rc && k<=id; k++){
+    char path[4096];
+    tkv_segment *n;
+    rc = seg_name(path, sizeof path, e->dir, k, TKV_SUFFIX_SEG);
+    if( rc || access(path, F_OK) ) continue;    /* ids may be skipped */
+    rc = open_segment(e, k, 0, 1);
+    n = rc ? NULL : seg_find(e, k);
+    if( !n ) continue;
+    rc = seg_pin(n);
+    if( rc ) break;
+    n->alloc = n->end;
+    n->end = n->written_hi = n->start;
+    atomic_store(&n->flushed, n->start);
+    rc = follow_segment(e, n, k==id ? end : n->alloc, k==id);
+    if( !rc && k==id && !(n->flags & TKV_SEG_COMPACTED)
+     && n->end<e->opts.max_file_size ){
+      n->parked = 0;          /* the active segment stays open */
+      seg_map(e, n);
+      e->active = n;
+      n->synced_end = n->durable<n->end ? n->durable : n->end;
+    }else if( !rc ){
+      n->sealed = 1;
+      seg_map(e, n);
+      seg_lru_enter(e, n);
+    }
+    seg_unpin(n);
+  }
+  if( !rc && e->active && e->active->id==id ){
+    e->buf_off = e->commit_end = e->active->end;
+  }
+  atomic_fetch_add(&e->version, 1);
+  engine_wrunlock(e);
   return rc;
 }

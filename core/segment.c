@@ -477,7 +477,9 @@ int seg_commit_sync(tkv_engine *e){
 ** Make everything committed so far durable, in every sync mode: the
 ** active segment (sealed ones were synced when sealed) and the names of
 ** the directory.  With `closing`, sync once more so that the active
-** segment's sync area lasts too.  Caller holds mu.
+** segment's sync area lasts too.  With closing < 0, leave the sync area
+** alone (another process is writing the segment: share.c).  Caller holds
+** mu.
 */
 int seg_sync_all(tkv_engine *e, int closing){
   tkv_segment *s = e->active;
@@ -492,9 +494,11 @@ int seg_sync_all(tkv_engine *e, int closing){
     }
     pthread_mutex_unlock(&e->fdmu);
   }
-  if( !rc && s && s->unsynced ) rc = seg_sync(e, s, 1);
+  if( !rc && s && s->unsynced ) rc = seg_sync(e, s, closing>=0);
   /* Closing: once more, so that the sync area says all of it. */
-  if( !rc && closing && s && s->synced_end>s->durable ) rc = seg_sync(e, s, 1);
+  if( !rc && closing>0 && s && s->synced_end>s->durable ){
+    rc = seg_sync(e, s, 1);
+  }
   if( !rc && e->dir_dirty ){
     rc = tkv_io_sync_dir(e->dir);
     if( !rc ) e->dir_dirty = 0;

@@ -158,12 +158,12 @@ int snap_open_dir(const char *dir, snap *s){
   if( !realpath(dir, canon) ) return tkv_err_sys(errno, "cannot open", dir);
   s->dir = str_dup(canon);
   if( !s->dir ) return tkv_err_nomem();
-  /* A store open in a process holds LOCK exclusively; holding it shared
+  /* A store open in a process holds LOCK shared; holding it exclusively
   ** keeps the store closed while it is read.  A store without LOCK has
   ** never been opened writable since it was copied: nothing to hold. */
   snprintf(path, sizeof path, "%s/LOCK", canon);
   s->lock_fd = open(path, O_RDONLY|O_CLOEXEC);
-  if( s->lock_fd>=0 && flock(s->lock_fd, LOCK_SH|LOCK_NB) ){
+  if( s->lock_fd>=0 && flock(s->lock_fd, LOCK_EX|LOCK_NB) ){
     rc = errno==EWOULDBLOCK
        ? tkv_err(TKV_LOCKED, "store %s is open in a process; check it from "
                  "there (SQL: SELECT tinkv_check('table')) or close it first",

@@ -101,6 +101,7 @@ void tkv_options_init(tkv_options *opts){
   opts->sync = TKV_SYNC_FULL;
   opts->max_file_size = TKV_DEFAULT_MAX_FILE_SIZE;
   opts->compact_threshold = TKV_DEFAULT_COMPACT_THRESHOLD;
+  opts->busy_timeout = TKV_DEFAULT_BUSY_TIMEOUT;
 }
 
 const char *tkv_version(void){
@@ -132,6 +133,8 @@ static int check_options(const tkv_options *in, tkv_options *out){
   if( out->compact_threshold==0 ){
     out->compact_threshold = TKV_DEFAULT_COMPACT_THRESHOLD;
   }
+  if( out->busy_timeout==0 ) out->busy_timeout = TKV_DEFAULT_BUSY_TIMEOUT;
+  if( out->readonly ) out->create = 0;
   return TKV_OK;
 }
 
@@ -232,15 +235,17 @@ static int bad_lock_file(const char *path, const struct stat *st){
 
 /*
 ** Open and lock the lock file; *pfd receives it, *pcreated whether this
-** call created it.  LOCK is never followed through a symbolic link and
-** must be a regular file (it is truncated and written).  Whoever holds the
+** call created it.  An open engine holds it shared (other processes may
+** open the store too: share.c); tkv_destroy exclusively (nobody has the
+** store open).  LOCK is never followed through a symbolic link and
+** must be a regular file (its start is the area share.c maps).  Whoever holds the
 ** lock may unlink LOCK (tkv_destroy does): so after locking, the file must
 ** still be the one named LOCK, else the lock is on a dead file and we
 ** start again.
 */
-static int take_lock(const char *dir, int *pfd, int *pcreated){
-  char path[PATH_MAX + 16], pid[32];
-  int fd = -1, n, tries, rc = join(path, sizeof path, dir, LOCK_FILE);
+static int take_lock(const char *dir, int exclusive, int *pfd, int *pcreated){
+  char path[PATH_MAX + 16];
+  int fd = -1, tries, rc = join(path, sizeof path, dir, LOCK_FILE);
   if( rc ) return rc;
   for(tries=0; ; tries++){
     struct stat st, now;
@@ -269,7 +274,7 @@ static int take_lock(const char *dir, int *pfd, int *pcreated){
     }else if( !S_ISREG(st.st_mode) ){
       rc = bad_lock_file(path, &st);
     }else{
-      rc = tkv_io_lock(fd, path);
+      rc = exclusive ? tkv_io_lock(fd, path) : tkv_io_lock_shared(fd, path);
     }
     if( rc ){ tkv_io_close(fd); return rc; }
     if( lstat(path, &now)==0 && now.st_dev==st.st_dev
@@ -279,9 +284,6 @@ static int take_lock(const char *dir, int *pfd, int *pcreated){
     }
     tkv_io_close(fd);     /* locked a file that was unlinked meanwhile */
   }
-  /* The pid is for people looking at the directory; the lock is flock. */
-  n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
-  if( ftruncate(fd, 0)==0 ) (void)!pwrite(fd, pid, (size_t)n, 0);
   *pfd = fd;
   return TKV_OK;
 }
@@ -309,6 +311,7 @@ static void engine_release(tkv_engine *e){
 static void engine_free(tkv_engine *e){
   if( !e ) return;
   engine_release(e);
+  share_detach(e);
   tkv_io_close(e->lock_fd);
   tkv_mem_free(e->dir);
   tkv_mem_free(e);
@@ -376,7 +379,7 @@ static void rw_init(pthread_rwlock_t *rw){
 static int engine_open(const char *canon, const tkv_options *opts, int fresh,
                        tkv_engine **pe){
   tkv_engine *e = tkv_mem_calloc(1, sizeof *e);
-  int rc, created = 0;
+  int rc, created = 0, alone = 0;
   if( !e ) return tkv_err_nomem();
   e->lock_fd = -1;
   e->gen = fork_gen;
@@ -391,8 +394,9 @@ static int engine_open(const char *canon, const tkv_options *opts, int fresh,
   e->arena = kd_arena_new();
   e->index = kd_index_new();
   rc = (e->dir && e->arena && e->index) ? TKV_OK : tkv_err_nomem();
-  if( !rc ) rc = take_lock(canon, &e->lock_fd, &created);
-  if( !rc ){
+  if( !rc ) rc = take_lock(canon, 0, &e->lock_fd, &created);
+  if( !rc ) rc = share_attach(e, opts->busy_timeout, &alone);
+  if( !rc && alone ){
     /* Under the lock: the store may have been made by another process
     ** (fresh), or destroyed since prepare_dir looked (not fresh). */
     rc = identity_check(canon);
@@ -409,7 +413,18 @@ static int engine_open(const char *canon, const tkv_options *opts, int fresh,
       }
     }
   }
-  if( !rc ) rc = recover_store(e);
+  if( !rc && !alone ){
+    /* Others have it open: take the store as they published it, and
+    ** change no file (its writer may be appending right now). */
+    uint32_t id;
+    uint64_t end;
+    rc = identity_check(canon);
+    share_position(e, &id, &end);
+    if( !rc ) rc = recover_store(e, RECOVER_NOWRITE|RECOVER_UPTO, id, end);
+  }else if( !rc ){
+    rc = recover_store(e, opts->readonly ? RECOVER_NOWRITE : 0, 0, 0);
+  }
+  if( !rc ) rc = share_opened(e, alone, !opts->readonly);
   if( rc ){
     engine_free(e);
     return rc;
@@ -465,8 +480,17 @@ int tkv_open(const char *path, const tkv_options *opts, tkv_db **pdb){
     return rc;
   }
   db->e = e;
+  db->readonly = o.readonly;
+  db->busy_ms = o.busy_timeout;
   *pdb = db;
   return TKV_OK;
+}
+
+void tkv_busy_timeout(tkv_db *db, int ms){
+  if( !db || !handle_usable(db) ) return;
+  pthread_mutex_lock(&db->mu);
+  db->busy_ms = ms>0 ? ms : -1;
+  pthread_mutex_unlock(&db->mu);
 }
 
 /*
@@ -484,14 +508,20 @@ static int engine_close(tkv_engine *e){
   engine_lock(e);
   s = e->active;
   if( e->broken ){
+    /* Another process may have appended past s->end since: cut only when
+    ** this one is alone and wrote last (else the next writer cuts). */
+    int alone = share_alone_begin(e);
     rc = seg_flush(e);
-    if( !rc && s ){
+    if( !rc && s && alone ){
       rc = tkv_io_truncate(s->fd, s->path, s->end);
       if( !rc ) s->alloc = s->end;
     }
     if( !rc && s ) rc = tkv_io_sync(s->fd, s->path);
+    if( alone ) share_alone_end(e);
+  }else if( e->wrote || !e->sh ){
+    rc = share_sync_all(e, 1);  /* every segment written, the directory */
   }else{
-    rc = seg_sync_all(e, 1);    /* every segment written, the directory */
+    rc = TKV_OK;                /* wrote nothing: nothing to sync */
   }
   if( e->broken ){
     char cause[512];
@@ -536,7 +566,8 @@ int tkv_close(tkv_db *db){
     pthread_mutex_lock(&registry_mu);
     for(pp=&registry; *pp && *pp!=e; pp=&(*pp)->next){}
     if( *pp ) *pp = e->next;
-    tkv_io_close(e->lock_fd);       /* the lock goes here */
+    share_detach(e);
+    tkv_io_close(e->lock_fd);       /* the locks go here */
     pthread_cond_broadcast(&registry_cv);
     pthread_mutex_unlock(&registry_mu);
     tkv_mem_free(e->dir);
@@ -582,6 +613,20 @@ static int flush_for_reader(tkv_engine *e, tkv_loc loc, uint64_t size){
 }
 
 /*
+** Before a read, a cursor or a count: catch up with what other processes
+** committed since this process last looked (share.c).  Costs one atomic
+** load when nothing changed.
+*/
+static int follow_others(tkv_engine *e){
+  int rc;
+  if( !share_stale(e) ) return TKV_OK;
+  engine_lock(e);
+  rc = share_follow(e);
+  engine_unlock(e);
+  return rc;
+}
+
+/*
 ** Find key as db sees it (an expired key is absent) and, when pval is
 ** given, read its value; its expiry time (0: none) goes to *pexpire when
 ** that is not NULL.  Caller holds db->mu.
@@ -590,7 +635,10 @@ static int read_key_x(tkv_db *db, const void *key, size_t klen,
                       uint64_t *pid, size_t *pvlen, void **pval,
                       uint64_t *pexpire){
   tkv_engine *e = db->e;
-  uint64_t now = tkv_clock_ms();
+  uint64_t now;
+  int frc = follow_others(e);
+  if( frc ) return frc;
+  now = tkv_clock_ms();
   for(;;){
     kd_entry *en;
     tkv_loc loc;
@@ -648,6 +696,7 @@ uint64_t tkv_count(tkv_db *db){
   if( !handle_usable(db) ) return 0;
   pthread_mutex_lock(&db->mu);
   engine_lock(db->e);
+  (void)share_follow(db->e);     /* on failure: the count as of before */
   n = db->e->keys + (uint64_t)txn_count_delta(db);
   n -= txn_expired_count(db, tkv_clock_ms());
   engine_unlock(db->e);
@@ -913,7 +962,10 @@ struct tkv_cursor {
 
 int tkv_cursor_open(tkv_db *db, tkv_cursor **pcur){
   tkv_cursor *c;
+  int rc;
   CHECK_HANDLE(db);
+  rc = follow_others(db->e);      /* a statement sees what others committed */
+  if( rc ) return rc;
   c = tkv_mem_calloc(1, sizeof *c);
   if( !c ) return tkv_err_nomem();
   c->db = db;
@@ -1116,6 +1168,7 @@ int tkv_stats_get(tkv_db *db, tkv_stats *st){
   memset(st, 0, sizeof *st);
   CHECK_HANDLE(db);
   engine_lock(e);
+  (void)share_follow(e);
   st->keys = e->keys;
   st->expires = exp_count(e);
   st->live_bytes = e->live_bytes;
@@ -1143,7 +1196,11 @@ int tkv_compact(tkv_db *db, uint64_t *preclaimed){
   int rc;
   CHECK_HANDLE(db);
   pthread_mutex_lock(&db->mu);
-  if( db->txn ){
+  if( db->readonly ){
+    rc = tkv_err(TKV_READONLY, "cannot compact %s: this handle opened it "
+                 "read-only, and compaction rewrites the store's files",
+                 db->e->dir);
+  }else if( db->txn ){
     rc = tkv_err(TKV_BUSY, "cannot compact inside a transaction");
   }else{
     rc = merge_all(db->e, preclaimed);
@@ -1161,8 +1218,10 @@ int tkv_sync(tkv_db *db){
   engine_lock(e);
   if( e->broken ){
     rc = engine_broken_err(e);
+  }else if( db->readonly || !e->wrote ){
+    rc = TKV_OK;                /* this process wrote nothing */
   }else{
-    rc = seg_sync_all(e, 0);    /* every segment written, the directory */
+    rc = share_sync_all(e, 0);  /* every segment written, the directory */
     if( rc ){
       e->broken = BROKEN_SYNC;
       rc = tkv_err(rc, "%s; writes are refused until %s is reopened",
@@ -1233,7 +1292,7 @@ int tkv_destroy(const char *path){
   }
   rc = e ? tkv_err(TKV_LOCKED, "store %s is open in this process", canon)
          : identity_check(canon);
-  if( !rc ) rc = take_lock(canon, &fd, &created);
+  if( !rc ) rc = take_lock(canon, 1, &fd, &created);
   if( !rc ){
     /* Another destroy may have run between the check and the lock. */
     rc = identity_check(canon);

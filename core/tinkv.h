@@ -36,9 +36,11 @@ extern "C" {
 #define TKV_EXISTS    2   /* key exists and TKV_NOOVERWRITE was given */
 #define TKV_IO        3   /* an I/O call failed (ENOSPC, EIO, EACCES, ...) */
 #define TKV_CORRUPT   4   /* a file fails its checks; message names file+offset */
-#define TKV_LOCKED    5   /* another process owns the store */
-#define TKV_BUSY      6   /* another handle of this process is in a transaction,
-                          ** or compaction was refused for that reason */
+#define TKV_LOCKED    5   /* the store is held exclusively elsewhere (a destroy,
+                          ** an offline check, an older tinkv) */
+#define TKV_BUSY      6   /* another handle or process is in a write transaction
+                          ** (past the busy timeout), or compaction was refused
+                          ** for that reason or for other processes' opens */
 #define TKV_NOMEM     7   /* an allocation failed */
 #define TKV_TOOBIG    8   /* key, value or transaction over its limit */
 #define TKV_INVALID   9   /* a bad argument or option */
@@ -47,6 +49,7 @@ extern "C" {
 #define TKV_BROKEN   12   /* an earlier failure left the engine unable to write
                           ** safely; close and reopen the store (see "Failures"
                           ** below) */
+#define TKV_READONLY 13   /* a write through a handle opened read-only */
 
 /* Limits. */
 #define TKV_KEY_MAX        (1u << 20)      /* bytes in a key (1 MiB) */
@@ -57,6 +60,7 @@ extern "C" {
 /* Defaults. */
 #define TKV_DEFAULT_MAX_FILE_SIZE     (64ull << 20)   /* 64 MiB */
 #define TKV_DEFAULT_COMPACT_THRESHOLD (10ull << 20)   /* 10 MiB */
+#define TKV_DEFAULT_BUSY_TIMEOUT      5000            /* milliseconds */
 
 typedef struct tkv_db tkv_db;
 typedef struct tkv_cursor tkv_cursor;
@@ -82,6 +86,12 @@ typedef struct tkv_options {
                                ** compaction; 0 = default; UINT64_MAX = never */
   int create;                  /* nonzero: create the store (and the directory,
                                ** not its parents) if it does not exist */
+  int readonly;                /* nonzero: this handle only reads: writes,
+                               ** transactions and compaction fail with
+                               ** TKV_READONLY, and no store file changes */
+  int busy_timeout;            /* milliseconds to wait while another process
+                               ** writes (or recovers the store at its open);
+                               ** 0 = default, < 0 = fail at once */
 } tkv_options;
 
 /* Fill *opts with the defaults. */
@@ -90,13 +100,23 @@ void tkv_options_init(tkv_options *opts);
 /*
 ** Open the store in directory `path`.  With opts->create, a missing or empty
 ** directory becomes a new store; otherwise a directory that holds no store
-** fails with TKV_NOTSTORE.  A store owned by another process fails with
-** TKV_LOCKED.  Recovery (hint files, segment scans, cutting a torn tail,
-** finishing or discarding an interrupted compaction) happens here.
+** fails with TKV_NOTSTORE.  Any number of processes may have one store open
+** (README, "Several processes"): readers never wait, writers take turns,
+** one write transaction at a time.  The first process to open the store
+** recovers it (hint files, segment scans, cutting a torn tail, finishing
+** or discarding an interrupted compaction); the others load what it and
+** later writers published.  A store held by tkv_destroy, an offline
+** tkv_check or an older tinkv fails with TKV_LOCKED.
 ** A second open of the same store in one process shares the engine; its
-** options are then ignored.  `opts` may be NULL for the defaults.
+** options are then ignored, but for readonly and busy_timeout, which
+** belong to the handle.  `opts` may be NULL for the defaults.
 */
 int tkv_open(const char *path, const tkv_options *opts, tkv_db **pdb);
+
+/* Set how long (milliseconds) this handle's next transactions wait for
+** another process's write transaction to end before TKV_BUSY; 0 or less:
+** not at all. */
+void tkv_busy_timeout(tkv_db *db, int ms);
 
 /* Roll back this handle's open transaction, if any, and close the handle.
 ** The last handle of an engine flushes, syncs and releases the lock. */

@@ -290,13 +290,19 @@ uint64_t txn_committed_end(tkv_engine *e){
 /*
 ** Take the engine's writer slot for db, waiting (up to 5 s) while a handle
 ** used by another thread holds it.  A holder used by this same thread could
-** never let go while we wait, so that is TKV_BUSY at once.  Caller holds mu.
+** never let go while we wait, so that is TKV_BUSY at once.  A read-only
+** handle never writes: TKV_READONLY.  Caller holds mu.
 */
 static int acquire_locked(tkv_db *db){
   tkv_engine *e = db->e;
   pthread_t self = pthread_self();
   struct timespec deadline;
+  int rc;
   ASSERT_MU(e);
+  if( db->readonly ){
+    return tkv_err(TKV_READONLY, "%s is open read-only on this handle",
+                   e->dir);
+  }
   clock_gettime(CLOCK_REALTIME, &deadline);
   deadline.tv_sec += BUSY_WAIT_SECONDS;
   while( e->writer && e->writer!=db ){
@@ -311,6 +317,15 @@ static int acquire_locked(tkv_db *db){
   if( e->broken ) return engine_broken_err(e);
   e->writer = db;
   e->writer_thread = self;
+  /* Then the store's write lock, shared with other processes: this may
+  ** wait (without mu) while another process writes. */
+  rc = share_write_begin(e, db->busy_ms);
+  if( rc ){
+    e->writer = NULL;
+    pthread_cond_broadcast(&e->idle);
+    return rc;
+  }
+  e->wrote = 1;
   return TKV_OK;
 }
 
@@ -346,9 +361,11 @@ static int undo_failed(tkv_engine *e, const char *what){
                  e->dir);
 }
 
-/* Give the writer slot back.  Caller holds mu. */
+/* Give the writer slot back, and the store's write lock with it (what was
+** committed is published to other processes).  Caller holds mu. */
 void txn_release_writer(tkv_engine *e){
   ASSERT_MU(e);
+  share_write_end(e);
   e->writer = NULL;
   pthread_cond_broadcast(&e->idle);
 }
