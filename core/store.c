@@ -32,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -395,6 +396,9 @@ static int engine_open(const char *canon, const tkv_options *opts, int fresh,
   e->index = kd_index_new();
   rc = (e->dir && e->arena && e->index) ? TKV_OK : tkv_err_nomem();
   if( !rc ) rc = take_lock(canon, 0, &e->lock_fd, &created);
+  if( !rc && opts->exclusive && flock(e->lock_fd, LOCK_EX|LOCK_NB) ){
+    rc = tkv_err(TKV_LOCKED, "store %s is open in another process", canon);
+  }
   if( !rc ) rc = share_attach(e, opts->busy_timeout, &alone);
   if( !rc && alone ){
     /* Under the lock: the store may have been made by another process

@@ -92,6 +92,9 @@ typedef struct tkv_options {
   int busy_timeout;            /* milliseconds to wait while another process
                                ** writes (or recovers the store at its open);
                                ** 0 = default, < 0 = fail at once */
+  int exclusive;               /* nonzero: no other process may open the store
+                               ** while this one has it (TKV_LOCKED both ways
+                               ** if another has it open) */
 } tkv_options;
 
 /* Fill *opts with the defaults. */

@@ -36,6 +36,8 @@ int store_open(const char *dir, tkv_sync_mode sync, int group_commit,
                uint64_t merge_min) {
   tkv_options o;
   tkv_options_init(&o);
+  o.exclusive = 1;  /* the server keeps the keyspace in memory: it alone
+                    ** may have the store open */
   o.sync = sync;
   o.create = 1;
   /* The engine merges in its own background thread past this many stale
