@@ -170,7 +170,7 @@ EXPIRY_SCRIPT = [
     ["TTL", "x"], ["EXPIRE", "x", "400", "LT"], ["EXPIRE", "x", "10", "LT"], ["TTL", "x"],
     ["PERSIST", "x"], ["PERSIST", "x"], ["TTL", "x"], ["EXPIRE", "x", "10", "XX"], ["EXPIRE", "x", "10", "GT"],
     ["EXPIRE", "x", "10", "LT"], ["TTL", "x"], ["EXPIRE", "x", "10", "NX", "XX"], ["EXPIRE", "x", "10", "GT", "LT"],
-    ["EXPIRE", "x", "10", "NX", "GT"], ["EXPIRE", "x", "10", "XX", "GT"], ["EXPIRE", "x", "10", "BOGUS"],
+    ["EXPIRE", "x", "10", "NX", "GT"], ["EXPIRE", "x", "20", "XX", "GT"], ["EXPIRE", "x", "10", "BOGUS"],
     ["EXPIRE", "x", "abc"], ["EXPIRE", "x", I64MAX], ["PEXPIRE", "x", I64MAX], ["EXPIRE", "x", I64MIN],
     ["EXPIREAT", "x", I64MAX], ["EXPIRE", "x"], ["EXPIRE", "nokey", "10"], ["EXPIRE", "nokey", "abc"],
     ["PEXPIRE", "x", "100000"], ["TTL", "x"], ["EXPIREAT", "x", FAR], ["EXPIRETIME", "x"],
