@@ -226,7 +226,7 @@ DUR_DEP := $(DUR_LIB) tests/crash/workload.h $(LIB) $(wildcard tests/*.h core/*.
 DUR_CC   = $(CC) $(ALLCFLAGS) -Itests -Itests/crash
 DUR_RUN  = TMPDIR=$(DUR_TMP)
 DUR_BINS := $(DUR_BIN)/crash $(DUR_BIN)/powerloss $(DUR_BIN)/faults $(DUR_BIN)/corrupt \
-            $(DUR_BIN)/checksweep
+            $(DUR_BIN)/checksweep $(DUR_BIN)/sharecrash
 FUZZ_TIME ?= 60
 
 .PHONY: test-crash test-crash-short test-crash-long power-loss fuzz fuzz-long \
@@ -252,6 +252,7 @@ $(DUR_BIN)/%: tests/faults/%.c $(DUR_DEP)
 
 test-crash-short: durability-build
 	$(DUR_RUN) $(DUR_BIN)/crash -r 25 -x $(BUILD)/tinkv
+	$(DUR_RUN) $(DUR_BIN)/sharecrash -r 12
 	$(DUR_RUN) $(DUR_BIN)/powerloss -n 30
 	$(DUR_RUN) $(DUR_BIN)/faults -m full
 	$(DUR_RUN) $(DUR_BIN)/corrupt -n 10
@@ -259,6 +260,7 @@ test-crash-short: durability-build
 
 test-crash: durability-build
 	$(DUR_RUN) $(DUR_BIN)/crash -r 150 -x $(BUILD)/tinkv
+	$(DUR_RUN) $(DUR_BIN)/sharecrash -r 60
 	$(DUR_RUN) $(DUR_BIN)/powerloss -n 120
 	$(DUR_RUN) $(DUR_BIN)/faults
 	$(DUR_RUN) $(DUR_BIN)/corrupt
@@ -266,6 +268,7 @@ test-crash: durability-build
 
 test-crash-long: durability-build
 	$(DUR_RUN) $(DUR_BIN)/crash -r 2000 -t 60 -x $(BUILD)/tinkv
+	$(DUR_RUN) $(DUR_BIN)/sharecrash -r 600 -k 10 -t 100
 	$(DUR_RUN) $(DUR_BIN)/powerloss -n 400
 	$(DUR_RUN) $(DUR_BIN)/faults
 	$(DUR_RUN) $(DUR_BIN)/corrupt -a -n 200

@@ -34,7 +34,8 @@ valgrind)
   done
   d=$build/tests/durability
   for cmd in "$d/faults -m full" "$d/powerloss -n 30" "$d/corrupt -n 2" \
-             "$d/crash -r 5 -x $build/tinkv" "$d/concurrent -n 100"; do
+             "$d/crash -r 5 -x $build/tinkv" "$d/concurrent -n 100" \
+             "$d/sharecrash -r 2"; do
     if TMPDIR=$fast $vg $cmd >"$tmp/vg.out" 2>&1; then passed=$((passed+1))
     else failed=$((failed+1)); echo "valgrind: $cmd failed"; tail -30 "$tmp/vg.out"; fi
   done

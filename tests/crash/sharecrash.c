@@ -1,0 +1,431 @@
+/*
+** Crash harness for several processes on one store.  Writer processes
+** increment one shared counter, each increment a read-modify-write
+** transaction that also writes one of 16 keys every writer writes (the
+** key and value a function of the new count), and report every increment
+** on a pipe only after its commit returned; now and then a writer writes
+** poison into the counter and a key and rolls back.  Reader processes (one
+** of them read-only) read the keys and the counter throughout and exit
+** with an error as soon as they see something no committed transaction
+** wrote: a poisoned or malformed value, a key's count above the counter
+** read after it (a transaction seen in part), or the counter going down.
+** This process kills random writers and readers with SIGKILL at random
+** moments and starts new ones; at the end of a round it kills them all,
+** and every third round lets a lone process increment and compact the
+** store again and again until it too is killed (merges only run while one
+** process has the store open).  Then it checks, opening the store itself:
+**   - the counter F holds every acknowledged increment and at most those
+**     in flight: acknowledged <= F <= acknowledged + processes killed while
+**     they could be writing (increments are serialized, so F counts them);
+**   - no value was acknowledged twice (no lost update: two writers never
+**     read the same count);
+**   - each of the 16 keys holds exactly what the last increment <= F wrote
+**     to it (nothing uncommitted visible, nothing committed missing);
+**   - a writer proceeds at once (busy timeout "fail at once"): no dead
+**     process holds a lock.
+**
+**   sharecrash [-r ROUNDS] [-k KILLS] [-t MAXMS] [-s SEED] [-d DIR]
+**
+** Prints the rounds, kills and increments checked, then "sharecrash: P
+** passed, F failed"; exits non-zero on any failure.
+*/
+#include "tinkv.h"
+#include "testutil.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define NW 3                  /* writer processes */
+#define NR 2                  /* reader processes (the second read-only) */
+#define NKEYS 16              /* keys every writer writes */
+#define POISON 999999999u     /* written only by rolled-back transactions */
+#define MAXACK (1u << 22)     /* increments one run may acknowledge */
+
+enum { ROLE_WRITER, ROLE_READER, ROLE_MERGER };
+
+static char dir[4096];
+static int ack_pipe[2];
+static unsigned char *acked;  /* acked[n]: increment n was acknowledged */
+static long nacked, inflight, nkills, failures;
+static unsigned maxacked;    /* the largest count acknowledged */
+
+static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Report a failure (a line on stderr) and count it. */
+static void fail(const char *fmt, ...){
+  va_list ap;
+  failures++;
+  fprintf(stderr, "sharecrash: ");
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fputc('\n', stderr);
+}
+
+/* Monotonic milliseconds. */
+static long long now_ms(void){
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (long long)ts.tv_sec*1000 + ts.tv_nsec/1000000;
+}
+
+static tkv_options options(int readonly){
+  tkv_options o;
+  tkv_options_init(&o);
+  o.sync = TKV_SYNC_NORMAL;
+  o.max_file_size = 4096;        /* rotation every few dozen increments */
+  o.compact_threshold = 8192;    /* merges whenever a process is alone */
+  o.busy_timeout = 10000;
+  o.create = 1;
+  o.readonly = readonly;
+  return o;
+}
+
+/* A key's name: "k00".."k15". */
+static void key_name(unsigned i, char *buf){
+  snprintf(buf, 8, "k%02u", i);
+}
+
+/* Value of `key` as a number after `tag` (e.g. "n="), 0 if absent, or
+** UINT32_MAX with *pbad set for a malformed value.  TKV_* code. */
+static int read_num(tkv_db *db, const char *key, const char *tag,
+                    unsigned *pn){
+  void *v = NULL;
+  size_t n = 0, tl = strlen(tag);
+  char buf[64];
+  char *end;
+  unsigned long x;
+  int rc = tkv_get(db, key, strlen(key), &v, &n);
+  *pn = 0;
+  if( rc==TKV_NOTFOUND ) return TKV_OK;
+  if( rc ) return rc;
+  if( n<=tl || n>=sizeof buf || memcmp(v, tag, tl) ){
+    tkv_free(v);
+    *pn = UINT32_MAX;
+    return TKV_OK;
+  }
+  memcpy(buf, v, n);
+  buf[n] = 0;
+  tkv_free(v);
+  errno = 0;
+  x = strtoul(buf + tl, &end, 10);
+  *pn = (errno || (*end && *end!=' ') || x>=UINT32_MAX) ? UINT32_MAX
+                                                        : (unsigned)x;
+  return TKV_OK;
+}
+
+/* One increment: read the counter, write counter+1 and its key.  The new
+** count in *pn.  TKV_* code (the transaction is rolled back on failure). */
+static int increment(tkv_db *db, int me, unsigned *pn){
+  char key[8], val[48];
+  unsigned c;
+  int rc = tkv_begin(db);
+  if( rc ) return rc;
+  rc = read_num(db, "__c", "c=", &c);
+  if( !rc && (c==UINT32_MAX || c>=POISON) ) rc = TKV_CORRUPT;
+  if( !rc ){
+    snprintf(val, sizeof val, "c=%u", c + 1);
+    rc = tkv_put(db, "__c", 3, val, strlen(val));
+  }
+  if( !rc ){
+    key_name((c + 1) % NKEYS, key);
+    snprintf(val, sizeof val, "n=%u w=%d", c + 1, me);
+    rc = tkv_put(db, key, 3, val, strlen(val));
+  }
+  if( !rc ) rc = tkv_commit(db);
+  if( rc ){
+    tkv_rollback(db);
+    return rc;
+  }
+  *pn = c + 1;
+  return TKV_OK;
+}
+
+static void send_ack(unsigned n){
+  if( write(ack_pipe[1], &n, sizeof n)!=(ssize_t)sizeof n ) _exit(5);
+}
+
+/* A writer: increments until killed; every 7th transaction is poison
+** rolled back first. */
+static void writer_main(int me, uint64_t seed){
+  tkv_options o = options(0);
+  tkv_db *db;
+  unsigned n;
+  if( tkv_open(dir, &o, &db) ){
+    fprintf(stderr, "writer: open: %s\n", tkv_errmsg());
+    _exit(3);
+  }
+  for(uint64_t i=seed; ; i++){
+    int rc;
+    if( i%7==0 ){
+      char val[48];
+      snprintf(val, sizeof val, "c=%u", POISON);
+      rc = tkv_begin(db);
+      if( !rc ) rc = tkv_put(db, "__c", 3, val, strlen(val));
+      snprintf(val, sizeof val, "n=%u w=%d", POISON, me);
+      if( !rc ) rc = tkv_put(db, "k03", 3, val, strlen(val));
+      if( !rc ) rc = tkv_rollback(db);
+      if( rc && rc!=TKV_BUSY ){
+        fprintf(stderr, "writer: rollback: %s\n", tkv_errmsg());
+        _exit(4);
+      }
+    }
+    rc = increment(db, me, &n);
+    if( rc==TKV_BUSY ) continue;    /* the holder may have been stopped */
+    if( rc ){
+      fprintf(stderr, "writer: increment: %s\n", tkv_errmsg());
+      _exit(4);
+    }
+    send_ack(n);
+  }
+}
+
+/* A reader: checks what it sees until killed; exits 6 on a violation. */
+static void reader_main(int me, uint64_t seed){
+  tkv_options o = options(me==1);
+  tkv_db *db;
+  unsigned last = 0;
+  if( tkv_open(dir, &o, &db) ){
+    fprintf(stderr, "reader: open: %s\n", tkv_errmsg());
+    _exit(3);
+  }
+  for(uint64_t i=seed; ; i++){
+    char key[8];
+    unsigned n, c;
+    key_name((unsigned)(i*7 % NKEYS), key);
+    if( read_num(db, key, "n=", &n) || read_num(db, "__c", "c=", &c) ){
+      fprintf(stderr, "reader: get: %s\n", tkv_errmsg());
+      _exit(4);
+    }
+    if( n==UINT32_MAX || c==UINT32_MAX || n>=POISON || c>=POISON
+     || n>c || c<last || (n && n%NKEYS!=(unsigned)(i*7 % NKEYS)) ){
+      fprintf(stderr, "reader %d: saw %s n=%u, then counter %u (before: "
+              "%u)\n", me, key, n, c, last);
+      _exit(6);
+    }
+    last = c;
+  }
+}
+
+/* The lone merger: increments and compacts until killed. */
+static void merger_main(void){
+  tkv_options o = options(0);
+  tkv_db *db;
+  unsigned n;
+  if( tkv_open(dir, &o, &db) ){
+    fprintf(stderr, "merger: open: %s\n", tkv_errmsg());
+    _exit(3);
+  }
+  for(int i=0; ; i++){
+    int rc = increment(db, 9, &n);
+    if( rc ){
+      fprintf(stderr, "merger: increment: %s\n", tkv_errmsg());
+      _exit(4);
+    }
+    send_ack(n);
+    if( i%5==4 ){
+      rc = tkv_compact(db, NULL);
+      if( rc && rc!=TKV_BUSY ){
+        fprintf(stderr, "merger: compact: %s\n", tkv_errmsg());
+        _exit(4);
+      }
+    }
+  }
+}
+
+static pid_t spawn(int role, int me, uint64_t seed){
+  pid_t pid;
+  fflush(stdout);
+  fflush(stderr);
+  pid = fork();
+  if( pid<0 ){ perror("fork"); exit(2); }
+  if( pid==0 ){
+    close(ack_pipe[0]);
+    if( role==ROLE_WRITER ) writer_main(me, seed);
+    else if( role==ROLE_READER ) reader_main(me, seed);
+    else merger_main();
+    _exit(0);
+  }
+  return pid;
+}
+
+/* Read every acknowledgement in the pipe now, waiting up to ms for the
+** first. */
+static void drain(int ms){
+  struct pollfd p = { ack_pipe[0], POLLIN, 0 };
+  unsigned buf[256];
+  while( poll(&p, 1, ms)>0 ){
+    ssize_t got = read(ack_pipe[0], buf, sizeof buf);
+    if( got<=0 ) break;
+    for(ssize_t i=0; i<got/(ssize_t)sizeof *buf; i++){
+      unsigned n = buf[i];
+      if( n==0 || n>=MAXACK ){
+        fail("acknowledged count %u out of range", n);
+      }else if( acked[n] ){
+        fail("increment %u acknowledged twice (a lost update)", n);
+      }else{
+        acked[n] = 1;
+        nacked++;
+        if( n>maxacked ) maxacked = n;
+      }
+    }
+    ms = 0;
+  }
+}
+
+/* Kill pid with SIGKILL and reap it; a process that had exited by itself
+** is a failure (its status says what it found). */
+static void kill_reap(pid_t pid, const char *what){
+  int st = 0;
+  kill(pid, SIGKILL);
+  while( waitpid(pid, &st, 0)<0 && errno==EINTR ){}
+  if( !(WIFSIGNALED(st) && WTERMSIG(st)==SIGKILL) ){
+    fail("%s exited by itself (status %d)", what,
+         WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+  }
+  nkills++;
+}
+
+/* Sleep about ms while reading acknowledgements. */
+static void pause_ms(long ms){
+  long long end = now_ms() + ms;
+  for(long long now = now_ms(); now<end; now = now_ms()){
+    drain((int)(end - now));
+  }
+}
+
+/* Open the store alone and check it (see the header); then one increment
+** with no waiting.  Returns the counter. */
+static unsigned verify(long round){
+  tkv_options o = options(0);
+  tkv_db *db;
+  unsigned f, n;
+  int rc;
+  o.busy_timeout = -1;
+  rc = tkv_open(dir, &o, &db);
+  if( rc ){
+    fail("round %ld: open: %s", round, tkv_errmsg());
+    return 0;
+  }
+  if( read_num(db, "__c", "c=", &f) || f==UINT32_MAX || f>=POISON ){
+    fail("round %ld: the counter cannot be read", round);
+    tkv_close(db);
+    return 0;
+  }
+  if( (long)f<nacked || (long)f>nacked + inflight ){
+    fail("round %ld: counter %u, but %ld increments acknowledged and at "
+         "most %ld in flight", round, f, nacked, inflight);
+  }
+  if( maxacked>f ){
+    fail("round %ld: acknowledged increment %u is missing (counter %u)",
+         round, maxacked, f);
+  }
+  for(unsigned i = f>NKEYS ? f - NKEYS + 1 : 1; i<=f; i++){
+    char key[8];
+    unsigned v = 0;
+    key_name(i % NKEYS, key);
+    if( read_num(db, key, "n=", &v) || v!=i ){
+      fail("round %ld: key %s holds %u, not increment %u, the last that "
+           "wrote it", round, key, v, i);
+    }
+  }
+  rc = increment(db, 0, &n);
+  if( rc ){
+    fail("round %ld: a writer cannot proceed: %s", round, tkv_errmsg());
+  }else{
+    acked[n] = 1;
+    nacked++;
+    if( n>maxacked ) maxacked = n;
+  }
+  if( tkv_close(db) ) fail("round %ld: close: %s", round, tkv_errmsg());
+  return f;
+}
+
+int main(int argc, char **argv){
+  long rounds = 10, kills = 6;
+  int maxms = 60, opt;
+  uint64_t seed = (uint64_t)time(NULL);
+  const char *base = NULL;
+  char what[32];
+  long long t0 = now_ms();
+  while( (opt = getopt(argc, argv, "r:k:t:s:d:"))!=-1 ){
+    switch( opt ){
+      case 'r': rounds = atol(optarg); break;
+      case 'k': kills = atol(optarg); break;
+      case 't': maxms = atoi(optarg); break;
+      case 's': seed = strtoull(optarg, NULL, 10); break;
+      case 'd': base = optarg; break;
+      default:
+        fprintf(stderr, "usage: sharecrash [-r ROUNDS] [-k KILLS] [-t MAXMS] "
+                "[-s SEED] [-d DIR]\n");
+        return 2;
+    }
+  }
+  if( maxms<1 ) maxms = 1;
+  if( !base ) base = tu_tmpdir("sharecrash");
+  else mkdir(base, 0755);
+  snprintf(dir, sizeof dir, "%s/store", base);
+  acked = calloc(MAXACK, 1);
+  if( !acked || pipe(ack_pipe) ){ perror("setup"); return 2; }
+  fcntl(ack_pipe[0], F_SETFL, O_NONBLOCK);
+  srand((unsigned)seed);
+  printf("sharecrash: seed %llu, %ld rounds of %d writers, %d readers, %ld "
+         "kills within %d ms\n", (unsigned long long)seed, rounds, NW, NR,
+         kills, maxms);
+  for(long r=1; r<=rounds && !failures; r++){
+    pid_t w[NW], rd[NR];
+    for(int i=0; i<NW; i++) w[i] = spawn(ROLE_WRITER, i + 1, (uint64_t)rand());
+    for(int i=0; i<NR; i++) rd[i] = spawn(ROLE_READER, i, (uint64_t)rand());
+    for(long k=0; k<kills; k++){
+      int v = rand() % (NW + NR);
+      pause_ms(rand() % maxms);
+      if( v<NW ){
+        snprintf(what, sizeof what, "writer %d", v + 1);
+        kill_reap(w[v], what);
+        inflight++;
+        w[v] = spawn(ROLE_WRITER, v + 1, (uint64_t)rand());
+      }else{
+        snprintf(what, sizeof what, "reader %d", v - NW);
+        kill_reap(rd[v - NW], what);
+        rd[v - NW] = spawn(ROLE_READER, v - NW, (uint64_t)rand());
+      }
+    }
+    pause_ms(rand() % maxms);
+    for(int i=0; i<NW; i++){
+      snprintf(what, sizeof what, "writer %d", i + 1);
+      kill_reap(w[i], what);
+      inflight++;
+    }
+    for(int i=0; i<NR; i++){
+      snprintf(what, sizeof what, "reader %d", i);
+      kill_reap(rd[i], what);
+    }
+    drain(0);
+    if( r%3==0 ){
+      pid_t m = spawn(ROLE_MERGER, 0, 0);
+      pause_ms(5 + rand() % (maxms + 20));
+      kill_reap(m, "the merger");
+      inflight++;
+      drain(0);
+    }
+    verify(r);
+  }
+  printf("sharecrash: %ld rounds, %ld kills, %ld increments acknowledged and "
+         "checked, %.1f s\n", rounds, nkills, nacked,
+         (double)(now_ms() - t0) / 1000);
+  if( !failures ) tu_rmrf(base);
+  else printf("sharecrash: store kept in %s\n", base);
+  printf("sharecrash: %d passed, %d failed\n", failures ? 0 : 1,
+         failures ? 1 : 0);
+  return failures ? 1 : 0;
+}
