@@ -708,6 +708,18 @@ uint64_t tkv_count(tkv_db *db){
   return n;
 }
 
+uint64_t tkv_count_stored(tkv_db *db){
+  uint64_t n;
+  if( !handle_usable(db) ) return 0;
+  pthread_mutex_lock(&db->mu);
+  engine_lock(db->e);
+  (void)share_follow(db->e);     /* on failure: the count as of before */
+  n = db->e->keys + (uint64_t)txn_count_delta(db);
+  engine_unlock(db->e);
+  pthread_mutex_unlock(&db->mu);
+  return n;
+}
+
 /* ------------------------------------------------------------ Writes. */
 
 /* One write: inside the open transaction, or as its own transaction. */
@@ -848,6 +860,11 @@ static int collect_expired(void *ctx, kd_entry *en, uint64_t at){
 }
 
 int tkv_expire_step(tkv_db *db, unsigned max, unsigned *pn){
+  return tkv_expire_step_keys(db, max, NULL, NULL, pn);
+}
+
+int tkv_expire_step_keys(tkv_db *db, unsigned max, tkv_key_fn *fn, void *ctx,
+                         unsigned *pn){
   tkv_engine *e = db->e;
   expired_keys x;
   unsigned done = 0;
@@ -877,8 +894,13 @@ int tkv_expire_step(tkv_db *db, unsigned max, unsigned *pn){
     for(unsigned i=0; !rc && i<x.n; i++){
       rc = txn_write(db, 1, x.key[i], x.klen[i], NULL, 0, TXN_IFEXPIRED, 0,
                      NULL);
-      if( rc==TKV_NOTFOUND ) rc = TKV_OK;     /* written again meanwhile */
-      else if( !rc ) done++;
+      if( rc==TKV_NOTFOUND ){                 /* written again meanwhile */
+        rc = TKV_OK;
+        tkv_mem_free(x.key[i]);
+        x.key[i] = NULL;
+      }else if( !rc ){
+        done++;
+      }
     }
     if( !rc ) rc = txn_prepare(db);
     if( !rc ){
@@ -892,7 +914,10 @@ int tkv_expire_step(tkv_db *db, unsigned max, unsigned *pn){
     }
   }
   pthread_mutex_unlock(&db->mu);
-  for(unsigned i=0; x.key && i<x.n; i++) tkv_mem_free(x.key[i]);
+  for(unsigned i=0; x.key && i<x.n; i++){
+    if( fn && done && x.key[i] ) fn(ctx, x.key[i], x.klen[i]);
+    tkv_mem_free(x.key[i]);
+  }
   tkv_mem_free(x.key);
   tkv_mem_free(x.klen);
   if( pn ) *pn = done;

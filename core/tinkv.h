@@ -155,10 +155,15 @@ int tkv_lookup(tkv_db *db, const void *key, size_t klen, uint64_t *pid,
                size_t *pvlen);
 
 /* Number of live keys visible to this handle (committed keys adjusted by its
-** own open transaction; expired keys are not counted). O(1) outside a
-** transaction while no key has expired that the expiry step has not yet
-** removed; else one pass over the keys that have an expiry time. */
+** own open transaction; expired keys are not counted).  O(1) while no key
+** has expired that the expiry step has not yet removed; else it visits
+** those keys only (the expiry table is ordered by time), and the keys this
+** handle's open transaction wrote with an expiry time. */
 uint64_t tkv_count(tkv_db *db);
+/* tkv_count, except that keys that expired and that no tombstone removed
+** yet (tkv_expire_step, a delete or a write of the key) are still counted,
+** as Redis's DBSIZE counts keys it has not reclaimed.  Always O(1). */
+uint64_t tkv_count_stored(tkv_db *db);
 
 /* --------------------------------------------------------------- Writes. */
 
@@ -199,6 +204,18 @@ int tkv_delete(tkv_db *db, const void *key, size_t klen);
 /* The clock expiry times are compared with: CLOCK_REALTIME, ms. */
 uint64_t tkv_clock_ms(void);
 
+/*
+** Stop the clock this thread sees at now_ms (0: follow the real clock
+** again).  Until then every expiry decision of this thread's calls uses
+** that one time, so that a read and the write computed from it agree on
+** whether a key has expired: a read-modify-write (an increment, an append)
+** of a key whose time passes between the two then sees it live both
+** times, instead of reading a value and writing it back after the key
+** expired.  Redis stops its clock for each command in the same way.
+** Other threads, the background merge included, keep the real clock.
+*/
+void tkv_clock_pin(uint64_t now_ms);
+
 /* tkv_write with an expiry time (0: none). */
 int tkv_write_expire(tkv_db *db, const void *key, size_t klen,
                      const void *val, size_t vlen, unsigned flags,
@@ -225,6 +242,11 @@ int tkv_expire_set(tkv_db *db, const void *key, size_t klen,
 ** it now and then (the server does, ten times a second).
 */
 int tkv_expire_step(tkv_db *db, unsigned max, unsigned *pn);
+/* tkv_expire_step, calling fn (if not NULL) after the commit with each key
+** it removed, so that a caller can drop what it keeps about those keys. */
+typedef void tkv_key_fn(void *ctx, const void *key, size_t klen);
+int tkv_expire_step_keys(tkv_db *db, unsigned max, tkv_key_fn *fn, void *ctx,
+                         unsigned *pn);
 
 /* --------------------------------------------------------- Transactions. */
 

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "glob.h"
+#include "objenc.h"
 
 /*
 ** Redis's reply to a bad subcommand of cmd: for a known subcommand (one of
@@ -341,8 +342,9 @@ void info_command(session *s, size_t argc, const resp_arg *argv) {
   if (want_section(argc, argv, "memory")) {
     struct mallinfo2 mi = mallinfo2();
     buf_printf(&b, "# Memory\r\nused_memory:%zu\r\nused_memory_rss:%zu\r\n"
-               "keydir_bytes:%llu\r\n\r\n", mi.uordblks + mi.hblkhd,
-               rss_bytes(), (unsigned long long)st.keydir_bytes);
+               "keydir_bytes:%llu\r\nencoding_notes:%zu\r\n\r\n",
+               mi.uordblks + mi.hblkhd, rss_bytes(),
+               (unsigned long long)st.keydir_bytes, objenc_count());
   }
   if (want_section(argc, argv, "persistence"))
     buf_printf(&b, "# Persistence\r\nsync:%s\r\ngroup_commit:%s\r\n"
@@ -388,7 +390,7 @@ void info_command(session *s, size_t argc, const resp_arg *argv) {
                st.write_amp);
   if (want_section(argc, argv, "keyspace"))
     buf_printf(&b, "# Keyspace\r\ndb0:keys=%llu,expires=%llu,avg_ttl=0\r\n",
-               (unsigned long long)tkv_count(store_db()),
+               (unsigned long long)tkv_count_stored(store_db()),
                (unsigned long long)st.expires);
   if (b.failed) resp_error(s->out, "ERR out of memory");
   else resp_bulk(s->out, b.data ? b.data : "", b.len);

@@ -245,7 +245,13 @@ static void call(session *s, const command *c, size_t argc,
     reply_engine_error(s, rc);
     return;
   }
+  /* One time for the whole command (EXEC: the whole transaction), as
+  ** Redis: a key whose time passes while it runs is live throughout, so
+  ** that INCR, APPEND, SETRANGE and the like never write back a value
+  ** read from a key that expired in between. */
+  tkv_clock_pin(tkv_clock_ms());
   c->proc(s, argc, argv);
+  tkv_clock_pin(0);
 }
 
 /* Look up, check, queue or run one request (Redis's processCommand). */

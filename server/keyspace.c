@@ -58,10 +58,12 @@ void exists_command(session *s, size_t argc, const resp_arg *argv) {
   resp_int(s->out, n);
 }
 
-/* DBSIZE: live keys, from the engine's count (O(1)). */
+/* DBSIZE: keys not reclaimed yet, as Redis counts them (expired keys the
+** active expiry has not deleted yet are in), from the engine's O(1)
+** count. */
 void dbsize_command(session *s, size_t argc, const resp_arg *argv) {
   (void)argc; (void)argv;
-  resp_int(s->out, (long long)tkv_count(store_db()));
+  resp_int(s->out, (long long)tkv_count_stored(store_db()));
 }
 
 /* TYPE: every tinkv value is a string. */

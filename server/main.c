@@ -284,7 +284,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg) {
 /* Ten times a second, as Redis's hz: active expiry. */
 static void on_tenth(evutil_socket_t fd, short what, void *arg) {
   (void)fd; (void)what; (void)arg;
-  store_expire_cycle();
+  store_expire_cycle(0);
 }
 
 /* Once a second: at sync normal/off, make the last interval's writes
@@ -306,7 +306,13 @@ static int open_store(void) {
   int rc = store_open(srv.cfg.dir, srv.cfg.sync, srv.cfg.group_commit,
                       srv.cfg.compact_min);
   if (rc == TKV_OK) {
-    if (store_check_encoding() == 0) return 0;
+    /* Keys that expired while the server was down are reclaimed before it
+    ** serves, as Redis drops them when it loads (DBSIZE counts keys not
+    ** reclaimed yet). */
+    if (store_check_encoding() == 0) {
+      store_expire_cycle(1);
+      return 0;
+    }
     store_close();
     return -1;
   }

@@ -126,22 +126,29 @@ int store_expire_set(const void *key, size_t klen, uint64_t expire) {
 ** (a quarter of the 100 ms between cycles, as Redis's slow cycle). */
 #define EXPIRE_ROUND     64
 #define EXPIRE_BUDGET_MS 25
+#define EXPIRE_ROUND_ALL 1024   /* at start-up, with no budget */
 
-void store_expire_cycle(void) {
+/* A key the expiry step removed: forget its OBJECT ENCODING note. */
+static void on_expired(void *ctx, const void *key, size_t klen) {
+  (void)ctx;
+  objenc_forget(key, klen);
+}
+
+void store_expire_cycle(int all) {
   if (!st.db || st.broken) return;
   uint64_t start = tkv_clock_ms();
-  unsigned n;
+  unsigned n, round = all ? EXPIRE_ROUND_ALL : EXPIRE_ROUND;
   if (store_batch_commit() != TKV_OK) return;
   do {
-    int rc = tkv_expire_step(st.db, EXPIRE_ROUND, &n);
+    int rc = tkv_expire_step_keys(st.db, round, on_expired, NULL, &n);
     if (rc != TKV_OK) {
       store_note(rc);
       srv_log("deleting expired keys failed: %s", tkv_errmsg());
       return;
     }
     srv.expired_keys += n;
-  } while (n == EXPIRE_ROUND &&
-           tkv_clock_ms() - start < EXPIRE_BUDGET_MS);
+  } while (n == round &&
+           (all || tkv_clock_ms() - start < EXPIRE_BUDGET_MS));
 }
 
 /* A delete, counted into the batch and announced. */

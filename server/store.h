@@ -52,8 +52,10 @@ int store_expire_set(const void *key, size_t klen, uint64_t expire);
 ** batch and deletes expired keys in rounds of tkv_expire_step, for at most
 ** a quarter of the interval, so that expired keys nobody reads again give
 ** their memory and disk back.  Reads never see an expired key either way.
+** With `all`, no time budget: every expired key goes (at start-up).  Keys
+** removed lose their OBJECT ENCODING note (objenc_forget).
 */
-void store_expire_cycle(void);
+void store_expire_cycle(int all);
 
 /* Called after each successful write or delete of a key. */
 typedef void (*store_key_hook)(const void *key, size_t klen);

@@ -146,6 +146,13 @@ static void set_generic(session *s, const resp_arg *key, const resp_arg *val,
                   ((f & SET_KEEPTTL) ? TKV_KEEPEXPIRE : 0);
     int rc = store_write_expire(key->ptr, key->len, val->ptr, val->len, wf,
                                 at);
+    /* A time already past: Redis stores the key and deletes it at its
+    ** next access; delete it now (reclaimed at once, as DBSIZE counts
+    ** keys not reclaimed yet).  The write above still told watchers. */
+    if (rc == TKV_OK && at && at <= tkv_clock_ms()) {
+      rc = store_delete(key->ptr, key->len);
+      if (rc == TKV_NOTFOUND) rc = TKV_OK;
+    }
     if (rc == TKV_EXISTS) {
       write = 0;
     } else if (rc != TKV_OK) {

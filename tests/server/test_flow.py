@@ -530,6 +530,37 @@ def case_glob_cost(port):
     c.close()
 
 
+def case_expiry_edges(binary, base):
+    """A key that expires while a command runs: one clock per command (EXEC
+    included, as Redis), so INCRs in one EXEC never continue from a value
+    read before the key expired; keys removed by active expiry leave no
+    OBJECT ENCODING note behind; DBSIZE counts keys not reclaimed yet and
+    drops them once active expiry ran."""
+    srv = Server(binary, base, "expiry-edges", "--http-port", "off")
+    c = Conn(srv.port)
+    n, bad = 3000, []
+    for px in range(1, 41):
+        c.cmd("SET", "n", "10", "PX", str(px))
+        r = c.pipeline([["MULTI"]] + [["INCR", "n"]] * n + [["EXEC"]])[-1]
+        if r != list(range(11, 11 + n)) and r != list(range(1, 1 + n)):
+            bad.append((px, r[:3], r[-3:]))
+        c.cmd("DEL", "n")
+    check("INCRs of one EXEC see the key live throughout or absent throughout", bad, [])
+    # APPEND (an OBJECT ENCODING note) to keys that then expire
+    c.pipeline([["SET", "e%d" % i, "v", "PX", "50"] for i in range(200)] +
+               [["APPEND", "e%d" % i, "x"] for i in range(200)] + [["SET", "keep", "1"]])
+    check("APPEND's note", c.cmd("OBJECT", "ENCODING", "e7"), b"raw")
+    notes = lambda: int(re.search(rb"encoding_notes:(\d+)", c.cmd("INFO", "memory")).group(1))
+    check("200 notes", notes(), 200)
+    deadline = time.time() + 10
+    while time.time() < deadline and c.cmd("DBSIZE") != 1:
+        time.sleep(0.05)
+    check("active expiry reclaimed the keys (DBSIZE)", c.cmd("DBSIZE"), 1)
+    check("and their OBJECT ENCODING notes", notes(), 0)
+    c.close()
+    srv.stop()
+
+
 def case_expiry_restart(binary, base):
     """Expiry times survive a clean restart and a kill -9 (at --sync normal
     a write is in the OS when its reply leaves); keys whose time passed
@@ -603,6 +634,7 @@ def main():
     case_corrupt(binary, base)
     case_watch_rest(binary, base)
     case_expiry_restart(binary, base)
+    case_expiry_edges(binary, base)
     case_shutdown(binary, base)
 
 

@@ -12,6 +12,7 @@
 #include "engine_check.h"
 
 #include <dirent.h>
+#include <pthread.h>
 #include <unistd.h>
 
 #define T0 1800000000000ull      /* some time in 2027, in ms */
@@ -407,6 +408,149 @@ static void test_record_layout(void **state){
   assert_int_equal(h.vlen, 3);
 }
 
+/*
+** The expiry table keeps times in order (a heap beside a hash): under a
+** mix of new times, changed times, cleared times and deletes of 3000 keys,
+** at each of several clock steps tkv_count leaves out exactly the keys a
+** model says expired, tkv_count_stored still counts them, every live
+** key's time reads back, and the expiry step removes exactly the expired
+** ones and nothing else.
+*/
+#define ORDER_KEYS 3000
+static void test_expiry_order_model(void **state){
+  fixture *f = *state;
+  tkv_options o = store_options(TKV_SYNC_OFF, 1u << 20, UINT64_MAX);
+  static uint64_t at[ORDER_KEYS];   /* 0: no time; UINT64_MAX: deleted */
+  tkv_db *db;
+  char key[16];
+  uint32_t r = 12345;
+  set_clock(T0);
+  db = open_with(f->dir, &o);
+  for(int i=0; i<ORDER_KEYS; i++){
+    snprintf(key, sizeof key, "k%05d", i);
+    r = r*1103515245u + 12345u;
+    at[i] = (r>>8) % 4 ? T0 + 1 + (r>>12) % 10000 : 0;
+    if( at[i] ) put_exp(db, key, "v", at[i]);
+    else put_str(db, NULL, key, "v");
+  }
+  for(int i=0; i<ORDER_KEYS; i+=3){        /* change, clear, delete some */
+    snprintf(key, sizeof key, "k%05d", i);
+    r = r*1103515245u + 12345u;
+    switch( (r>>8) % 4 ){
+    case 0: at[i] = T0 + 1 + (r>>12) % 10000;
+            assert_ok(tkv_expire_set(db, key, strlen(key), at[i])); break;
+    case 1: at[i] = 0;
+            assert_ok(tkv_expire_set(db, key, strlen(key), 0)); break;
+    case 2: at[i] = UINT64_MAX;
+            assert_ok(tkv_delete(db, key, strlen(key))); break;
+    default: at[i] = T0 + 1 + (r>>12) % 10000;
+             put_exp(db, key, "w", at[i]); break;
+    }
+  }
+  for(uint64_t now=T0; now<=T0+11250; now+=1250){
+    uint64_t stored = 0, live = 0, expired = 0;
+    unsigned n = 1;
+    set_clock(now);
+    for(int i=0; i<ORDER_KEYS; i++){
+      if( at[i]==UINT64_MAX ) continue;
+      stored++;
+      if( at[i] && at[i]<now ) expired++;
+      else live++;
+    }
+    assert_int_equal(tkv_count(db), live);
+    assert_int_equal(tkv_count_stored(db), stored);
+    for(int i=0; i<ORDER_KEYS; i+=7){
+      uint64_t t = 1;
+      snprintf(key, sizeof key, "k%05d", i);
+      int rc = tkv_expire_get(db, key, strlen(key), &t);
+      if( at[i]==UINT64_MAX || (at[i] && at[i]<now) ){
+        assert_int_equal(rc, TKV_NOTFOUND);
+      }else{
+        assert_ok(rc);
+        assert_int_equal(t, at[i]);
+      }
+    }
+    uint64_t reclaimed = 0;
+    while( n ){
+      assert_ok(tkv_expire_step(db, 100, &n));
+      reclaimed += n;
+    }
+    assert_int_equal(reclaimed, expired);
+    for(int i=0; i<ORDER_KEYS; i++){
+      if( at[i] && at[i]!=UINT64_MAX && at[i]<now ) at[i] = UINT64_MAX;
+    }
+    assert_int_equal(tkv_count_stored(db), live);
+    assert_int_equal(tkv_count(db), live);
+  }
+  assert_int_equal(stats_of(db).expires, 0);
+  close_ok(db);
+}
+
+/* tkv_expire_step_keys names each key it removed, once, after the
+** commit. */
+static void collect_key(void *ctx, const void *key, size_t klen){
+  char *out = ctx;
+  size_t len = strlen(out);
+  snprintf(out + len, 256 - len, "%s%.*s", len ? "," : "", (int)klen,
+           (const char *)key);
+}
+
+static void test_expire_step_keys(void **state){
+  fixture *f = *state;
+  tkv_db *db;
+  char seen[256] = "";
+  unsigned n = 0;
+  set_clock(T0);
+  db = open_store(f->dir);
+  put_exp(db, "a", "1", T0 + 5);
+  put_exp(db, "b", "2", T0 + 50);
+  put_str(db, NULL, "c", "3");
+  set_clock(T0 + 10);
+  assert_ok(tkv_expire_step_keys(db, 10, collect_key, seen, &n));
+  assert_int_equal(n, 1);
+  assert_string_equal(seen, "a");
+  assert_ok(tkv_expire_step_keys(db, 10, collect_key, seen, &n));
+  assert_int_equal(n, 0);
+  assert_string_equal(seen, "a");
+  close_ok(db);
+}
+
+/*
+** tkv_clock_pin stops the clock for the calling thread only: a key whose
+** time is long past is live for the pinning thread (reads and the flags
+** of writes agree), absent for another thread meanwhile, and absent for
+** the first one again once it unpins.
+*/
+static void *count_in_thread(void *arg){
+  tkv_db *db = arg;
+  return (void *)(uintptr_t)tkv_count(db);
+}
+
+static void test_clock_pin(void **state){
+  fixture *f = *state;
+  tkv_db *db = open_store(f->dir);
+  pthread_t th;
+  void *other;
+  put_exp(db, "old", "1", 2000);        /* 1970: long expired */
+  assert_int_equal(tkv_count(db), 0);
+  tkv_clock_pin(1000);
+  assert_int_equal(tkv_clock_ms(), 1000);
+  assert_int_equal(tkv_count(db), 1);
+  expect_str(db, "old", "1");
+  assert_int_equal(tkv_write(db, "old", 3, "2", 1,
+                             TKV_MUSTEXIST | TKV_KEEPEXPIRE, NULL), TKV_OK);
+  assert_int_equal(expire_of(db, "old"), 2000);
+  assert_int_equal(pthread_create(&th, NULL, count_in_thread, db), 0);
+  assert_int_equal(pthread_join(th, &other), 0);
+  assert_int_equal((uintptr_t)other, 0);
+  tkv_clock_pin(0);
+  assert_true(tkv_clock_ms() > 1700000000000ull);
+  expect_absent_str(db, "old");
+  assert_int_equal(tkv_count(db), 0);
+  assert_int_equal(tkv_count_stored(db), 1);
+  close_ok(db);
+}
+
 int main(void){
   const struct CMUnitTest tests[] = {
     EXPIRE_TEST(test_expired_key_absent_everywhere),
@@ -417,6 +561,9 @@ int main(void){
     EXPIRE_TEST(test_delete_expired),
     EXPIRE_TEST(test_transaction_expiry),
     EXPIRE_TEST(test_format2_store_upgrades),
+    EXPIRE_TEST(test_expiry_order_model),
+    EXPIRE_TEST(test_expire_step_keys),
+    EXPIRE_TEST(test_clock_pin),
     cmocka_unit_test(test_record_layout),
   };
   return run_core_tests(tests);
