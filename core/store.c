@@ -863,7 +863,7 @@ int tkv_expire_step(tkv_db *db, unsigned max, unsigned *pn){
   return tkv_expire_step_keys(db, max, NULL, NULL, pn);
 }
 
-int tkv_expire_step_keys(tkv_db *db, unsigned max, tkv_key_fn *fn, void *ctx,
+int tkv_expire_step_keys(tkv_db *db, unsigned max, tkv_key_fn fn, void *ctx,
                          unsigned *pn){
   tkv_engine *e = db->e;
   expired_keys x;

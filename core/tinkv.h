@@ -244,8 +244,8 @@ int tkv_expire_set(tkv_db *db, const void *key, size_t klen,
 int tkv_expire_step(tkv_db *db, unsigned max, unsigned *pn);
 /* tkv_expire_step, calling fn (if not NULL) after the commit with each key
 ** it removed, so that a caller can drop what it keeps about those keys. */
-typedef void tkv_key_fn(void *ctx, const void *key, size_t klen);
-int tkv_expire_step_keys(tkv_db *db, unsigned max, tkv_key_fn *fn, void *ctx,
+typedef void (*tkv_key_fn)(void *ctx, const void *key, size_t klen);
+int tkv_expire_step_keys(tkv_db *db, unsigned max, tkv_key_fn fn, void *ctx,
                          unsigned *pn);
 
 /* --------------------------------------------------------- Transactions. */
