@@ -229,17 +229,33 @@ static int copy_in(backup *b, int fd, const char *path, uint64_t len,
   return rc;
 }
 
+/* Nonzero if the files a and b hold the same bytes (both small). */
+static int same_small_file(const char *a, const char *b){
+  uint8_t x[256], y[256];
+  ssize_t nx = -1, ny = -2;
+  int fa = open(a, O_RDONLY|O_CLOEXEC), fb = open(b, O_RDONLY|O_CLOEXEC);
+  if( fa>=0 ) nx = read(fa, x, sizeof x);
+  if( fb>=0 ) ny = read(fb, y, sizeof y);
+  if( fa>=0 ) close(fa);
+  if( fb>=0 ) close(fb);
+  return nx==ny && nx>=0 && nx<(ssize_t)sizeof x
+      && memcmp(x, y, (size_t)nx)==0;
+}
+
 /* Copy the store's identity file, last: from then on the target is a
-** store.  An incremental target keeps its own (the same bytes). */
+** store.  An incremental target keeps its own when it holds the same
+** bytes; one that differs (the store's recorded key/value encoding
+** changed since) is replaced, through a temporary name like every file. */
 static int copy_identity(backup *b, const char *storedir){
-  char path[PATH_MAX + 16];
+  char path[PATH_MAX + 16], have_path[PATH_MAX + 16];
   int fd, rc;
   uint64_t size;
+  snprintf(path, sizeof path, "%s/TINKV", storedir);
   if( find_have(b, "TINKV") ){
     find_have(b, "TINKV")->keep = 1;
-    return TKV_OK;
+    snprintf(have_path, sizeof have_path, "%s/TINKV", b->dest);
+    if( same_small_file(path, have_path) ) return TKV_OK;
   }
-  snprintf(path, sizeof path, "%s/TINKV", storedir);
   rc = tkv_io_open(path, O_RDONLY, 0, &fd);
   if( rc ) return rc;
   rc = tkv_io_size(fd, path, &size);

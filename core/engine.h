@@ -265,6 +265,11 @@ static inline int seg_name(char *out, size_t n, const char *dir, uint32_t id,
   return TKV_OK;
 }
 
+/* ---- store.c */
+/* Read the identity file of the store in dir, its flags into *pflags (may
+** be NULL).  TKV_NOTSTORE when there is none, TKV_CORRUPT when damaged. */
+int identity_read(const char *dir, uint32_t *pflags);
+
 /* ---- segment.c: segment files and the write buffer. */
 int seg_create(tkv_engine *e, uint32_t id, uint32_t base, uint32_t flags,
                const char *suffix, tkv_segment **pseg);

@@ -17,6 +17,7 @@
 #include "mem.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -131,6 +132,22 @@ int tkv_salvage(const char *src, const char *dest, tkv_problem_fn problem_fn,
   o.sync = TKV_SYNC_OFF;
   o.compact_threshold = UINT64_MAX;
   rc = tkv_open(dest, &o, &sv.out);
+  /* The source's recorded key/value encoding goes with its data, so that
+  ** the front end that wrote it accepts the copy.  An identity file that
+  ** cannot be read is reported (the copy then records none), not counted
+  ** as damaged data. */
+  if( !rc ){
+    uint32_t flags = 0;
+    if( identity_read(src, &flags)==TKV_OK ){
+      int enc = (int)((flags & TKV_ID_ENCODING_MASK) >> TKV_ID_ENCODING_SHIFT);
+      if( enc ) rc = tkv_set_encoding(sv.out, enc);
+    }else if( problem_fn ){
+      char idpath[PATH_MAX + 16];
+      snprintf(idpath, sizeof idpath, "%s/%s", src, TKV_IDENTITY_NAME);
+      problem_fn(ctx, idpath, 0, "the identity file cannot be read: the "
+                 "new store records no key/value encoding");
+    }
+  }
   for(int k=0; !rc && k<s.n; k++){
     snap_file *f = &s.a[ord[k].ix];
     walk_cb cb;

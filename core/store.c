@@ -172,7 +172,7 @@ static int dir_is_empty(const char *dir, int leftovers_ok){
 
 /* Check the identity file: TKV_OK, TKV_NOTSTORE if absent, else an error
 ** naming the file.  *pflags (if not NULL) receives its flags field. */
-static int identity_read(const char *dir, uint32_t *pflags){
+int identity_read(const char *dir, uint32_t *pflags){
   char path[PATH_MAX + 16];
   uint8_t buf[TKV_FILE_HDR];
   tkv_file_hdr h;

@@ -8,8 +8,9 @@
 # cut short, naming the line; backup from SQL while the table is in use,
 # restored with CREATE VIRTUAL TABLE ... USING tinkv('<backup>'), equals the
 # original; incremental backup; tinkvctl backup and compact; salvage of a
-# damaged store recovers every other key; no progress bar when stderr is
-# not a terminal.  Prints "tools: N passed, M failed".
+# damaged store recovers every other key; the recorded key/value encoding
+# goes through dump | load, salvage and incremental backup; no progress bar
+# when stderr is not a terminal.  Prints "tools: N passed, M failed".
 set -u
 build=${1:-build}
 root=$(pwd -P)
@@ -178,6 +179,36 @@ sort "$tmp/now.txt" >"$tmp/a"; sort "$tmp/saved.txt" >"$tmp/b"
 missing=$(comm -23 "$tmp/a" "$tmp/b" | wc -l)
 echo "rows lost: $missing" >"$tmp/log"
 check "salvage keeps every undamaged row" test "$missing" -eq 1
+
+# The store's recorded key/value encoding travels with its data: dump writes
+# it, load records it (and refuses a store recording another), salvage and
+# an incremental backup keep it.
+sql :memory: "CREATE VIRTUAL TABLE r USING tinkv('$tmp/raw', encoding=raw);" \
+  "INSERT INTO r VALUES (x'6b31', x'7631'), (x'6b32', x'00ff');" >"$tmp/log" 2>&1
+check "dump of an encoding=raw store says so" sh -c \
+  "'$ctl' dump '$tmp/raw' >'$tmp/raw.txt' && sed -n 3p '$tmp/raw.txt' | grep -qx 'encoding=raw'"
+check "load of it" sh -c "'$ctl' load '$tmp/rawload' <'$tmp/raw.txt'"
+check "the loaded store is raw too (same dump)" sh -c "'$ctl' dump '$tmp/rawload' | cmp - '$tmp/raw.txt'"
+out=$(sql :memory: "CREATE VIRTUAL TABLE t USING tinkv('$tmp/rawload', encoding=raw);" \
+  "SELECT hex(key) || '=' || hex(value) FROM t ORDER BY key;" 2>&1)
+echo "$out" >"$tmp/log"
+check "an encoding=raw table reads the loaded store" test "$out" = "6B31=7631
+6B32=00FF"
+sql :memory: "CREATE VIRTUAL TABLE t USING tinkv('$tmp/rawload');" >"$tmp/log" 2>&1; rc=$?
+check "a typed table refuses the loaded raw store" test $rc != 0
+"$ctl" load "$tmp/loaded" "$tmp/raw.txt" >"$tmp/out" 2>&1; rc=$?
+cp "$tmp/out" "$tmp/log"
+check "load refuses a raw stream into an SQL store, naming both" sh -c \
+  "[ $rc = 2 ] && grep -q 'encoding=raw, the store records encoding=sql' '$tmp/out'"
+"$ctl" salvage "$tmp/raw" "$tmp/rawsaved" >"$tmp/log" 2>&1
+check "salvage keeps the encoding" sh -c "'$ctl' dump '$tmp/rawsaved' | cmp - '$tmp/raw.txt'"
+printf 'tinkv-dump 1\nformat=text\nHEADER=END\nDATA=END records=0\n' >"$tmp/none.txt"
+check "a store with no recorded encoding" sh -c "'$ctl' load '$tmp/late' <'$tmp/none.txt'"
+check "backed up" "$ctl" backup "$tmp/late" "$tmp/bk3"
+check "then records one (load of a raw stream)" sh -c "'$ctl' load '$tmp/late' <'$tmp/raw.txt'"
+check "incremental backup" "$ctl" backup "$tmp/late" "$tmp/bk3" -i
+check "the incremental backup has the new encoding record" sh -c \
+  "'$ctl' dump '$tmp/bk3' | cmp - '$tmp/raw.txt'"
 
 check "usage errors exit 2" sh -c "'$ctl' frobnicate; [ \$? = 2 ]"
 check "version" sh -c "'$ctl' version | grep -q '^tinkvctl '"

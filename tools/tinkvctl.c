@@ -190,8 +190,16 @@ static int cmd_dump(const char *dir, const char *file){
     tkv_stats st;
     if( tkv_stats_get(db, &st)==TKV_OK && st.expires ) with_expiry = 1;
   }
-  fprintf(out, "tinkv-dump %d\nformat=text\nHEADER=END\n",
-          with_expiry ? 2 : 1);
+  /* The store's recorded key/value encoding, if it has one, so that a
+  ** load makes a store the same front ends accept. */
+  {
+    int enc = TKV_ENCODING_UNKNOWN;
+    (void)tkv_encoding(db, &enc);
+    fprintf(out, "tinkv-dump %d\nformat=text\n%sHEADER=END\n",
+            with_expiry ? 2 : 1, enc==TKV_ENCODING_RAW ? "encoding=raw\n"
+                                 : enc==TKV_ENCODING_SQL ? "encoding=sql\n"
+                                 : "");
+  }
   rc = tkv_cursor_open(db, &cur);
   if( !rc ) rc = tkv_cursor_seek(cur, NULL, 0);
   while( !rc && !werr && tkv_cursor_valid(cur) ){
@@ -263,6 +271,30 @@ static int get_line(const char *z, size_t n, unsigned char *buf,
 
 #define LOAD_BATCH 1000      /* records per transaction */
 
+/* The name of a recorded key/value encoding. */
+static const char *encoding_name(int enc){
+  return enc==TKV_ENCODING_RAW ? "raw" : enc==TKV_ENCODING_SQL ? "sql"
+                                                               : "none";
+}
+
+/*
+** A stream's encoding= line: record it in a store that has none (a new one,
+** or one the C API made); refuse a store that records another, whose front
+** ends would misread the loaded bytes.  NULL, or the error for the stream
+** (*prc is set on an engine error).
+*/
+static const char *load_encoding(tkv_db *db, int enc, int *prc){
+  static char msg[128];
+  int have = TKV_ENCODING_UNKNOWN;
+  *prc = tkv_encoding(db, &have);
+  if( !*prc && have==TKV_ENCODING_UNKNOWN ) *prc = tkv_set_encoding(db, enc);
+  if( *prc || have==TKV_ENCODING_UNKNOWN || have==enc ) return NULL;
+  snprintf(msg, sizeof msg, "the stream's keys and values are encoding=%s, "
+           "the store records encoding=%s", encoding_name(enc),
+           encoding_name(have));
+  return msg;
+}
+
 static int cmd_load(const char *dir, const char *file){
   FILE *in = stdin;
   tkv_db *db = NULL;
@@ -273,6 +305,7 @@ static int cmd_load(const char *dir, const char *file){
   long lineno = 0;
   int state = 0;             /* 0 header, 1 key next, 2 value next, 3 end */
   int version = 1;
+  int enc = TKV_ENCODING_UNKNOWN;   /* from an encoding= header line */
   uint64_t expire = 0;       /* of the next pair (version 2), 0: none */
   uint64_t n = 0, size = 0, done = 0;
   struct stat st;
@@ -307,6 +340,11 @@ static int cmd_load(const char *dir, const char *file){
         }
       }else if( !strcmp(line, "HEADER=END") ){
         state = 1;
+        if( enc ) err = load_encoding(db, enc, &rc);
+      }else if( !strcmp(line, "encoding=raw") ){
+        enc = TKV_ENCODING_RAW;
+      }else if( !strcmp(line, "encoding=sql") ){
+        enc = TKV_ENCODING_SQL;
       }else if( strcmp(line, "format=text") && line[0]!='#' ){
         err = "unknown header line";
       }
