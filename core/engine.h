@@ -347,6 +347,7 @@ int share_opened(tkv_engine *e, int alone, int owns_tail);
 void share_detach(tkv_engine *e);
 int share_stale(tkv_engine *e);
 int share_follow(tkv_engine *e);
+uint64_t share_version(tkv_engine *e);
 int share_write_begin(tkv_engine *e, int timeout_ms);
 void share_write_end(tkv_engine *e);
 int share_sync_all(tkv_engine *e, int closing);

@@ -196,6 +196,15 @@ int share_stale(tkv_engine *e){
   return e->sh && atomic_load(&e->sh->pos)!=atomic_load(&e->seen);
 }
 
+/* What tkv_data_version returns: the published position the keydir is
+** current to.  Every commit (of this or another process) and every
+** compaction publishes a later one, and it never goes back.  Caller holds
+** mu. */
+uint64_t share_version(tkv_engine *e){
+  ASSERT_MU(e);
+  return atomic_load(&e->seen);
+}
+
 /* Catch the keydir up with what other processes committed.  Caller holds
 ** mu. */
 int share_follow(tkv_engine *e){

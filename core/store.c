@@ -967,6 +967,18 @@ int tkv_commit(tkv_db *db){
   return rc;
 }
 
+uint64_t tkv_data_version(tkv_db *db){
+  tkv_engine *e;
+  uint64_t v;
+  if( !handle_usable(db) ) return 0;
+  e = db->e;
+  engine_lock(e);
+  (void)share_follow(e);      /* on failure: the version as of before */
+  v = share_version(e);
+  engine_unlock(e);
+  return v;
+}
+
 int tkv_in_transaction(tkv_db *db){
   int in;
   if( !handle_usable(db) ) return 0;

@@ -154,6 +154,17 @@ int tkv_get(tkv_db *db, const void *key, size_t klen, void **pval,
 int tkv_lookup(tkv_db *db, const void *key, size_t klen, uint64_t *pid,
                size_t *pvlen);
 
+/*
+** A number that changes whenever the committed contents this handle reads
+** may have changed: a commit by any handle or process, a compaction.  It
+** first catches up with what other processes committed (as a read does).
+** Equal values from two calls mean nothing was committed in between, so a
+** caller that read at the first call and writes after the second knows its
+** read is still current (the SQL extension refuses a write transaction
+** whose earlier reads are no longer current).  Not a count: only compare.
+*/
+uint64_t tkv_data_version(tkv_db *db);
+
 /* Number of live keys visible to this handle (committed keys adjusted by its
 ** own open transaction; expired keys are not counted).  O(1) while no key
 ** has expired that the expiry step has not yet removed; else it visits

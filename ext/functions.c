@@ -85,7 +85,8 @@ static TinkvTable *tableArgument(sqlite3_context *ctx, sqlite3_value *pArg){
 }
 
 /*
-** tinkv_compact(name).  Refused while this connection has a write
+** tinkv_compact(name).  Refused (SQLITE_READONLY) on a read-only
+** connection or under PRAGMA query_only, and while this connection has a write
 ** transaction open on the table (compaction is not undone by ROLLBACK and
 ** the engine only compacts committed data) or a cursor open on it (as in
 ** SELECT tinkv_compact('kv') FROM kv).
@@ -109,6 +110,21 @@ static void compactFunc(sqlite3_context *ctx, int argc, sqlite3_value **argv){
     sqlite3_result_error(ctx, "tinkv: cannot compact a table inside a write "
                          "transaction on it; COMMIT first", -1);
     sqlite3_result_error_code(ctx, SQLITE_LOCKED);
+    return;
+  }
+  rc = tinkvTableWritable(pTab);
+  if( rc!=SQLITE_OK ){
+    if( rc==SQLITE_READONLY ){
+      zErr = sqlite3_mprintf("tinkv: cannot compact table '%s' from a "
+          "read-only connection (%s): compaction rewrites the store's files",
+          pTab->zName, pTab->bReadonly ? "the database was opened read-only"
+                                       : "PRAGMA query_only is on");
+    }
+    sqlite3_result_error(ctx, zErr ? zErr : pTab->base.zErrMsg, -1);
+    sqlite3_result_error_code(ctx, rc);
+    sqlite3_free(zErr);
+    sqlite3_free(pTab->base.zErrMsg);    /* no method returns it to SQLite */
+    pTab->base.zErrMsg = 0;
     return;
   }
   rc = tkv_compact(pTab->pKv, &nReclaimed);

@@ -1043,6 +1043,7 @@ int tinkvFilter(sqlite3_vtab_cursor *pBase, int idxNum, const char *idxStr,
   pCsr->iRange = 0;
   pCsr->bounds.n = 0;
   if( rc ) return rc;
+  tinkvTableReadMark(pTab);
   if( idxNum & (PLAN_KEY_EQ|PLAN_ROWID_EQ) ){
     if( argc<1 ) return SQLITE_OK;
     if( idxNum & PLAN_KEY_IN ) return filterKeyIn(pTab, pCsr, argv[0]);

@@ -281,10 +281,11 @@ static int classifyKeys(tkv_db *pKv, int *pbEmpty, int *pbAllTyped){
 **   some other key           raw (a typed table refuses it)
 **
 ** A mismatch is an error that says which option reads the store, so that
-** no table ever returns another encoding's bytes as its own values.
+** no table ever returns another encoding's bytes as its own values.  A
+** read-only handle (bReadonly) records nothing.
 */
 int tinkvStoreCheckEncoding(tkv_db *pKv, const char *zPath, int bRaw,
-                            char **pzErr){
+                            int bReadonly, char **pzErr){
   int want = bRaw ? TKV_ENCODING_RAW : TKV_ENCODING_SQL;
   int enc = TKV_ENCODING_UNKNOWN;
   int rc = tkv_encoding(pKv, &enc);
@@ -294,7 +295,7 @@ int tinkvStoreCheckEncoding(tkv_db *pKv, const char *zPath, int bRaw,
     if( rc==TKV_OK ){
       if( bEmpty ) enc = want;
       else enc = bAllTyped ? TKV_ENCODING_SQL : TKV_ENCODING_RAW;
-      if( enc==want ) rc = tkv_set_encoding(pKv, enc);
+      if( enc==want && !bReadonly ) rc = tkv_set_encoding(pKv, enc);
     }
   }
   if( rc!=TKV_OK ) return tinkvStatus(rc, zPath, pzErr);

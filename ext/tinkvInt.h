@@ -158,7 +158,7 @@ int tinkvStoreOpen(const char *zPath, const tkv_options *pOpts,
                    unsigned mGiven, int bCreate, tkv_db **ppKv, char **pzErr);
 void tinkvStoreClose(const char *zPath, tkv_db *pKv);
 int tinkvStoreCheckEncoding(tkv_db *pKv, const char *zPath, int bRaw,
-                            char **pzErr);
+                            int bReadonly, char **pzErr);
 int tinkvStatus(int rc, const char *zPath, char **pzErr);
 
 /* ---------------------------------------------------------- keycodec.c */
@@ -209,6 +209,13 @@ struct TinkvTable {
   u8 bRaw;                    /* encoding=raw: key and value are raw BLOBs */
   tkv_options opts;           /* the table's options */
   unsigned mGiven;            /* TINKV_OPT_* bits given explicitly */
+  u8 bReadonly;               /* the connection opened the database
+                              ** read-only (sqlite3_db_readonly) */
+  u8 bRoHandle;               /* pKv was opened read-only: bReadonly, or
+                              ** PRAGMA query_only was on at connect */
+  u8 bReadMark;               /* readMark is set (see tinkvTableReadMark) */
+  u64 readMark;               /* tkv_data_version at the first read of the
+                              ** open SQL transaction */
   tkv_db *pKv;                /* engine handle; NULL: the table is closed */
   int rcClosed;               /* why it is closed: error code ... */
   char *zClosed;              /* ... and message (NULL: reopen failed) */
@@ -223,6 +230,9 @@ struct TinkvTable {
 int tinkvTableError(TinkvTable *pTab, int rc, const char *zFmt, ...);
 int tinkvTableStatus(TinkvTable *pTab, int rc);
 int tinkvTableBegin(TinkvTable *pTab);
+void tinkvTableReadMark(TinkvTable *pTab);
+int tinkvTableWritable(TinkvTable *pTab);
+int tinkvConnQueryOnly(sqlite3 *db);
 int tinkvTableReady(TinkvTable *pTab);
 int tinkvTableBadText(TinkvTable *pTab, sqlite3_value *pVal);
 int tinkvTableIsUtf16(TinkvTable *pTab);

@@ -119,11 +119,153 @@ int tinkvTableIsUtf16(TinkvTable *pTab){
   return pTab->eEnc==2;
 }
 
-/* Start the engine transaction of this table if it has none. */
+/*
+** The value of a PRAGMA that returns one integer (busy_timeout,
+** query_only) on connection db, or -1 if it cannot be read.  SQLite has no
+** getter for either, and running a statement from a method is allowed.
+*/
+static int connPragmaInt(sqlite3 *db, const char *zSql){
+  sqlite3_stmt *pStmt = 0;
+  int v = -1;
+  if( sqlite3_prepare_v2(db, zSql, -1, &pStmt, 0)==SQLITE_OK
+   && sqlite3_step(pStmt)==SQLITE_ROW ){
+    v = sqlite3_column_int(pStmt, 0);
+  }
+  sqlite3_finalize(pStmt);
+  return v;
+}
+
+/* True if PRAGMA query_only is on for connection db. */
+int tinkvConnQueryOnly(sqlite3 *db){
+  return connPragmaInt(db, "PRAGMA query_only")==1;
+}
+
+/* ------------------------------------------------------------------------
+** Reads and writes of one SQL transaction (README, "Several processes").
+**
+** A read takes no lock: each statement sees what was committed when it
+** started.  A write transaction takes the store's write lock at its first
+** write (xBegin), catching up first, so a statement that reads and writes
+** (UPDATE kv SET value=value+1) is atomic.  But in BEGIN; SELECT; UPDATE;
+** COMMIT the SELECT ran before the lock: if another connection or process
+** committed in between, the UPDATE could write a value computed from a
+** stale read (a lost update).  So the first read of a table inside an
+** explicit transaction records the store's data version (readMark), and
+** xBegin refuses, with SQLITE_BUSY_SNAPSHOT as SQLite gives in WAL mode,
+** a write transaction when any table of the connection read earlier in
+** the transaction has changed since.  SQLite tells a virtual table when a
+** write transaction ends, but not when a transaction that only read does:
+** the marks are dropped at every commit or rollback of a write, at every
+** statement run outside BEGIN...COMMIT, and when a write is refused, so a
+** read of an earlier read-only transaction can at worst make a write
+** refused once.
+*/
+
+static void clearReadMarks(TinkvConn *pConn){
+  TinkvTable *p;
+  for(p=pConn->pTables; p; p=p->pNext) p->bReadMark = 0;
+}
+
+/* A cursor of pTab is about to read (xFilter). */
+void tinkvTableReadMark(TinkvTable *pTab){
+  if( sqlite3_get_autocommit(pTab->db) ){
+    clearReadMarks(pTab->pConn);
+  }else if( !pTab->bReadMark && pTab->pKv
+         && !tkv_in_transaction(pTab->pKv) ){
+    pTab->readMark = tkv_data_version(pTab->pKv);
+    pTab->bReadMark = 1;
+  }
+}
+
+/* SQLITE_OK if no table read in this transaction changed since. */
+static int checkReadMarks(TinkvTable *pTab){
+  TinkvTable *p;
+  for(p=pTab->pConn->pTables; p; p=p->pNext){
+    if( p->bReadMark && p->pKv && tkv_data_version(p->pKv)!=p->readMark ){
+      clearReadMarks(pTab->pConn);
+      return tinkvTableError(pTab, SQLITE_BUSY_SNAPSHOT, "tinkv: table '%s' "
+          "changed (another connection or process committed) since this "
+          "transaction read it, so writing now could lose that update; "
+          "ROLLBACK and run the transaction again", p->zName);
+    }
+  }
+  return SQLITE_OK;
+}
+
+/*
+** Make pTab's handle one that may write.  A read-only database
+** (sqlite3_db_readonly) or PRAGMA query_only refuses, as SQLite refuses
+** writes to its own tables.  A table connected while query_only was on
+** has a read-only handle (so that nothing it did could change the store):
+** it is swapped for a writable one, when no cursor of the table needs it.
+*/
+int tinkvTableWritable(TinkvTable *pTab){
+  tkv_db *pNew = 0;
+  char *zErr = 0;
+  int rc;
+  if( pTab->bReadonly ){
+    return tinkvTableError(pTab, SQLITE_READONLY, "tinkv: attempt to write a "
+        "readonly database (table '%s' of a connection that opened it "
+        "read-only)", pTab->zName);
+  }
+  if( tinkvConnQueryOnly(pTab->db) ){
+    return tinkvTableError(pTab, SQLITE_READONLY, "tinkv: attempt to write a "
+        "readonly database (PRAGMA query_only is on)");
+  }
+  if( !pTab->bRoHandle ) return SQLITE_OK;
+  if( pTab->nCursor>0 ){
+    return tinkvTableError(pTab, SQLITE_BUSY, "tinkv: table '%s' was opened "
+        "while PRAGMA query_only was on and cannot write while a statement "
+        "reads it; finish that statement first", pTab->zName);
+  }
+  pTab->opts.readonly = 0;
+  rc = tinkvStoreOpen(pTab->zPath, &pTab->opts, 0, 0, &pNew, &zErr);
+  if( rc==SQLITE_OK ){
+    if( pTab->pIdCsr ){ tkv_cursor_close(pTab->pIdCsr); pTab->pIdCsr = 0; }
+    if( pTab->pSpare ){ tinkvCursorFree(pTab->pSpare); pTab->pSpare = 0; }
+    tinkvStoreClose(pTab->zPath, pTab->pKv);
+    pTab->pKv = pNew;
+    pTab->bRoHandle = 0;
+    pTab->bReadMark = 0;
+    if( tkv_cursor_open(pNew, &pTab->pIdCsr)!=TKV_OK ){
+      pTab->pIdCsr = 0;
+      rc = tinkvTableStatus(pTab, TKV_NOMEM);
+    }
+  }else{
+    pTab->opts.readonly = 1;
+    tinkvTableError(pTab, rc, "%s", zErr ? zErr : "tinkv: reopen failed");
+    sqlite3_free(zErr);
+  }
+  return rc;
+}
+
+/*
+** Start the engine transaction of this table if it has none: take the
+** store's write lock.  While another process holds it, wait up to the
+** connection's busy timeout (sqlite3_busy_timeout, PRAGMA busy_timeout;
+** none set: fail at once, as SQLite's own tables do), then SQLITE_BUSY
+** naming that process.  The timeout is read only when the lock is taken.
+*/
 int tinkvTableBegin(TinkvTable *pTab){
   int rc = tinkvTableReady(pTab);
-  if( rc==SQLITE_OK && !tkv_in_transaction(pTab->pKv) ){
-    rc = tinkvTableStatus(pTab, tkv_begin(pTab->pKv));
+  int krc;
+  if( rc!=SQLITE_OK || tkv_in_transaction(pTab->pKv) ) return rc;
+  if( sqlite3_get_autocommit(pTab->db) ) clearReadMarks(pTab->pConn);
+  rc = tinkvTableWritable(pTab);
+  if( rc!=SQLITE_OK ) return rc;
+  tkv_busy_timeout(pTab->pKv, -1);
+  krc = tkv_begin(pTab->pKv);
+  if( krc==TKV_BUSY ){
+    int ms = connPragmaInt(pTab->db, "PRAGMA busy_timeout");
+    if( ms>0 ){
+      tkv_busy_timeout(pTab->pKv, ms);
+      krc = tkv_begin(pTab->pKv);
+    }
+  }
+  rc = tinkvTableStatus(pTab, krc);
+  if( rc==SQLITE_OK ){
+    rc = checkReadMarks(pTab);
+    if( rc!=SQLITE_OK ) tkv_rollback(pTab->pKv);
   }
   return rc;
 }
@@ -178,7 +320,8 @@ static int createStore(TinkvTable *pTab, const TinkvConfig *pCfg,
                         &pTab->pKv, pzErr);
   }
   if( rc==SQLITE_OK ){
-    rc = tinkvStoreCheckEncoding(pTab->pKv, pTab->zPath, pTab->bRaw, pzErr);
+    rc = tinkvStoreCheckEncoding(pTab->pKv, pTab->zPath, pTab->bRaw, 0,
+                                 pzErr);
     if( rc!=SQLITE_OK ){
       tinkvStoreClose(pTab->zPath, pTab->pKv);
       pTab->pKv = 0;
@@ -243,7 +386,8 @@ static int connectStore(TinkvTable *pTab, char **pzErr){
   rc = tinkvStoreOpen(pTab->zPath, &pTab->opts, pTab->mGiven, 0,
                       &pTab->pKv, pzErr);
   if( rc!=SQLITE_OK ) return rc;
-  rc = tinkvStoreCheckEncoding(pTab->pKv, pTab->zPath, pTab->bRaw, &zErr);
+  rc = tinkvStoreCheckEncoding(pTab->pKv, pTab->zPath, pTab->bRaw,
+                               pTab->bRoHandle, &zErr);
   if( rc!=SQLITE_OK ){
     /* Connected but closed, so that DROP TABLE still works. */
     tinkvStoreClose(pTab->zPath, pTab->pKv);
@@ -309,6 +453,13 @@ static int tinkvConstruct(sqlite3 *db, void *pAux, int argc,
     pTab->opts = cfg.opts;
     pTab->mGiven = cfg.mGiven;
     pTab->bRaw = (u8)cfg.bRaw;
+    /* A read-only connection gets a read-only handle: it never writes,
+    ** merges, cuts a torn tail or records anything in the store. */
+    pTab->bReadonly = sqlite3_db_readonly(db, argv[1])==1;
+    if( !bCreate && (pTab->bReadonly || tinkvConnQueryOnly(db)) ){
+      pTab->bRoHandle = 1;
+      pTab->opts.readonly = 1;
+    }
     rc = bCreate ? createStore(pTab, &cfg, pzErr) : connectStore(pTab, pzErr);
   }
   if( rc==SQLITE_OK && pTab->pKv ){
@@ -487,12 +638,14 @@ static int tinkvSync(sqlite3_vtab *pVtab){
 /* SQLite ignores the result of xCommit; after tkv_prepare it cannot fail. */
 static int tinkvCommit(sqlite3_vtab *pVtab){
   TinkvTable *pTab = (TinkvTable*)pVtab;
+  clearReadMarks(pTab->pConn);
   if( pTab->pKv==0 || !tkv_in_transaction(pTab->pKv) ) return SQLITE_OK;
   return tinkvTableStatus(pTab, tkv_commit(pTab->pKv));
 }
 
 static int tinkvRollback(sqlite3_vtab *pVtab){
   TinkvTable *pTab = (TinkvTable*)pVtab;
+  clearReadMarks(pTab->pConn);
   if( pTab->pKv==0 || !tkv_in_transaction(pTab->pKv) ) return SQLITE_OK;
   return tinkvTableStatus(pTab, tkv_rollback(pTab->pKv));
 }

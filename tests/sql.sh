@@ -8,9 +8,10 @@
 # shown as TMP) must equal sql/tests/NAME.expected.  TINKV_SQL_UPDATE=1
 # rewrites the .expected files instead.
 #
-# Also run: sql/demo.sql as `make demo` runs it (it must succeed), and the
+# Also run: sql/demo.sql as `make demo` runs it (it must succeed), the
 # application examples of tests/examples (C and Python), whose output must
-# equal tests/examples/expected.txt.
+# equal tests/examples/expected.txt, and tests/ext/share_sql.py (several
+# processes on one table).
 # The last line is "sql: N passed, M failed"; the exit status is 0 only if
 # nothing failed.
 set -u
@@ -19,6 +20,7 @@ root=$(pwd -P)
 so="$root/$build/tinkv"
 passed=0
 failed=0
+tmpout=$(mktemp)
 
 pass(){ passed=$((passed + 1)); echo "ok   $1"; }
 fail(){ failed=$((failed + 1)); echo "FAIL $1"; }
@@ -82,6 +84,16 @@ else
   cat "$dir/out"
 fi
 rm -rf "$dir"
+
+# Several processes on one table (counter, readers, busy timeout, stale
+# reads, read-only connections, opens at once, kill -9).
+if "$python" tests/ext/share_sql.py "$so" > "$tmpout" 2>&1; then
+  pass "tests/ext/share_sql.py ($(tail -1 "$tmpout"))"
+else
+  fail "tests/ext/share_sql.py"
+  cat "$tmpout"
+fi
+rm -f "$tmpout"
 
 echo "sql: $passed passed, $failed failed"
 [ "$failed" = 0 ]

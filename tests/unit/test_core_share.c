@@ -209,11 +209,13 @@ static void test_killed_writer_blocks_nobody(void **state){
 
 /* A read-only handle reads, follows another process's writes, refuses
 ** writes and compaction with TKV_READONLY, never blocks a writer, and
-** cannot create a store. */
+** cannot create a store; its data version moves with another process's
+** commit only. */
 static void test_readonly_handle(void **state){
   fixture *f = *state;
   tkv_options o = share_options(), ro = share_options();
   tkv_db *db = open_with(f->dir, &o), *r = NULL;
+  uint64_t v;
   pid_t pid;
   int ready, go;
   put_str(db, NULL, "k", "v");
@@ -228,8 +230,13 @@ static void test_readonly_handle(void **state){
   pid = start_txn_child(f->dir, "w", &ready, &go);
   wait_ready(ready);
   expect_absent_str(r, "w");
+  /* An open transaction elsewhere changes no data version; its commit
+  ** does. */
+  v = tkv_data_version(r);
+  assert_true(tkv_data_version(r)==v);
   assert_int_equal(write(go, "G", 1), 1);
   assert_int_equal(child_status(pid), 0);
+  assert_true(tkv_data_version(r)!=v);
   expect_str(r, "w", "x");
   close(ready);
   close(go);
