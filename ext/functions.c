@@ -112,7 +112,7 @@ static void compactFunc(sqlite3_context *ctx, int argc, sqlite3_value **argv){
     sqlite3_result_error_code(ctx, SQLITE_LOCKED);
     return;
   }
-  rc = tinkvTableWritable(pTab);
+  rc = tinkvTableWritable(pTab, 1);
   if( rc!=SQLITE_OK ){
     if( rc==SQLITE_READONLY ){
       zErr = sqlite3_mprintf("tinkv: cannot compact table '%s' from a "

@@ -231,7 +231,7 @@ int tinkvTableError(TinkvTable *pTab, int rc, const char *zFmt, ...);
 int tinkvTableStatus(TinkvTable *pTab, int rc);
 int tinkvTableBegin(TinkvTable *pTab);
 void tinkvTableReadMark(TinkvTable *pTab);
-int tinkvTableWritable(TinkvTable *pTab);
+int tinkvTableWritable(TinkvTable *pTab, int bAsk);
 int tinkvConnQueryOnly(sqlite3 *db);
 int tinkvTableReady(TinkvTable *pTab);
 int tinkvTableBadText(TinkvTable *pTab, sqlite3_value *pVal);

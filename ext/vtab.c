@@ -198,8 +198,11 @@ static int checkReadMarks(TinkvTable *pTab){
 ** writes to its own tables.  A table connected while query_only was on
 ** has a read-only handle (so that nothing it did could change the store):
 ** it is swapped for a writable one, when no cursor of the table needs it.
+** bAsk: read PRAGMA query_only even when the handle is writable (SQLite
+** itself refuses INSERT, UPDATE and DELETE under it, so a write
+** transaction need not pay for the statement; tinkv_compact must).
 */
-int tinkvTableWritable(TinkvTable *pTab){
+int tinkvTableWritable(TinkvTable *pTab, int bAsk){
   tkv_db *pNew = 0;
   char *zErr = 0;
   int rc;
@@ -208,6 +211,7 @@ int tinkvTableWritable(TinkvTable *pTab){
         "readonly database (table '%s' of a connection that opened it "
         "read-only)", pTab->zName);
   }
+  if( !pTab->bRoHandle && !bAsk ) return SQLITE_OK;
   if( tinkvConnQueryOnly(pTab->db) ){
     return tinkvTableError(pTab, SQLITE_READONLY, "tinkv: attempt to write a "
         "readonly database (PRAGMA query_only is on)");
@@ -251,7 +255,7 @@ int tinkvTableBegin(TinkvTable *pTab){
   int krc;
   if( rc!=SQLITE_OK || tkv_in_transaction(pTab->pKv) ) return rc;
   if( sqlite3_get_autocommit(pTab->db) ) clearReadMarks(pTab->pConn);
-  rc = tinkvTableWritable(pTab);
+  rc = tinkvTableWritable(pTab, 0);
   if( rc!=SQLITE_OK ) return rc;
   tkv_busy_timeout(pTab->pKv, -1);
   krc = tkv_begin(pTab->pKv);
