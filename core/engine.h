@@ -226,6 +226,16 @@ static inline int engine_timedwait(tkv_engine *e, pthread_cond_t *cond,
   return rc;
 }
 
+/* Tries of engine_wrlock before it sleeps (a few microseconds). */
+#define ENGINE_WRLOCK_SPIN 200
+static inline void engine_cpu_relax(void){
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ __volatile__("yield");
+#endif
+}
+
 static inline void engine_rdlock(tkv_engine *e){
   assert( engine_rd_depth==0 );
   pthread_rwlock_rdlock(&e->rw);
@@ -244,7 +254,16 @@ static inline void engine_rdunlock(tkv_engine *e){
 */
 static inline void engine_wrlock(tkv_engine *e){
   ASSERT_MU(e);
-  pthread_rwlock_wrlock(&e->rw);
+  /* Readers hold rw for a lookup each (a merge's scan takes it once per
+  ** record): spin briefly before sleeping, since a writer that sleeps may
+  ** find its CPU taken when woken and wait a scheduler slice. */
+  for(int i=0; pthread_rwlock_trywrlock(&e->rw); i++){
+    if( i==ENGINE_WRLOCK_SPIN ){
+      pthread_rwlock_wrlock(&e->rw);
+      break;
+    }
+    engine_cpu_relax();
+  }
   e->rw_excl = 1;
 }
 static inline void engine_wrunlock(tkv_engine *e){

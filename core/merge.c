@@ -67,6 +67,7 @@
 #define OUT_BUF_SIZE  (1u << 20)
 #define SWITCH_BATCH  2048      /* entries repointed per lock hold */
 #define MERGE_FLAGS   5         /* per-input flag arrays of a merge job */
+#define PRESYNC_LEFT  8         /* presync when 1/8 of a segment is left */
 
 typedef struct merge_state merge_state;
 struct merge_state {
@@ -78,6 +79,9 @@ struct merge_state {
   pthread_cond_t wake;      /* pending or stop, with e->mu */
   pthread_cond_t idle;      /* busy went to 0, with e->mu */
   pthread_mutex_t run_mu;   /* held by the merge that runs */
+  _Atomic int presync_due;  /* the active segment is nearly full: sync it
+                            ** ahead of its sealing (see presync) */
+  uint32_t presync_id;      /* the active segment last asked for (mu) */
   /* Statistics, changed holding mu. */
   uint64_t copied;          /* record bytes written by merges */
   uint64_t reclaimed;       /* disk bytes freed by merges */
@@ -87,6 +91,44 @@ struct merge_state {
                             ** thread again after a round found nothing */
   char note[160];           /* the last one, with file and offset */
 };
+
+/*
+** Sync the active segment ahead of its sealing.  Sealing fdatasyncs the
+** segment inside the commit that rotates it, holding mu (segment.c: a
+** sealed segment is durable before any newer one exists); started every
+** 4 MiB, writeback leaves that fdatasync little data, but it still waits
+** for the pages in flight and for the journal to record where the data
+** went, tens of milliseconds on a busy disk.  When the active segment is
+** nearly full (merge_notify), this thread fdatasyncs it outside mu, and
+** fsyncs the directory if the segment's name is not durable yet, so that
+** the sync at sealing finds almost nothing left to do.  It only makes the
+** sealing cheaper: nothing is marked synced here, sealing still syncs
+** segment and directory itself, so no promise rests on it.  A failure
+** breaks the engine (BROKEN_SYNC: the kernel may have dropped the pages
+** and the sync at sealing could then wrongly succeed).  Called from the
+** thread between merges and, every few thousand records, during one.
+** Caller holds run_mu (no merge can free the segment meanwhile), not mu.
+*/
+static void presync(tkv_engine *e, merge_state *ms){
+  tkv_segment *s;
+  int dir, rc = TKV_OK;
+  if( !atomic_load(&ms->presync_due) ) return;
+  engine_lock(e);
+  atomic_store(&ms->presync_due, 0);
+  s = e->active;
+  dir = e->dir_dirty;
+  if( !s || s->id!=ms->presync_id || e->broken || seg_pin(s) ) s = NULL;
+  engine_unlock(e);
+  if( !s ) return;
+  rc = tkv_io_sync(s->fd, s->path);
+  seg_unpin(s);
+  if( !rc && dir ) (void)tkv_io_sync_dir(e->dir);  /* sealing redoes it */
+  if( rc ){
+    engine_lock(e);
+    if( !e->broken ) e->broken = BROKEN_SYNC;
+    engine_unlock(e);
+  }
+}
 
 /* ------------------------------------------------------ The outputs. */
 
@@ -228,6 +270,7 @@ typedef struct merge_job {
   uint8_t *gone;        /* in[i] was deleted */
   int prefix_broken;    /* an input before the current one is damaged */
   int cur;              /* input being scanned */
+  unsigned polls;       /* records seen, to call presync now and then */
   mrec *r;
   size_t nr, rcap;
   uint8_t *keys;
@@ -295,6 +338,7 @@ static int collect(void *arg, int type, const uint8_t *key, uint32_t klen,
   int keep = 0, live;
   (void)val;
   (void)expire;           /* copied from the record's tail in step 3 */
+  if( (++j->polls & 4095)==0 ) presync(e, j->ms);
   engine_rdlock(e);
   en = kd_index_find(e->index, key, klen);
   live = en && !(kd_entry_flags(en) & ENTRY_NEW);
@@ -413,6 +457,7 @@ static int copy_records(merge_job *j){
       rc = tkv_err(TKV_BUSY, "merge stopped: the store is closing");
       break;
     }
+    if( (i & 4095)==0 ) presync(j->e, j->ms);
     if( pinned!=j->in[m->src] ){
       if( pinned ) seg_unpin(pinned);
       pinned = NULL;
@@ -542,6 +587,12 @@ static int make_rest_durable(merge_job *j){
   if( act ){
     rc = tkv_io_sync(act->fd, act->path);
     seg_unpin(act);
+    if( rc ){
+      /* The next fdatasync of it might wrongly succeed (BROKEN_SYNC). */
+      engine_lock(e);
+      if( !e->broken ) e->broken = BROKEN_SYNC;
+      engine_unlock(e);
+    }
   }
   if( !rc ) rc = tkv_io_sync_dir(e->dir);
   return rc;
@@ -872,6 +923,7 @@ static int merge_once(tkv_engine *e, merge_state *ms){
   uint8_t *flags = NULL;
   int n = 0, rc, alone;
   pthread_mutex_lock(&ms->run_mu);
+  presync(e, ms);
   write_due_hints(e);
   engine_lock(e);
   /* Merging rewrites segments other processes may read: only while this
@@ -909,10 +961,23 @@ static void *merge_thread(void *arg){
   merge_state *ms = e->merge;
   engine_lock(e);
   for(;;){
-    while( !ms->pending && !ms->stop ) engine_wait(e, &ms->wake);
+    while( !ms->pending && !ms->stop && !atomic_load(&ms->presync_due) ){
+      engine_wait(e, &ms->wake);
+    }
     if( ms->stop ) break;
-    ms->pending = 0;
     ms->busy = 1;
+    if( !ms->pending ){
+      /* Only the active segment to sync ahead of its sealing. */
+      engine_unlock(e);
+      pthread_mutex_lock(&ms->run_mu);
+      presync(e, ms);
+      pthread_mutex_unlock(&ms->run_mu);
+      engine_lock(e);
+      ms->busy = 0;
+      pthread_cond_broadcast(&ms->idle);
+      continue;
+    }
+    ms->pending = 0;
     engine_unlock(e);
     while( merge_once(e, ms) ){
       int stop;
@@ -931,6 +996,21 @@ static void *merge_thread(void *arg){
   return NULL;
 }
 
+/* Start the merge thread if it is not running; 0 when it runs.  Caller
+** holds mu. */
+static int start_thread(tkv_engine *e, merge_state *ms, uint64_t stale){
+  if( ms->stop ) return 1;
+  if( !ms->started ){
+    if( pthread_create(&ms->thread, NULL, merge_thread, e) ){
+      e->last_compact_rc = TKV_NOMEM;
+      e->compact_retry_at = stale + e->opts.compact_threshold;
+      return 1;
+    }
+    ms->started = 1;
+  }
+  return 0;
+}
+
 /* Wake the merge thread, starting it the first time.  Caller holds mu. */
 static void wake(tkv_engine *e, uint64_t stale){
   merge_state *ms;
@@ -940,15 +1020,7 @@ static void wake(tkv_engine *e, uint64_t stale){
     e->compact_retry_at = stale + e->opts.compact_threshold;
     return;
   }
-  if( ms->stop ) return;
-  if( !ms->started ){
-    if( pthread_create(&ms->thread, NULL, merge_thread, e) ){
-      e->last_compact_rc = TKV_NOMEM;
-      e->compact_retry_at = stale + e->opts.compact_threshold;
-      return;
-    }
-    ms->started = 1;
-  }
+  if( start_thread(e, ms, stale) ) return;
   if( !ms->pending ){
     ms->pending = 1;
     pthread_cond_signal(&ms->wake);
@@ -962,7 +1034,19 @@ static void wake(tkv_engine *e, uint64_t stale){
 */
 void merge_notify(tkv_engine *e){
   uint64_t stale = e->total_bytes - e->live_bytes;
+  tkv_segment *a = e->active;
   if( e->opts.compact_threshold==UINT64_MAX || e->broken ) return;
+  if( a && e->opts.sync!=TKV_SYNC_FULL
+   && a->end >= e->opts.max_file_size - e->opts.max_file_size/PRESYNC_LEFT
+   && (!e->merge || e->merge->presync_id!=a->id) ){
+    merge_state *ms = state_of(e);
+    /* Nearly full: have it synced ahead of its sealing (presync). */
+    if( ms && !start_thread(e, ms, stale) ){
+      ms->presync_id = a->id;
+      atomic_store(&ms->presync_due, 1);
+      pthread_cond_signal(&ms->wake);
+    }
+  }
   if( stale<e->opts.compact_threshold || stale<e->compact_retry_at ) return;
   if( e->merge && stale<e->merge->quiet_until ) return;
   wake(e, stale);
