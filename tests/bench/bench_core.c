@@ -80,7 +80,7 @@ static void nop(void *h) { (void)h; }
 #ifdef HAVE_TINKV
 
 /* Die with tinkv's message when rc is not TKV_OK. */
-static void tkv_check(int rc, const char *what) {
+static void tk_check(int rc, const char *what) {
   if (rc != TKV_OK) bench_die("tinkv %s: %s (%s)", what, tkv_strerror(rc),
                               tkv_errmsg());
 }
@@ -91,25 +91,25 @@ static void *tk_open(const char *dir) {
   tkv_db *db;
   tkv_options_init(&o);
   o.create = 1;
-  tkv_check(tkv_open(dir, &o, &db), "open");
+  tk_check(tkv_open(dir, &o, &db), "open");
   return db;
 }
 
 /* Close the store. */
-static void tk_close(void *h) { tkv_check(tkv_close(h), "close"); }
+static void tk_close(void *h) { tk_check(tkv_close(h), "close"); }
 /* Begin the bulk transaction. */
-static void tk_begin(void *h) { tkv_check(tkv_begin(h), "begin"); }
+static void tk_begin(void *h) { tk_check(tkv_begin(h), "begin"); }
 /* Commit the bulk transaction. */
-static void tk_commit(void *h) { tkv_check(tkv_commit(h), "commit"); }
+static void tk_commit(void *h) { tk_check(tkv_commit(h), "commit"); }
 
 /* Put inside the bulk transaction. */
 static void tk_put(void *h, const uint8_t *k, const uint8_t *v) {
-  tkv_check(tkv_put(h, k, BENCH_KEY_LEN, v, BENCH_VAL_LEN), "put");
+  tk_check(tkv_put(h, k, BENCH_KEY_LEN, v, BENCH_VAL_LEN), "put");
 }
 
 /* Delete inside the bulk transaction. */
 static void tk_del(void *h, const uint8_t *k) {
-  tkv_check(tkv_delete(h, k, BENCH_KEY_LEN), "delete");
+  tk_check(tkv_delete(h, k, BENCH_KEY_LEN), "delete");
 }
 
 /* Point get. */
@@ -118,7 +118,7 @@ static int tk_get(void *h, const uint8_t *k) {
   size_t len;
   int rc = tkv_get(h, k, BENCH_KEY_LEN, &v, &len);
   if (rc == TKV_NOTFOUND) return 0;
-  tkv_check(rc, "get");
+  tk_check(rc, "get");
   touch(v, len);
   tkv_free(v);
   return 1;
@@ -128,18 +128,18 @@ static int tk_get(void *h, const uint8_t *k) {
 static uint64_t tk_scan(void *h) {
   tkv_cursor *c;
   uint64_t n = 0;
-  tkv_check(tkv_cursor_open(h, &c), "cursor_open");
-  tkv_check(tkv_cursor_seek(c, NULL, 0), "cursor_seek");
+  tk_check(tkv_cursor_open(h, &c), "cursor_open");
+  tk_check(tkv_cursor_seek(c, NULL, 0), "cursor_seek");
   while (tkv_cursor_valid(c)) {
     const void *k;
     void *v;
     size_t kl, vl;
     tkv_cursor_key(c, &k, &kl);
-    tkv_check(tkv_cursor_value(c, &v, &vl), "cursor_value");
+    tk_check(tkv_cursor_value(c, &v, &vl), "cursor_value");
     touch(v, vl);
     tkv_free(v);
     n++;
-    tkv_check(tkv_cursor_next(c), "cursor_next");
+    tk_check(tkv_cursor_next(c), "cursor_next");
   }
   tkv_cursor_close(c);
   return n;
@@ -153,7 +153,7 @@ static void tk_put_sync(void *h, const uint8_t *k, const uint8_t *v) {
 /* keydir_bytes / keys from tkv_stats_get. */
 static double tk_keydir(void *h) {
   tkv_stats st;
-  tkv_check(tkv_stats_get(h, &st), "stats");
+  tk_check(tkv_stats_get(h, &st), "stats");
   return st.keys ? (double)st.keydir_bytes / (double)st.keys : NAN;
 }
 
