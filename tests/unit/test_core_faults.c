@@ -969,7 +969,8 @@ static void make_stale_template(const char *dir, model *m){
 ** After a successful tkv_prepare, tkv_commit cannot fail: it does no merge
 ** work, it only wakes the background merge.  That merge failing (an
 ** allocation or a file-system call, at every point) leaves its status in
-** the stats, and the store whole, now and after a reopen.
+** the stats, and the store whole, now and after a reopen (a failed
+** fdatasync of the active segment also refuses writes until then).
 */
 static void test_failed_automatic_compaction_keeps_commit(void **state){
   fixture *f = *state;
@@ -1022,7 +1023,16 @@ static void test_failed_automatic_compaction_keeps_commit(void **state){
         assert_true(st.last_compact_rc==(kind ? TKV_IO : TKV_NOMEM));
       }
       assert_store_is(db, &m);
-      reopen_with(&db, f->dir, &o);
+      /* A failed fdatasync of the active segment (the merge syncs it before
+      ** deleting inputs, and ahead of its sealing) breaks the engine:
+      ** a later sync could wrongly succeed (BROKEN_SYNC).  Close says so;
+      ** the reopened store still holds every commit. */
+      rc = tkv_close(db);
+      db = NULL;
+      if( rc && !(kind==1 && fired && rc==TKV_BROKEN) ){
+        fail_msg("tkv_close: %s: %s", tkv_strerror(rc), tkv_errmsg());
+      }
+      db = open_with(f->dir, &o);
       assert_store_is(db, &m);
       close_ok(db);
       model_clear(&m);
