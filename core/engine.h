@@ -357,7 +357,9 @@ int hint_load(tkv_engine *e, tkv_segment *s, uint64_t segsize,
 #define RECOVER_UPTO    2
 int recover_store(tkv_engine *e, int how, uint32_t upto_id,
                   uint64_t upto_end);
-int recover_follow(tkv_engine *e, uint32_t id, uint64_t end);
+int recover_follow(tkv_engine *e, uint32_t from, uint32_t id, uint64_t end);
+/* Nonzero if segment file id is a whole merge output (its header says). */
+int recover_is_output(tkv_engine *e, uint32_t id);
 
 /* ---- share.c: several processes on one store. */
 int share_attach(tkv_engine *e, int timeout_ms, int *palone);

@@ -236,6 +236,30 @@ static int cmp_u32(const void *a, const void *b){
   return x<y ? -1 : x>y;
 }
 
+/*
+** Nonzero if segment file `id` of e->dir is a merge's output (a whole one:
+** an output is written under a temporary name and renamed when complete),
+** judged by its header.  Anything unreadable is not.
+*/
+int recover_is_output(tkv_engine *e, uint32_t id){
+  char path[4096];
+  uint8_t hdr[TKV_FILE_HDR];
+  tkv_file_hdr h;
+  const char *why = NULL;
+  size_t got = 0;
+  int fd, ok = 0;
+  if( seg_name(path, sizeof path, e->dir, id, TKV_SUFFIX_SEG) ) return 0;
+  if( tkv_io_open_regular(path, O_RDONLY, &fd) ) return 0;
+  if( tkv_io_pread(fd, path, hdr, sizeof hdr, 0, &got)==TKV_OK
+   && got==sizeof hdr
+   && tkv_file_hdr_decode(hdr, TKV_MAGIC_SEG, &h, &why)==0
+   && h.file_id==id && (h.flags & TKV_SEG_COMPACTED) ){
+    ok = 1;
+  }
+  tkv_io_close(fd);
+  return ok;
+}
+
 /* List segment ids and remove tinkv's own temporary files (only names
 ** tinkv writes: a foreign *.tmp file is left alone). */
 static int list_dir(tkv_engine *e, int nowrite, uint32_t **pids, int *pn){
@@ -359,9 +383,21 @@ int recover_store(tkv_engine *e, int how, uint32_t upto_id,
   int n = 0, rc, i, nowrite = (how & RECOVER_NOWRITE)!=0;
   rc = list_dir(e, nowrite, &ids, &n);
   if( !rc && (how & RECOVER_UPTO) ){
-    while( n>0 && ids[n-1]>upto_id ) n--;   /* a writer's, not published */
+    /* Past the published segment: a writer's segment not published yet
+    ** (or left by one that died), which does not count, or the output of a
+    ** merge that ran while one process had the store alone, which does
+    ** (its inputs are gone; it takes the next id, above the segment that
+    ** process went on appending to). */
+    int k = 0;
+    for(i=0; i<n; i++){
+      if( ids[i]<=upto_id || recover_is_output(e, ids[i]) ) ids[k++] = ids[i];
+    }
+    n = k;
   }
-  for(i=0; !rc && i<n; i++) rc = open_segment(e, ids[i], i==n-1, nowrite);
+  for(i=0; !rc && i<n; i++){
+    int newest = (how & RECOVER_UPTO) ? ids[i]==upto_id : i==n-1;
+    rc = open_segment(e, ids[i], newest, nowrite);
+  }
   tkv_mem_free(ids);
   for(i=0; !rc && i<e->nseg; i++){
     tkv_segment *s = e->segs[i];
@@ -412,20 +448,24 @@ static int follow_segment(tkv_engine *e, tkv_segment *s, uint64_t to,
 }
 
 /*
-** Catch the keydir up with another process's commits: the newest segment
-** this process knows up to where it ends now, then each newer segment, the
-** last one (id) up to `end`.  A segment that another process sealed is
+** Catch the keydir up with another process's commits: the segment this
+** keydir is current to (from, the id of the position it last followed or
+** published; 0 for none) up to where it ends now, then each newer segment,
+** the last one (id) up to `end`.  A segment that another process sealed is
 ** sealed here too; the published one becomes the active one while it has
-** room.  Caller holds mu; no transaction of this process has written.
+** room.  Newer segments the table holds already are merge outputs loaded
+** at open (recover_store): nothing to read.  Caller holds mu; no
+** transaction of this process has written.
 */
-int recover_follow(tkv_engine *e, uint32_t id, uint64_t end){
+int recover_follow(tkv_engine *e, uint32_t from, uint32_t id, uint64_t end){
   tkv_segment *s;
   uint32_t k;
   int rc = TKV_OK;
   ASSERT_MU(e);
   assert( e->buf_len==0 );
   engine_wrlock(e);
-  s = newest_segment(e);
+  s = from ? seg_find(e, from) : NULL;
+  if( !s && from ) s = newest_segment(e);
   if( s ){
     if( s->id==id ){
       rc = follow_segment(e, s, end, 1);
@@ -447,6 +487,7 @@ int recover_follow(tkv_engine *e, uint32_t id, uint64_t end){
   for(k = s ? s->id + 1 : 1; !rc && k<=id; k++){
     char path[4096];
     tkv_segment *n;
+    if( seg_find(e, k) ) continue;
     rc = seg_name(path, sizeof path, e->dir, k, TKV_SUFFIX_SEG);
     if( rc || access(path, F_OK) ) continue;    /* ids may be skipped */
     rc = open_segment(e, k, 0, 1);

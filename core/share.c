@@ -25,7 +25,11 @@
 ** A writer that died in the middle of a transaction left its pid in the
 ** area and maybe bytes past the published end (or a new segment past the
 ** published one): the next writer cuts them off (takeover) before it
-** appends.  The position only ever names bytes that were written to the
+** appends.  A merge's outputs may also lie past the published segment (a
+** merge runs while its process has the store alone and numbers outputs
+** from the next id, while that process goes on appending to its active
+** segment): those count, and a process that opens loads them
+** (recover_store), so they are in its table before it can write.  The position only ever names bytes that were written to the
 ** file with every record before them, so a reader never sees a
 ** transaction in part.
 */
@@ -214,7 +218,8 @@ int share_follow(tkv_engine *e){
   if( !e->sh ) return TKV_OK;
   pos = atomic_load(&e->sh->pos);
   if( pos==atomic_load(&e->seen) ) return TKV_OK;
-  rc = recover_follow(e, POS_ID(pos), POS_END(pos));
+  rc = recover_follow(e, POS_ID(atomic_load(&e->seen)), POS_ID(pos),
+                      POS_END(pos));
   if( !rc ) atomic_store(&e->seen, pos);
   return rc;
 }
@@ -238,6 +243,12 @@ static int takeover(tkv_engine *e){
   if( !seg_find(e, e->next_id)
    && !seg_name(path, sizeof path, e->dir, e->next_id, TKV_SUFFIX_SEG)
    && access(path, F_OK)==0 ){
+    if( recover_is_output(e, e->next_id) ){
+      /* Every merge output is in the table since open: never remove one. */
+      assert( 0 );
+      return tkv_err(TKV_CORRUPT, "%s is a merge output this process never "
+                     "loaded: reopen the store", path);
+    }
     rc = tkv_io_unlink(path);
     if( rc ) return rc;
     e->dir_dirty = 1;
@@ -393,21 +404,22 @@ int share_compact_begin(tkv_engine *e){
 }
 
 void share_compact_end(tkv_engine *e){
+  tkv_segment *a = e->active;
   uint64_t pos;
   ASSERT_MU(e);
   if( !e->sh ) return;
-  if( e->wlocked ){
-    /* The writer publishes at its commit; a merge changed no position
-    ** other processes could be at (none had the store open). */
-    atomic_fetch_add(&e->sh->gen, 1);
-    range_lock(e->lock_fd, F_RDLCK, LOCK_OPEN_BYTE);
-    return;
+  /* Publish where the log ends now, even while a transaction of this
+  ** process is open (its records lie past commit_end, which is in the
+  ** file: the last commit flushed): the merge may have removed the segment
+  ** the old position named, and the next process to open must find the
+  ** outputs beside the segment it names (recover_store). */
+  if( !a || atomic_load(&a->flushed)>=e->commit_end ){
+    pos = engine_pos(e);
+    atomic_store(&e->sh->pos, pos);
+    atomic_store(&e->seen, pos);
+    e->own = pos;
   }
-  pos = engine_pos(e);
-  atomic_store(&e->sh->pos, pos);
   atomic_fetch_add(&e->sh->gen, 1);
-  atomic_store(&e->seen, pos);
-  e->own = pos;
   range_lock(e->lock_fd, F_RDLCK, LOCK_OPEN_BYTE);
 }
 

@@ -263,8 +263,11 @@ static int take_lock(const char *dir, int exclusive, int *pfd, int *pcreated){
     rc = tkv_io_open(path, O_RDWR|O_NOFOLLOW|O_NONBLOCK
                            |(create ? O_CREAT|O_EXCL : 0), 0644, &fd);
     if( rc ){
-      /* Gone between the lstat and the open (a destroy): look again. */
+      /* Gone between the lstat and the open (a destroy), or made by
+      ** another process opening the new store at the same moment: look
+      ** again. */
       if( !create && lstat(path, &st) && errno==ENOENT ) continue;
+      if( create && !lstat(path, &st) && S_ISREG(st.st_mode) ) continue;
       if( !lstat(path, &st) && !S_ISREG(st.st_mode) ){
         return bad_lock_file(path, &st);
       }
@@ -332,8 +335,8 @@ static int prepare_dir(const char *path, int create, char *canon, int *pfresh){
                      path);
     }
     rc = tkv_io_mkdir(path);
-    if( rc ) return rc;
-    made = 1;
+    if( rc && !(stat(path, &st)==0 && S_ISDIR(st.st_mode)) ) return rc;
+    made = rc==TKV_OK;  /* else another process made it just now */
   }else if( !S_ISDIR(st.st_mode) ){
     return tkv_err(TKV_INVALID, "%s is not a directory", path);
   }
@@ -347,6 +350,11 @@ static int prepare_dir(const char *path, int create, char *canon, int *pfresh){
     return TKV_OK;
   }
   if( rc==TKV_NOTSTORE && create ){
+    /* Another process creating the store at the same moment may have
+    ** written its identity and a first segment since we looked: what
+    ** decides is the identity file, after the directory was seen. */
+    rc = identity_check(canon);
+    if( rc!=TKV_NOTSTORE ) return rc;
     return tkv_err(TKV_NOTSTORE, "%s is not empty and holds no tinkv store",
                    canon);
   }

@@ -195,7 +195,14 @@ static void reader_main(int me, uint64_t seed){
   tkv_options o = options(me==1);
   tkv_db *db;
   unsigned last = 0;
-  if( tkv_open(dir, &o, &db) ){
+  int rc;
+  /* A read-only open does not create the store: in the first round it
+  ** may not exist yet (the writers create it, all at once). */
+  for(int tries=0; (rc = tkv_open(dir, &o, &db))==TKV_NOTSTORE && tries<500;
+      tries++){
+    usleep(10000);
+  }
+  if( rc ){
     fprintf(stderr, "reader: open: %s\n", tkv_errmsg());
     _exit(3);
   }

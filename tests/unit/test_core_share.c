@@ -4,7 +4,8 @@
 ** whose total must be exact, a reader running throughout, the busy timeout
 ** and its message naming the writer's pid, a writer killed with SIGKILL in
 ** the middle of a transaction, read-only handles, compaction refused while
-** others have the store open, and many processes opening at once.
+** others have the store open, many processes opening (and creating) at
+** once, and a merge's outputs reaching the next process to open.
 */
 #include "engine_check.h"
 
@@ -296,6 +297,92 @@ static void test_many_processes_open_at_once(void **state){
   close_ok(db);
 }
 
+/*
+** A merge that ran while one process had the store alone numbers its
+** outputs above the segment that process goes on appending to.  The next
+** process to open must load them (they are not a dead writer's segment
+** that was never published), see every key, and write without removing
+** them or reusing their ids; then both processes, and a reopen, agree.
+*/
+static void test_merge_outputs_reach_the_next_process(void **state){
+  fixture *f = *state;
+  tkv_options o = store_options(TKV_SYNC_NORMAL, 4096, 4096);
+  tkv_db *db = open_with(f->dir, &o);
+  model m = {0};
+  char key[32], val[32], why[600];
+  tkv_stats st;
+  pid_t pid;
+  for(int i=0; i<40; i++){
+    snprintf(key, sizeof key, "cold%02d", i);
+    put_str(db, &m, key, "a cold value, written once");
+  }
+  for(int round=0; round<20 && stats_of(db).merges==0; round++){
+    for(int i=0; i<20; i++){
+      snprintf(key, sizeof key, "hot%02d", i);
+      snprintf(val, sizeof val, "round %d", round);
+      put_str(db, &m, key, val);
+    }
+    tkv_test_merge_wait(db);
+  }
+  put_str(db, &m, "last", "appended after the merge");
+  st = stats_of(db);
+  assert_true(st.merges>0);
+  pid = fork();
+  assert_true(pid>=0);
+  if( pid==0 ){
+    tkv_db *c = NULL;
+    if( tkv_open(f->dir, &o, &c) ) _exit(40);
+    if( store_diff(c, &m, why, sizeof why) ){
+      fprintf(stderr, "second process: %s\n", why);
+      _exit(41);
+    }
+    if( tkv_put(c, "child", 5, "1", 1) ) _exit(42);
+    _exit(tkv_close(c) ? 43 : 0);
+  }
+  assert_int_equal(child_status(pid), 0);
+  model_put(&m, "child", 5, "1", 1);
+  put_str(db, &m, "after", "the second process wrote");
+  assert_store_is(db, &m);
+  reopen_with(&db, f->dir, &o);
+  assert_store_is(db, &m);
+  close_ok(db);
+  model_clear(&m);
+}
+
+/* Processes that create a new store at the same moment: one creates it,
+** the others open it; nobody fails. */
+static void test_many_processes_create_at_once(void **state){
+  fixture *f = *state;
+  tkv_options o = share_options();
+  char dir[4300];
+  pid_t pids[8];
+  tkv_db *db;
+  o.create = 1;
+  for(int round=0; round<5; round++){
+    snprintf(dir, sizeof dir, "%s/new%d", f->root, round);
+    for(int i=0; i<8; i++){
+      pids[i] = fork();
+      assert_true(pids[i]>=0);
+      if( pids[i]==0 ){
+        tkv_db *c = NULL;
+        char key[16];
+        if( tkv_open(dir, &o, &c) ){
+          fprintf(stderr, "process %d: %s\n", i, tkv_errmsg());
+          _exit(30);
+        }
+        tkv_busy_timeout(c, 30000);
+        snprintf(key, sizeof key, "p%d", i);
+        if( tkv_put(c, key, strlen(key), "1", 1) ) _exit(31);
+        _exit(tkv_close(c) ? 32 : 0);
+      }
+    }
+    for(int i=0; i<8; i++) assert_int_equal(child_status(pids[i]), 0);
+    db = open_with(dir, &o);
+    assert_int_equal(tkv_count(db), 8);
+    close_ok(db);
+  }
+}
+
 int main(void){
   const struct CMUnitTest tests[] = {
     CORE_TEST(test_writers_share_a_counter),
@@ -304,6 +391,8 @@ int main(void){
     CORE_TEST(test_readonly_handle),
     CORE_TEST(test_compact_needs_the_store_alone),
     CORE_TEST(test_many_processes_open_at_once),
+    CORE_TEST(test_merge_outputs_reach_the_next_process),
+    CORE_TEST(test_many_processes_create_at_once),
   };
   return run_core_tests(tests);
 }
