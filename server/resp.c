@@ -118,13 +118,10 @@ static int is_space(char c) {
 
 /*
 ** Split line[0..n) into p->inl as sdssplitargs() does, recording each
-** word's offset in p->off.  As in Redis, whose inline line is a C string,
-** a NUL byte ends the line.  0, RESP_NOMEM, or RESP_ERROR (unbalanced
-** quotes).
+** word's offset in p->off.  The line holds no NUL byte (parse_inline).
+** 0, RESP_NOMEM, or RESP_ERROR (unbalanced quotes).
 */
 static int split_inline(resp_parser *p, const char *line, size_t n) {
-  const char *nul = memchr(line, '\0', n);
-  if (nul) n = (size_t)(nul - line);
   size_t i = 0;
   p->inl.len = 0;
   p->inl.limit = 0;
@@ -187,12 +184,21 @@ unbalanced:
   return proto_error(p, "Protocol error: unbalanced quotes in request");
 }
 
+/* The first c in p[0..n) before any NUL byte, or NULL: Redis finds line
+** ends with strchr() on its query buffer, so a NUL byte hides what follows
+** it (the request then waits for more input, up to the inline limit). */
+static const char *find_before_nul(const char *p, size_t n, char c) {
+  const char *at = memchr(p, c, n);
+  if (at && memchr(p, '\0', (size_t)(at - p))) return NULL;
+  return at;
+}
+
 /* An inline request: one line (a CR before the LF is dropped), split into
 ** words.  An empty line is a request of no arguments (no reply). */
 static int parse_inline(resp_parser *p, const char *data, size_t len,
                         size_t *pconsumed) {
   size_t scan = len < RESP_MAX_INLINE ? len : RESP_MAX_INLINE;
-  const char *nl = memchr(data, '\n', scan);
+  const char *nl = find_before_nul(data, scan, '\n');
   if (!nl) {
     if (len >= RESP_MAX_INLINE)
       return proto_error(p, "Protocol error: too big inline request");
@@ -211,7 +217,10 @@ static int parse_inline(resp_parser *p, const char *data, size_t len,
 
 /*
 ** Read a "<c><integer>\r\n" header line at data[p->pos].  RESP_DONE with
-** *pv set and p->pos moved past the line, RESP_MORE, or RESP_ERROR.
+** *pv set and p->pos moved past the line, RESP_MORE, or RESP_ERROR.  As
+** Redis's: the line ends at the first CR (before any NUL byte), the byte
+** after the CR is skipped whatever it is, and the type byte is checked
+** only once the CR is there.
 */
 static int parse_header(resp_parser *p, const char *data, size_t len,
                         char c, long long *pv, const char *what) {
@@ -219,22 +228,21 @@ static int parse_header(resp_parser *p, const char *data, size_t len,
   size_t scan = avail < RESP_MAX_INLINE ? avail : RESP_MAX_INLINE;
   const char *line = data + p->pos;
   if (avail == 0) return RESP_MORE;
-  if (line[0] != c) {
-    if (c == '$')
-      return proto_error(p, "Protocol error: expected '$', got '%c'",
-                         line[0] >= 32 && line[0] < 127 ? line[0] : '?');
-    return proto_error(p, "Protocol error: expected '%c'", c);
-  }
-  const char *cr = memchr(line, '\r', scan);
+  const char *cr = find_before_nul(line, scan, '\r');
   if (!cr) {
     if (avail >= RESP_MAX_INLINE)
       return proto_error(p, "Protocol error: too big %s count string", what);
     return RESP_MORE;
   }
   size_t crpos = (size_t)(cr - line);
-  if (crpos + 1 >= avail) return RESP_MORE;            /* need the LF */
-  if (line[crpos + 1] != '\n' ||
-      resp_str2ll(line + 1, crpos - 1, pv) != 0)
+  if (crpos + 1 >= avail) return RESP_MORE;     /* the byte after the CR */
+  if (line[0] != c) {
+    if (c == '$')
+      return proto_error(p, "Protocol error: expected '$', got '%c'",
+                         line[0] >= 32 && line[0] < 127 ? line[0] : '?');
+    return proto_error(p, "Protocol error: expected '%c'", c);
+  }
+  if (resp_str2ll(line + 1, crpos - 1, pv) != 0)
     return proto_error(p, "Protocol error: invalid %s length", what);
   p->pos += crpos + 2;
   return RESP_DONE;
@@ -267,10 +275,8 @@ int resp_parse(resp_parser *p, const char *data, size_t len,
       p->bulklen = n;
     }
     size_t need = (size_t)p->bulklen;
+    /* The two bytes after the data are skipped unread, as Redis does. */
     if (len - p->pos < need + 2) return RESP_MORE;
-    if (data[p->pos + need] != '\r' || data[p->pos + need + 1] != '\n')
-      return proto_error(p, "Protocol error: bulk string not followed by "
-                         "CRLF");
     if (add_arg(p, p->pos, need) != 0) return RESP_NOMEM;
     p->pos += need + 2;
     p->total += need;

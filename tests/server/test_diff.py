@@ -129,6 +129,28 @@ INLINE = [
     b"\r\n", b"ECHO ''\r\n", b'ECHO ""\r\n',
 ]
 UNBALANCED = [b'ECHO "abc\r\n', b"ECHO 'abc\r\n", b'ECHO "a"b\r\n', b"ECHO 'a'b\r\n"]
+# More of Redis's inline splitting (sdssplitargs: escapes in double quotes
+# only, \' alone in single quotes, every isspace() byte a separator, a NUL
+# byte hiding the rest of the line) and of its RESP reader (the byte after
+# a header's CR and the two bytes after a bulk string skipped unread, the
+# type byte checked once the CR is there).  Each is sent with a QUIT after
+# it, so that a case that leaves a request incomplete shows what the QUIT
+# becomes.
+PROTOCOL = [
+    b'ECHO "\\x4g"\r\n', b'ECHO "\\x41\\x4"\r\n', b'ECHO "\\b\\a\\v"\r\n', b"ECHO 'a\\nb'\r\n",
+    b"ECHO 'a\\\\b'\r\n", b"ECHO a\tb\r\n", b"ECHO\ta\r\n", b"ECHO a\x0bb\r\n", b"ECHO \x0ba\r\n",
+    b"ECHO a\x0cb\r\n", b"   \r\n", b"\t\r\n", b"PING\n", b"PING\r\nPING\n", b'ECHO "x\x00y"\r\n',
+    b"ECHO a\x00b\r\n", b'ECHO "a" "b"\r\n', b"ECHO \"a\"\t\r\n", b"ECHO 'a'\t\r\n", b'ECHO """"\r\n',
+    b"ECHO ''''\r\n", b'PING\r\nECHO "x\r\nPING\r\n', b'ECHO "\\""\r\n', b"ECHO '\\''\r\n",
+    b"ECHO \"'\"\r\n", b"ECHO '\"'\r\n", b'SET k "\\xff\\x00"\r\nSTRLEN k\r\nGET k\r\n', b'ECHO a"\r\n',
+    b"ECHO a'b\r\n", b'ECHO "\\\r\n', b'ECHO "abc"\r', b"PiNg hello\r\n", b"ECHO \xc3\xa9\r\n", b"\r\r\n",
+    b"\n", b"*1\r\n$4\r\nPINGxx*1\r\n$4\r\nPING\r\n", b"*1\r\n$abc\r\n", b"*abc\r\n", b"*1\r\n+foo\r\n",
+    b"*-1\r\nPING\r\n", b"*0\r\nPING\r\n", b"*1\r\n$-1\r\n", b"*2\r\n$4\r\nECHO\r\n$0\r\n\r\n",
+    b"*1\r\n$4\r\nPING\n\n", b"*1\r\n$4\rPING\r\n", b"*1\n$4\r\nPING\r\n", b"*1\r\n$ 4\r\nPING\r\n",
+    b"*1\r\n$+4\r\nPING\r\n", b"*+1\r\n$4\r\nPING\r\n", b"* 1\r\n$4\r\nPING\r\n", b"*01\r\n$04\r\nPING\r\n",
+    b"*1\r\n$4\r\nPING\r\n*1\r\n", b"$4\r\nPING\r\n", b"+PING\r\n", b":1\r\n", b"-ERR\r\n",
+    b"*1\r\n$4\x00\r\nPING\r\n", b"*1\r\n+foo",
+]
 
 
 # Expiry with times far enough in the future (4000000000 s is in 2096) or
@@ -417,6 +439,9 @@ def main():
         check("inline %r" % data, raw_replies(tport, data), raw_replies(rport, data))
     for data in UNBALANCED:
         check("inline %r" % data, raw_replies(tport, data), raw_replies(rport, data))
+    for data in PROTOCOL:
+        data += b"QUIT\r\n"
+        check("protocol %r" % data, raw_replies(tport, data), raw_replies(rport, data))
     watch_cases(tport, rport)
     rng = random.Random(seed)
     rounds = 4 if len(sys.argv) > 4 and sys.argv[4] else 20
