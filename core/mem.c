@@ -38,6 +38,12 @@ void *tkv_mem_alloc(size_t n){
   return malloc(n ? n : 1);
 }
 
+void *tkv_mem_alloc_aligned(size_t align, size_t n){
+  void *p = NULL;
+  if( should_fail() ) return NULL;
+  return posix_memalign(&p, align, n ? n : 1) ? NULL : p;
+}
+
 void *tkv_mem_calloc(size_t count, size_t size){
   if( should_fail() ) return NULL;
   return calloc(count ? count : 1, size ? size : 1);

@@ -9,6 +9,8 @@
 
 /* malloc/realloc/calloc/free that honour the allocation fault hook. */
 void *tkv_mem_alloc(size_t n);
+/* n bytes aligned to align (a power of two, a multiple of sizeof(void*)). */
+void *tkv_mem_alloc_aligned(size_t align, size_t n);
 void *tkv_mem_calloc(size_t count, size_t size);
 void *tkv_mem_realloc(void *p, size_t n);
 void tkv_mem_free(void *p);
