@@ -270,21 +270,21 @@ static void test_compact_needs_the_store_alone(void **state){
   close_ok(db);
 }
 
-/* Many processes open one store at once; each writes a key; all of them
-** are there. */
-static void test_many_processes_open_at_once(void **state){
-  fixture *f = *state;
-  tkv_options o = share_options();
+/* Eight processes open dir at once; each writes a key "p<i>" and closes;
+** then all eight keys are there. */
+static void open_eight_at_once(const char *dir, const tkv_options *o){
   pid_t pids[8];
-  tkv_db *db = open_with(f->dir, &o);
-  close_ok(db);
+  tkv_db *db;
   for(int i=0; i<8; i++){
     pids[i] = fork();
     assert_true(pids[i]>=0);
     if( pids[i]==0 ){
       tkv_db *c = NULL;
       char key[16];
-      if( tkv_open(f->dir, &o, &c) ) _exit(30);
+      if( tkv_open(dir, o, &c) ){
+        fprintf(stderr, "process %d: %s\n", i, tkv_errmsg());
+        _exit(30);
+      }
       tkv_busy_timeout(c, 30000);
       snprintf(key, sizeof key, "p%d", i);
       if( tkv_put(c, key, strlen(key), "1", 1) ) _exit(31);
@@ -292,9 +292,18 @@ static void test_many_processes_open_at_once(void **state){
     }
   }
   for(int i=0; i<8; i++) assert_int_equal(child_status(pids[i]), 0);
-  db = open_with(f->dir, &o);
+  db = open_with(dir, o);
   assert_int_equal(tkv_count(db), 8);
   close_ok(db);
+}
+
+/* Many processes open one store at once. */
+static void test_many_processes_open_at_once(void **state){
+  fixture *f = *state;
+  tkv_options o = share_options();
+  tkv_db *db = open_with(f->dir, &o);
+  close_ok(db);
+  open_eight_at_once(f->dir, &o);
 }
 
 /*
@@ -355,31 +364,10 @@ static void test_many_processes_create_at_once(void **state){
   fixture *f = *state;
   tkv_options o = share_options();
   char dir[4300];
-  pid_t pids[8];
-  tkv_db *db;
   o.create = 1;
   for(int round=0; round<5; round++){
     snprintf(dir, sizeof dir, "%s/new%d", f->root, round);
-    for(int i=0; i<8; i++){
-      pids[i] = fork();
-      assert_true(pids[i]>=0);
-      if( pids[i]==0 ){
-        tkv_db *c = NULL;
-        char key[16];
-        if( tkv_open(dir, &o, &c) ){
-          fprintf(stderr, "process %d: %s\n", i, tkv_errmsg());
-          _exit(30);
-        }
-        tkv_busy_timeout(c, 30000);
-        snprintf(key, sizeof key, "p%d", i);
-        if( tkv_put(c, key, strlen(key), "1", 1) ) _exit(31);
-        _exit(tkv_close(c) ? 32 : 0);
-      }
-    }
-    for(int i=0; i<8; i++) assert_int_equal(child_status(pids[i]), 0);
-    db = open_with(dir, &o);
-    assert_int_equal(tkv_count(db), 8);
-    close_ok(db);
+    open_eight_at_once(dir, &o);
   }
 }
 
