@@ -409,15 +409,6 @@ int recover_store(tkv_engine *e, int how, uint32_t upto_id,
   return rc;
 }
 
-/* Find the newest segment (by id) of the table, or NULL. */
-static tkv_segment *newest_segment(tkv_engine *e){
-  tkv_segment *best = NULL;
-  for(int i=0; i<e->nseg; i++){
-    if( !best || e->segs[i]->id>best->id ) best = e->segs[i];
-  }
-  return best;
-}
-
 /*
 ** Read records of s from its end up to `to` (a published end, or the end
 ** of a segment another process sealed) into the keydir.  Every record
@@ -465,7 +456,6 @@ int recover_follow(tkv_engine *e, uint32_t from, uint32_t id, uint64_t end){
   assert( e->buf_len==0 );
   engine_wrlock(e);
   s = from ? seg_find(e, from) : NULL;
-  if( !s && from ) s = newest_segment(e);
   if( s ){
     if( s->id==id ){
       rc = follow_segment(e, s, end, 1);
@@ -484,7 +474,9 @@ int recover_follow(tkv_engine *e, uint32_t from, uint32_t id, uint64_t end){
       }
     }
   }
-  for(k = s ? s->id + 1 : 1; !rc && k<=id; k++){
+  /* From the segment after `from` (which a merge of this process may
+  ** have removed since: then nothing of it is left to read). */
+  for(k = from + 1; !rc && k<=id; k++){
     char path[4096];
     tkv_segment *n;
     if( seg_find(e, k) ) continue;

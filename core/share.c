@@ -29,9 +29,9 @@
 ** merge runs while its process has the store alone and numbers outputs
 ** from the next id, while that process goes on appending to its active
 ** segment): those count, and a process that opens loads them
-** (recover_store), so they are in its table before it can write.  The position only ever names bytes that were written to the
-** file with every record before them, so a reader never sees a
-** transaction in part.
+** (recover_store), so they are in its table before it can write.  The
+** position only ever names bytes that were written to the file with every
+** record before them, so a reader never sees a transaction in part.
 */
 #include "engine.h"
 #include "err.h"
