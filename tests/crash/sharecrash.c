@@ -49,13 +49,16 @@
 #define NR 2                  /* reader processes (the second read-only) */
 #define NKEYS 16              /* keys every writer writes */
 #define POISON 999999999u     /* written only by rolled-back transactions */
-#define MAXACK (1u << 22)     /* increments one run may acknowledge */
+#define MAXACK (1u << 28)     /* increments one run may acknowledge */
 
 enum { ROLE_WRITER, ROLE_READER, ROLE_MERGER };
 
 static char dir[4096];
 static int ack_pipe[2];
-static unsigned char *acked;  /* acked[n]: increment n was acknowledged */
+static unsigned char *acked;  /* bit n: increment n was acknowledged */
+
+#define ACKED(n)    (acked[(n) >> 3] & (1u << ((n) & 7)))
+#define SET_ACKED(n) (acked[(n) >> 3] |= (unsigned char)(1u << ((n) & 7)))
 static long nacked, inflight, nkills, failures;
 static unsigned maxacked;    /* the largest count acknowledged */
 
@@ -278,10 +281,10 @@ static void drain(int ms){
       unsigned n = buf[i];
       if( n==0 || n>=MAXACK ){
         fail("acknowledged count %u out of range", n);
-      }else if( acked[n] ){
+      }else if( ACKED(n) ){
         fail("increment %u acknowledged twice (a lost update)", n);
       }else{
-        acked[n] = 1;
+        SET_ACKED(n);
         nacked++;
         if( n>maxacked ) maxacked = n;
       }
@@ -350,7 +353,7 @@ static unsigned verify(long round){
   if( rc ){
     fail("round %ld: a writer cannot proceed: %s", round, tkv_errmsg());
   }else{
-    acked[n] = 1;
+    SET_ACKED(n);
     nacked++;
     if( n>maxacked ) maxacked = n;
   }
@@ -382,7 +385,7 @@ int main(int argc, char **argv){
   if( !base ) base = tu_tmpdir("sharecrash");
   else mkdir(base, 0755);
   snprintf(dir, sizeof dir, "%s/store", base);
-  acked = calloc(MAXACK, 1);
+  acked = calloc(MAXACK / 8, 1);
   if( !acked || pipe(ack_pipe) ){ perror("setup"); return 2; }
   fcntl(ack_pipe[0], F_SETFL, O_NONBLOCK);
   srand((unsigned)seed);
