@@ -112,51 +112,87 @@ static uint64_t engine_pos(tkv_engine *e){
 }
 
 /*
+** Map the area (once).  Mapping a LOCK shorter than the area would fault
+** on access: a LOCK that short is one the first opener has not extended
+** yet, or a foreign file.  0, or a TKV_* error.
+*/
+static int area_map(tkv_engine *e){
+  uint64_t size;
+  void *p;
+  if( e->sh ) return TKV_OK;
+  if( tkv_io_size(e->lock_fd, e->dir, &size) ) return TKV_IO;
+  if( size<SHARE_SIZE ) return TKV_BUSY;
+  p = mmap(NULL, SHARE_SIZE, PROT_READ|PROT_WRITE, MAP_SHARED, e->lock_fd, 0);
+  if( p==MAP_FAILED ){
+    return tkv_err_sys(errno, "cannot map the lock file of", e->dir);
+  }
+  e->sh = p;
+  return TKV_OK;
+}
+
+/* 1 if the area was published by a first opener that finished its
+** recovery (share_opened), 0 if not (yet), -1 if it is of another
+** version. */
+static int area_ready(tkv_engine *e){
+  uint32_t v;
+  if( memcmp(e->sh->magic, SHARE_MAGIC, 8) ) return 0;
+  v = __atomic_load_n(&e->sh->version, __ATOMIC_ACQUIRE);
+  return v==SHARE_VERSION ? 1 : v==0 ? 0 : -1;
+}
+
+/*
 ** Take the OPEN lock: exclusively if no other process has the store open
 ** (*palone = 1), else shared.  An exclusive holder (a first open still
-** recovering, a compaction) makes us wait up to timeout_ms.  Then map the
-** area.  Caller holds LOCK's flock (shared) and e->lock_fd.
+** recovering, a compaction) makes us wait up to timeout_ms.  Taking it
+** shared is trusted only once the area says a first opener finished (it
+** may have died recovering, after clearing the area, between our two
+** tries): else we let go and try again, to become the first opener
+** ourselves.  Then the area is mapped.  Caller holds LOCK's flock (shared)
+** and e->lock_fd.
 */
 int share_attach(tkv_engine *e, int timeout_ms, int *palone){
   uint64_t deadline = now_ms() + (uint64_t)(timeout_ms>0 ? timeout_ms : 0);
   unsigned us = 50;
-  uint64_t size;
-  void *p;
-  int err, fd = e->lock_fd;
+  int err, rc, ready = 0, fd = e->lock_fd;
   for(;;){
     err = range_lock(fd, F_WRLCK, LOCK_OPEN_BYTE);
     if( !err ){ *palone = 1; break; }
     if( err==EAGAIN ) err = range_lock(fd, F_RDLCK, LOCK_OPEN_BYTE);
-    if( !err ){ *palone = 0; break; }
+    if( !err ){
+      rc = area_map(e);
+      if( rc && rc!=TKV_BUSY ) return rc;
+      ready = rc ? 0 : area_ready(e);
+      if( ready>0 ){ *palone = 0; break; }
+      range_lock(fd, F_UNLCK, LOCK_OPEN_BYTE);
+      err = EAGAIN;
+    }
     if( err!=EAGAIN ) return tkv_err_sys(err, "cannot lock", e->dir);
     if( now_ms()>=deadline ){
+      if( ready<0 ){
+        return tkv_err(TKV_CORRUPT, "the lock file of %s does not hold a "
+                       "shared area of version %d", e->dir, SHARE_VERSION);
+      }
       return tkv_err(TKV_BUSY, "store %s is being recovered or compacted by "
                      "another process", e->dir);
     }
     nap(&us);
   }
-  if( tkv_io_size(fd, e->dir, &size) ) return TKV_IO;
-  if( *palone && size<SHARE_SIZE && ftruncate(fd, SHARE_SIZE) ){
-    return tkv_err_sys(errno, "cannot extend the lock file of", e->dir);
-  }
-  if( !*palone && size<SHARE_SIZE ){
-    return tkv_err(TKV_CORRUPT, "the lock file of %s is too short for the "
-                   "area another process shares", e->dir);
-  }
-  p = mmap(NULL, SHARE_SIZE, PROT_READ|PROT_WRITE, MAP_SHARED, fd, 0);
-  if( p==MAP_FAILED ) return tkv_err_sys(errno, "cannot map the lock file of",
-                                         e->dir);
-  e->sh = p;
   if( *palone ){
+    uint64_t size;
+    if( tkv_io_size(fd, e->dir, &size) ) return TKV_IO;
+    if( size<SHARE_SIZE && ftruncate(fd, SHARE_SIZE) ){
+      return tkv_err_sys(errno, "cannot extend the lock file of", e->dir);
+    }
+    rc = area_map(e);
+    if( rc ) return rc==TKV_BUSY ? tkv_err(TKV_IO, "the lock file of %s is "
+                                           "too short", e->dir) : rc;
     /* The first one in: whatever the area says is from processes that
-    ** are gone.  It is filled in by share_opened, after recovery. */
-    memset(p, 0, sizeof *e->sh);
+    ** are gone.  It is cleared now and published by share_opened, after
+    ** recovery; until then a process that takes OPEN shared (after we
+    ** died) does not trust it. */
+    __atomic_store_n(&e->sh->version, 0, __ATOMIC_RELEASE);
+    memset((void*)e->sh, 0, sizeof *e->sh);
     memcpy(e->sh->magic, SHARE_MAGIC, 8);
-    e->sh->version = SHARE_VERSION;
-  }else if( memcmp(e->sh->magic, SHARE_MAGIC, 8)
-         || e->sh->version!=SHARE_VERSION ){
-    return tkv_err(TKV_CORRUPT, "the lock file of %s does not hold a shared "
-                   "area of version %d", e->dir, SHARE_VERSION);
   }
   return TKV_OK;
 }
@@ -181,6 +217,7 @@ int share_opened(tkv_engine *e, int alone, int owns_tail){
     atomic_store(&e->sh->pos, pos);
     atomic_store(&e->seen, pos);
     e->own = owns_tail ? pos : 0;
+    __atomic_store_n(&e->sh->version, SHARE_VERSION, __ATOMIC_RELEASE);
     if( range_lock(e->lock_fd, F_RDLCK, LOCK_OPEN_BYTE) ){
       return tkv_err_sys(errno, "cannot lock", e->dir);
     }

@@ -10,6 +10,7 @@
 #include "engine_check.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -371,6 +372,68 @@ static void test_many_processes_create_at_once(void **state){
   }
 }
 
+/*
+** A first opener clears the shared area, recovers, then publishes the area
+** (share_opened).  If it dies in between, a process that takes the OPEN
+** lock shared in that moment (its exclusive try failed while the first
+** opener lived) must not trust the cleared area, which names no segment:
+** it would see an empty store and write over it.  Here a helper holds OPEN
+** shared over a cleared area: an open waits for its busy timeout and
+** fails with TKV_BUSY; once the helper is gone the open recovers the store
+** itself and sees everything.
+*/
+static void test_open_after_first_opener_died(void **state){
+  fixture *f = *state;
+  tkv_options o = share_options();
+  tkv_db *db = open_with(f->dir, &o);
+  char path[4300], zero[40], c;
+  int ready[2], go[2], fd;
+  pid_t pid;
+  for(int i=0; i<20; i++) put_str(db, NULL, "k", "v");
+  put_str(db, NULL, "last", "kept");
+  close_ok(db);
+  snprintf(path, sizeof path, "%s/LOCK", f->dir);
+  memset(zero, 0, sizeof zero);
+  fd = open(path, O_RDWR);
+  assert_true(fd>=0);
+  assert_int_equal(pwrite(fd, zero, sizeof zero, 0), (ssize_t)sizeof zero);
+  close(fd);
+  assert_int_equal(pipe(ready), 0);
+  assert_int_equal(pipe(go), 0);
+  pid = fork();
+  assert_true(pid>=0);
+  if( pid==0 ){
+    /* Hold OPEN shared until the test lets go of `go` (or dies). */
+    struct flock fl;
+    int lfd = open(path, O_RDWR);
+    close(go[1]);
+    memset(&fl, 0, sizeof fl);
+    fl.l_type = F_RDLCK;
+    fl.l_whence = SEEK_SET;
+    fl.l_start = 4096;      /* the OPEN byte (FORMAT.md, "The lock file") */
+    fl.l_len = 1;
+    if( lfd<0 || fcntl(lfd, F_OFD_SETLK, &fl) ) _exit(50);
+    if( write(ready[1], "x", 1)!=1 ) _exit(51);
+    _exit(read(go[0], &c, 1)==0 ? 0 : 52);
+  }
+  close(go[0]);
+  close(ready[1]);
+  assert_int_equal(read(ready[0], &c, 1), 1);
+  close(ready[0]);
+  o.busy_timeout = 300;
+  {
+    int rc = tkv_open(f->dir, &o, &db);
+    close(go[1]);
+    assert_int_equal(child_status(pid), 0);
+    if( rc==TKV_OK ) close_ok(db);
+    assert_tkv(TKV_BUSY, rc);
+  }
+  db = open_with(f->dir, &o);
+  expect_str(db, "k", "v");
+  expect_str(db, "last", "kept");
+  close_ok(db);
+}
+
 int main(void){
   const struct CMUnitTest tests[] = {
     CORE_TEST(test_writers_share_a_counter),
@@ -381,6 +444,7 @@ int main(void){
     CORE_TEST(test_many_processes_open_at_once),
     CORE_TEST(test_merge_outputs_reach_the_next_process),
     CORE_TEST(test_many_processes_create_at_once),
+    CORE_TEST(test_open_after_first_opener_died),
   };
   return run_core_tests(tests);
 }
