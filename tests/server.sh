@@ -285,6 +285,10 @@ wait "$PID" 2>/dev/null
 start killmany-after --dir "$tmp/killmany" --http-port off &&
   suite 120 $dpy verifymany "$PORT" "$tmp/acked-many"
 stop $PID
+# every command with replies held for the sync thread
+start durable-commands --dir "$tmp/durable-commands" --sync full --http-port off &&
+  pysuite commands "$PORT"
+stop $PID; check "durable commands server exit status" 0 "$STATUS"
 # fdatasync slowed or failed on demand (tests/server/syncshim.c)
 mkdir -p "$tmp/shim"
 if cc -shared -fPIC -o "$tmp/syncshim.so" "$here/server/syncshim.c"; then
