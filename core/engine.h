@@ -129,6 +129,9 @@ struct tkv_engine {
   uint64_t commit_end;        /* active segment: end of committed records */
   int dir_dirty;              /* names changed since the last dir sync */
   int sync_failed;            /* the last commit's fdatasync failed */
+  uint64_t rewinds;           /* seg_rewind calls: a sync outside mu
+                              ** (seg_sync_begin) that saw one may not
+                              ** record its end as synced */
 
   tkv_db *writer;             /* handle holding the writer slot */
   pthread_t writer_thread;    /* thread that last used it */
@@ -314,6 +317,17 @@ int seg_rewind(tkv_engine *e, uint64_t off);
 int seg_start_write(tkv_engine *e);
 int seg_seal_active(tkv_engine *e);
 int seg_sync_all(tkv_engine *e, int closing);
+/* A sync of the active segment with its fdatasync outside mu (segment.c,
+** seg_sync_begin): what begin captured for end. */
+typedef struct seg_sync_ticket {
+  int fd;                   /* own descriptor of the segment, or -1 */
+  uint32_t id;              /* its id */
+  uint64_t end;             /* committed end the fdatasync covers */
+  uint64_t rewinds;         /* e->rewinds at the start */
+  char path[4096];          /* its path, for messages */
+} seg_sync_ticket;
+int seg_sync_begin(tkv_engine *e, int mark, seg_sync_ticket *t);
+int seg_sync_end(tkv_engine *e, seg_sync_ticket *t, int rc);
 int seg_read(tkv_engine *e, tkv_loc loc, const void *key, size_t klen,
              void **pval);
 

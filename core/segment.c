@@ -436,17 +436,29 @@ int seg_append(tkv_engine *e, int type, const void *key, uint32_t klen,
 ** a failed fdatasync sets e->sync_failed.  Caller holds mu and has flushed
 ** the buffer.
 */
-static int seg_sync(tkv_engine *e, tkv_segment *s, int mark){
-  uint64_t end = e->commit_end;
-  int rc;
-  if( mark && s==e->active && s->version>=2 && s->synced_end>s->durable ){
+/* The sync-area half of seg_sync: write the slot that states the end
+** the previous successful sync made durable, for the next fdatasync to
+** carry.  Caller holds mu and may write the area (it is the writer). */
+static int seg_mark_durable(tkv_engine *e, tkv_segment *s){
+  if( s==e->active && s->version>=2 && s->synced_end>s->durable ){
     uint8_t slot[TKV_SYNC_SLOT];
     uint64_t off;
+    int rc;
     tkv_sync_slot_encode(slot, (uint32_t)s->synced_end, s->sync_seq + 1, &off);
     rc = tkv_io_pwrite(s->fd, s->path, slot, sizeof slot, off);
     if( rc ) return rc;
     s->sync_seq++;
     s->durable = s->synced_end;
+  }
+  return TKV_OK;
+}
+
+static int seg_sync(tkv_engine *e, tkv_segment *s, int mark){
+  uint64_t end = e->commit_end;
+  int rc;
+  if( mark ){
+    rc = seg_mark_durable(e, s);
+    if( rc ) return rc;
   }
   rc = tkv_io_sync(s->fd, s->path);
   if( rc ){
@@ -506,6 +518,73 @@ int seg_sync_all(tkv_engine *e, int closing){
   return rc;
 }
 
+/*
+** seg_sync_begin and seg_sync_end split a sync of everything committed so
+** far around an fdatasync that runs without mu (tkv_sync_concurrent), so
+** that writers go on appending and committing while the disk works.
+**
+** Begin (caller holds mu and may write the sync area, or `mark` is 0):
+** flush the buffer, record the previous durable end in the sync area, sync
+** the directory if a segment name is not durable yet (rare: once per new
+** segment), and open a descriptor of the caller's own on the active
+** segment.  A descriptor of its own, not the engine's: Linux reports a
+** writeback error once per open file description, so a shared one could
+** hand this sync's error to a concurrent fdatasync and report success
+** here.  Sealed segments need nothing: sealing synced them.  t->fd is -1
+** when there is nothing to sync.
+**
+** End (caller holds mu again, after fdatasync(t->fd) gave `rc`): record
+** the synced end if the segment is still the active one (looked up by its
+** id: the struct may be gone), or break the engine on failure
+** (BROKEN_SYNC: the kernel may have dropped the pages, and a later sync
+** could wrongly succeed).  Returns the outcome.
+*/
+int seg_sync_begin(tkv_engine *e, int mark, seg_sync_ticket *t){
+  tkv_segment *s = e->active;
+  int rc;
+  ASSERT_MU(e);
+  t->fd = -1;
+  t->id = 0;
+  t->end = e->commit_end;
+  t->rewinds = e->rewinds;
+  t->path[0] = 0;
+  rc = seg_flush(e);
+  if( !rc && s && mark ) rc = seg_mark_durable(e, s);
+  if( !rc && e->dir_dirty ){
+    rc = tkv_io_sync_dir(e->dir);
+    if( !rc ) e->dir_dirty = 0;
+  }
+  if( rc || !s ) return rc;
+  if( (size_t)snprintf(t->path, sizeof t->path, "%s", s->path)
+      >=sizeof t->path ){
+    return tkv_err(TKV_INVALID, "segment path too long: %s", s->path);
+  }
+  rc = tkv_io_open_regular(s->path, O_RDWR, &t->fd);
+  if( rc ){
+    t->fd = -1;
+    return rc;
+  }
+  t->id = s->id;
+  return TKV_OK;
+}
+
+int seg_sync_end(tkv_engine *e, seg_sync_ticket *t, int rc){
+  tkv_segment *s = e->active;
+  ASSERT_MU(e);
+  if( rc ){
+    e->sync_failed = 1;
+    if( !e->broken ) e->broken = BROKEN_SYNC;
+    return rc;
+  }
+  /* After a rewind, bytes below t->end may have been taken out (a failed
+  ** commit rolled back) and written again since: not what was synced. */
+  if( s && t->fd>=0 && s->id==t->id && t->rewinds==e->rewinds
+      && t->end>s->synced_end ){
+    s->synced_end = t->end;
+  }
+  return TKV_OK;
+}
+
 /* Overwrite [off, end) of s with zeros: what lies past the end of a
 ** segment's data is zeros, so this removes the records as truncation would. */
 static int seg_zero(tkv_segment *s, uint64_t off, uint64_t end){
@@ -533,6 +612,7 @@ int seg_rewind(tkv_engine *e, uint64_t off){
   uint64_t written, cut;
   int rc;
   if( !s ) return TKV_OK;
+  e->rewinds++;
   if( e->commit_end>off ) e->commit_end = off;
   if( off<s->durable ){
     /* A prepared transaction rolled back: its records were synced and the

@@ -1282,6 +1282,48 @@ int tkv_sync(tkv_db *db){
 }
 
 /*
+** tkv_sync with the fdatasync outside the engine's lock (segment.c,
+** seg_sync_begin), so that a server can sync one group of commits while it
+** writes and commits the next.  Only the sync area needs the WRITE lock:
+** taken for a moment when no transaction of this process holds it, and
+** left alone (as share_sync_all does) when another process writes.
+*/
+int tkv_sync_concurrent(tkv_db *db){
+  tkv_engine *e = db->e;
+  seg_sync_ticket t;
+  int rc, here = 0;
+  CHECK_HANDLE(db);
+  engine_lock(e);
+  if( e->broken ){
+    rc = engine_broken_err(e);
+    engine_unlock(e);
+    return rc;
+  }
+  if( db->readonly || !e->wrote ){
+    engine_unlock(e);
+    return TKV_OK;              /* this process wrote nothing */
+  }
+  if( e->sh && !e->wlocked && share_write_begin(e, -1)==TKV_OK ) here = 1;
+  rc = seg_sync_begin(e, !e->sh || e->wlocked, &t);
+  if( here ) share_write_end(e);
+  engine_unlock(e);
+  if( !rc && t.fd>=0 ) rc = tkv_io_sync(t.fd, t.path);
+  if( t.fd>=0 ) tkv_io_close(t.fd);
+  engine_lock(e);
+  if( rc ){
+    seg_sync_end(e, &t, rc);
+    rc = tkv_err(rc, "%s; writes are refused until %s is reopened",
+                 tkv_errmsg(), e->dir);
+  }else{
+    rc = seg_sync_end(e, &t, TKV_OK);
+    /* A failure another thread saw meanwhile may be this sync's too. */
+    if( e->broken ) rc = engine_broken_err(e);
+  }
+  engine_unlock(e);
+  return rc;
+}
+
+/*
 ** The key/value encoding recorded in the identity file (FORMAT.md, "The
 ** store directory").  The engine itself never looks at it: it lets each
 ** front end refuse a store whose bytes it would misread.

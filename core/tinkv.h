@@ -425,6 +425,18 @@ int tkv_compact(tkv_db *db, uint64_t *preclaimed);
 int tkv_sync(tkv_db *db);
 
 /*
+** tkv_sync, with the fdatasync done without holding the engine's lock:
+** other threads' writes, commits and reads go on while the disk works, so
+** that one thread can sync a group of commits (made with TKV_SYNC_NORMAL)
+** while another writes the next (the server's group commit).  Every commit
+** that returned before this call is durable when it returns TKV_OK.  A
+** failed fdatasync makes the engine read-only until reopened, as for
+** tkv_sync (TKV_IO, then TKV_BROKEN).  Any thread; the handle may have a
+** transaction open on another thread meanwhile.
+*/
+int tkv_sync_concurrent(tkv_db *db);
+
+/*
 ** Remove the files of the closed store in `path` that tinkv made (segments,
 ** hints, lock and identity files), then the directory if it is then empty.
 ** TKV_LOCKED if the store is open, here or in another process.

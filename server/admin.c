@@ -356,7 +356,8 @@ void info_command(session *s, size_t argc, const resp_arg *argv) {
     buf_printf(&b, "# Stats\r\ntotal_connections_received:%llu\r\n"
                "total_commands_processed:%llu\r\nrejected_connections:%llu\r\n"
                "protocol_errors:%llu\r\ngroup_commits:%llu\r\n"
-               "group_commit_writes:%llu\r\nexpired_keys:%llu\r\n"
+               "group_commit_writes:%llu\r\ngroup_syncs:%llu\r\n"
+               "group_sync_usec:%llu\r\nexpired_keys:%llu\r\n"
                "http_requests:%llu\r\n\r\n",
                (unsigned long long)srv.connections_total,
                (unsigned long long)srv.commands_total,
@@ -364,6 +365,8 @@ void info_command(session *s, size_t argc, const resp_arg *argv) {
                (unsigned long long)srv.protocol_errors,
                (unsigned long long)srv.group_commits,
                (unsigned long long)srv.group_commit_writes,
+               (unsigned long long)srv.group_syncs,
+               (unsigned long long)srv.group_sync_usec,
                (unsigned long long)srv.expired_keys,
                (unsigned long long)srv.http_requests);
   if (want_section(argc, argv, "tinkv"))
@@ -466,6 +469,7 @@ void config_command(session *s, size_t argc, const resp_arg *argv) {
     srv.commands_total = srv.connections_total = 0;
     srv.rejected_connections = srv.protocol_errors = 0;
     srv.group_commits = srv.group_commit_writes = srv.http_requests = 0;
+    srv.group_syncs = srv.group_sync_usec = 0;
     resp_status(s->out, "OK");
   } else {
     static const char *const known[] = {"get", "set", "resetstat", NULL};

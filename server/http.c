@@ -6,7 +6,9 @@
 ** connections.  So HTTP requests are handled on the loop's thread like
 ** RESP commands, and the engine is only ever used from one thread.  Before
 ** touching the engine, a request commits the RESP side's group-commit
-** batch, so it neither joins it nor reads what it has not yet committed.
+** batch and waits until it is durable, so it neither joins it nor reads what
+** is not yet committed and durable; its writes are durable (store.c)
+** before it replies.
 **
 ** URL unescaping is switched off in libmicrohttpd (a key may hold any
 ** byte, including NUL, which a C string cannot carry); this file decodes
@@ -474,7 +476,7 @@ static int is(const char *method, const char *m) {
 static enum MHD_Result route(struct MHD_Connection *conn, const char *url,
                              const char *method, request *req) {
   static const char kv[] = "/v1/kv/";
-  if (store_batch_commit() != TKV_OK)
+  if (store_settle() != TKV_OK)
     return send_error(conn, MHD_HTTP_INTERNAL_SERVER_ERROR,
                       "the pending group commit failed");
   if (strncmp(url, kv, sizeof kv - 1) == 0) {

@@ -368,7 +368,12 @@ int main(int argc, char **argv) {
 
   if (open_store() != 0) return 1;
   fit_max_clients();
-  struct event_base *base = event_base_new();
+  /* Precise timers (timerfd): the sync timer of durable group commit
+  ** waits microseconds, not whole milliseconds (store.c). */
+  struct event_config *ecfg = event_config_new();
+  if (ecfg) event_config_set_flag(ecfg, EVENT_BASE_FLAG_PRECISE_TIMER);
+  struct event_base *base = ecfg ? event_base_new_with_config(ecfg) : NULL;
+  if (ecfg) event_config_free(ecfg);
   if (!base) {
     srv_log("cannot create the event loop");
     store_close();
@@ -380,7 +385,8 @@ int main(int argc, char **argv) {
   struct event *sigterm = evsignal_new(base, SIGTERM, on_signal, base);
   struct event *second_ev = NULL, *tenth_ev = NULL;
   int ok = sigint && sigterm && event_add(sigint, NULL) == 0 &&
-           event_add(sigterm, NULL) == 0 && net_start(base) == 0 &&
+           event_add(sigterm, NULL) == 0 && store_attach_loop(base) == 0 &&
+           net_start(base) == 0 &&
            (c->http_port < 0 || http_start(base) == 0);
   if (ok) {
     second_ev = event_new(base, -1, EV_PERSIST, on_second, NULL);

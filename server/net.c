@@ -8,11 +8,16 @@
 ** batch and then flushes every connection that has replies, so a reply is
 ** only sent once the writes it acknowledges are durable.
 **
-** A connection that joins (or reads while) an open batch remembers where
-** its output stood at that moment (batch_mark); the bytes after the mark
-** are held until the batch commits.  If the commit fails, the held bytes
-** are replaced by one error and the connection is closed: no reply ever
-** acknowledges a write that was rolled back.
+** Each reply is held until the batch its command could see is durable
+** (store.h: store_visible_id against store_durable_id).  A connection keeps
+** its held output as a few regions, each from an offset on, with the batch
+** it waits for; ids grow along the output, so everything before the first
+** region may be sent.  With durable group commit the batches' syncs run in
+** another thread and end between loop turns (the batch hook then queues
+** every connection with held output); without it a batch is durable when
+** net_before_sleep() commits it.  If a batch fails, the held bytes from its
+** first region on are replaced by one error and the connection is closed:
+** no reply ever acknowledges a write that was rolled back or not synced.
 **
 ** Flow control, as Redis does it: a connection is always read, so a
 ** client that writes its whole pipeline before reading any reply (most
@@ -66,6 +71,17 @@
 #define C_WANT_WRITE        0x4      /* write event armed */
 #define C_PENDING           0x8      /* on the pending-write list */
 #define C_EOF               0x10     /* the client sent everything */
+#define C_ANSWERED          0x20     /* a sync released replies to it:
+                                     ** the next sync waits for it */
+
+#define HOLD_MAX 8                   /* held regions per connection; past
+                                     ** it the last one waits longer */
+
+/* Output from offset `at` on waits until batch `id` is durable. */
+typedef struct hold {
+  size_t at;
+  uint64_t id;
+} hold;
 
 typedef struct conn {
   int fd;
@@ -76,8 +92,8 @@ typedef struct conn {
   size_t in_pos;               /* bytes of `in` already run */
   buf out;                     /* replies; out_sent bytes already sent */
   size_t out_sent;
-  uint64_t batch_id;           /* batch this client last ran a command in */
-  size_t batch_mark;           /* output before that batch: sendable */
+  hold holds[HOLD_MAX];        /* held output, `at` and id ascending */
+  int nholds;
   time_t since;                /* connected at */
   resp_parser parser;
   session sess;
@@ -124,6 +140,7 @@ static size_t backlog(const conn *c) { return c->in.len - c->in_pos; }
 /* ------------------------------------------------------ Closing. */
 
 static void conn_close(conn *c) {
+  if (c->flags & C_ANSWERED) store_client_back();
   pending_remove(c);
   if (c->prev) c->prev->next = c->next;
   else net.all = c->next;
@@ -149,17 +166,47 @@ static void close_after_reply(conn *c) {
 
 /* ------------------------------------------------------- Requests. */
 
-/* Run one request; note the batch it saw, so its reply waits for it.  The
-** output may grow to --max-output unsent bytes and no further. */
+/* Check the invariants of the held regions (see the top of this file). */
+static void holds_check(const conn *c) {
+  assert(c->nholds >= 0 && c->nholds <= HOLD_MAX);
+  for (int i = 0; i < c->nholds; i++) {
+    assert(c->holds[i].at >= c->out_sent && c->holds[i].at <= c->out.len);
+    assert(i == 0 || (c->holds[i].at >= c->holds[i - 1].at &&
+                      c->holds[i].id > c->holds[i - 1].id));
+  }
+}
+
+/* Hold the output from `at` on until batch id is durable. */
+static void hold_add(conn *c, size_t at, uint64_t id) {
+  if (c->nholds && c->holds[c->nholds - 1].id >= id) return;  /* covered */
+  if (c->nholds == HOLD_MAX) c->holds[HOLD_MAX - 1].id = id;  /* longer */
+  else c->holds[c->nholds++] = (hold){at, id};
+  holds_check(c);
+}
+
+/* Forget the regions whose batch is durable now. */
+static void holds_release(conn *c) {
+  uint64_t durable = store_durable_id();
+  int n = 0;
+  while (n < c->nholds && c->holds[n].id <= durable) n++;
+  if (n == 0) return;
+  memmove(c->holds, c->holds + n, (size_t)(c->nholds - n) * sizeof c->holds[0]);
+  c->nholds -= n;
+}
+
+/* Run one request; hold its reply until the batch it could see is
+** durable.  The output may grow to --max-output unsent bytes and no
+** further. */
 static void run_request(conn *c, size_t argc, const resp_arg *argv) {
   size_t before = c->out.len;
+  if (c->flags & C_ANSWERED) {       /* back: the next sync may start */
+    c->flags &= ~(unsigned)C_ANSWERED;
+    store_client_back();
+  }
   c->out.limit = c->out_sent + srv.cfg.max_output;
   cmd_execute(&c->sess, argc, argv);
-  uint64_t id = store_batch_id();
-  if (id && c->batch_id != id) {
-    c->batch_id = id;
-    c->batch_mark = before;
-  }
+  uint64_t id = store_visible_id();
+  if (id > store_durable_id() && c->out.len > before) hold_add(c, before, id);
 }
 
 /* Drop the input already run: free the buffer when all of it was, else
@@ -233,14 +280,13 @@ static void on_process(evutil_socket_t fd, short what, void *arg) {
 /* --------------------------------------------------------- Output. */
 
 /*
-** Send what may be sent: everything, or only up to the batch mark while the
-** batch this client ran commands in is still open.  Returns -1 when the
-** connection must be closed (write error, or done after QUIT / an error /
-** EOF).
+** Send what may be sent: everything before the first held region.  Returns
+** -1 when the connection must be closed (write error, or done after QUIT /
+** an error / EOF).
 */
 static int conn_flush(conn *c) {
-  size_t end = c->out.len;
-  if (c->batch_id && c->batch_id == store_batch_id()) end = c->batch_mark;
+  holds_release(c);
+  size_t end = c->nholds ? c->holds[0].at : c->out.len;
   while (c->out_sent < end) {
     ssize_t n = write(c->fd, c->out.data + c->out_sent, end - c->out_sent);
     if (n < 0 && errno == EINTR) continue;
@@ -251,7 +297,7 @@ static int conn_flush(conn *c) {
   if (c->out_sent == c->out.len) {
     buf_reset(&c->out, KEEP_BUF);
     c->out_sent = 0;
-    c->batch_mark = 0;
+    c->nholds = 0;                  /* only empty regions can be left */
     if (c->flags & C_WANT_WRITE) {
       event_del(c->wev);
       c->flags &= ~(unsigned)C_WANT_WRITE;
@@ -264,9 +310,9 @@ static int conn_flush(conn *c) {
     }
     if (c->out_sent >= OUT_PAUSE && c->out_sent * 2 >= c->out.len) {
       buf_consume(&c->out, c->out_sent);     /* keep the buffer compact */
-      if (c->batch_mark >= c->out_sent) c->batch_mark -= c->out_sent;
-      else c->batch_mark = 0;
+      for (int i = 0; i < c->nholds; i++) c->holds[i].at -= c->out_sent;
       c->out_sent = 0;
+      holds_check(c);
     }
   }
   if ((c->flags & C_PAUSED) && unsent(c) < OUT_PAUSE / 2)
@@ -274,23 +320,46 @@ static int conn_flush(conn *c) {
   return 0;
 }
 
-/* The batch ended.  On failure, replace every held reply with an error. */
-static void on_batch_end(int rc, uint64_t id) {
-  if (rc == TKV_OK) return;
+/*
+** Batches ended.  Success: queue every connection with held output, to
+** send what is durable now.  Failure of batch id and later ones: replace
+** the held output from the first region waiting for one of them by an
+** error, and close once the rest is sent.
+*/
+static void on_batch_end(int rc, uint64_t id, const char *why) {
+  unsigned answered = 0;
   for (conn *c = net.all; c; c = c->next) {
-    if (c->batch_id != id) continue;
-    buf_truncate(&c->out, c->batch_mark);
+    if (c->flags & C_ANSWERED) {
+      c->flags &= ~(unsigned)C_ANSWERED;   /* counted afresh below */
+    }
+    if (!c->nholds) continue;
+    if (rc == TKV_OK) {
+      pending_add(c);
+      if (c->holds[0].id <= id) {
+        c->flags |= C_ANSWERED;
+        answered++;
+      }
+      continue;
+    }
+    int i = 0;
+    while (i < c->nholds && c->holds[i].id < id) i++;
+    if (i == c->nholds) continue;
+    buf_truncate(&c->out, c->holds[i].at);
+    c->nholds = i;
     c->out.limit = 0;
     c->out.failed = 0;
-    resp_error(&c->out, "ERR write failed and was rolled back, the server "
-               "closes this connection: %s", tkv_errmsg());
-    close_after_reply(c);
+    resp_error(&c->out, "ERR write failed and was rolled back or not made "
+               "durable, the server closes this connection: %s",
+               why ? why : "");
+    if (c->flags & C_CLOSE_AFTER_REPLY) pending_add(c);
+    else close_after_reply(c);
   }
+  if (rc == TKV_OK) store_expect(answered);
 }
 
 /* Commit the batch, then flush every connection with replies. */
 void net_before_sleep(void) {
-  store_batch_commit();
+  store_end_turn();
   conn *list = net.pending;
   net.pending = NULL;
   while (list) {
@@ -468,7 +537,8 @@ void net_stop(void) {
   net.listener = NULL;
   if (net.retry_accept) event_free(net.retry_accept);
   net.retry_accept = NULL;
-  net_before_sleep();                     /* commit, send what fits */
+  store_settle();                         /* commit and sync, then */
+  net_before_sleep();                     /* send what fits */
   while (net.all) conn_close(net.all);
 }
 

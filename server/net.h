@@ -6,7 +6,10 @@
 ** request it finds (pipelining), and appends the replies to its own output
 ** buffer.  Replies are sent by net_before_sleep(), which the main loop
 ** calls after each loop iteration, once the group-commit batch of that
-** iteration is committed, as Redis sends replies in beforeSleep().
+** iteration is committed, as Redis sends replies in beforeSleep().  With
+** durable group commit a reply that depends on a batch not yet durable
+** (its sync runs in another thread) waits for the turn in which that sync
+** ends.
 */
 #ifndef TKS_NET_H
 #define TKS_NET_H

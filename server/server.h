@@ -3,12 +3,15 @@
 ** configuration read from the command line, the counters INFO reports, the
 ** log and the address resolver (server.c, a leaf module).  The server runs
 ** every command and every engine call on one thread (the event loop), so
-** these globals need no locking.
+** these globals need no locking; the one exception is the sync thread of
+** durable group commit (syncer.c), which only calls tkv_sync_concurrent
+** and hands its outcome back to the loop.
 **
 ** Modules, lowest first (each uses only those before it):
 **   server   shared state, log, resolver
 **   buf      growable buffers          glob   Redis glob patterns
 **   resp     RESP parser and replies   objenc OBJECT ENCODING's memory
+**   syncer   the sync thread of durable group commit
 **   store    the engine handle, group commit, keyed writes
 **   commands the command table and dispatch, with the command modules
 **            t_string.c, bitops.c, keyspace.c, multi.c, admin.c (cmd.h)
@@ -63,6 +66,9 @@ typedef struct server_state {
   uint64_t protocol_errors;
   uint64_t group_commits;     /* batches committed */
   uint64_t group_commit_writes;
+  uint64_t group_syncs;       /* syncs of the sync thread (durable group
+                              ** commit), and their time, microseconds */
+  uint64_t group_sync_usec;
   uint64_t expired_keys;      /* deleted by active expiry */
   uint64_t http_requests;
 } server_state;

@@ -12,12 +12,27 @@
 ** Whoever sends replies registers a hook that hears how each batch ended;
 ** when a commit fails, the hook must not send the replies made since the
 ** batch opened (the writes they acknowledge were rolled back).
+**
+** Durable group commit with overlap (--sync full and group commit): the
+** engine then runs at sync=normal, so a batch's commit only writes it to
+** the OS, and the sync thread (syncer.h) fdatasyncs every batch committed
+** so far while the loop reads, runs and commits the next commands.  Each
+** reply is tagged with the batch its command could see (store_visible_id:
+** reads too, since they may return data of a batch not yet durable, which
+** is what Redis with appendfsync always gives: no reply of a loop turn,
+** read or write, leaves before that turn's fsync) and held until that
+** batch is durable (store_durable_id).  A failed fdatasync breaks the
+** engine: every held reply becomes an error, and the store is reopened
+** (store_recover); writes whose sync failed may or may not be there after
+** that, as the engine's own contract says of any failed sync.
 */
 #ifndef TKS_STORE_H
 #define TKS_STORE_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include <event2/event.h>
 
 #include "tinkv.h"
 
@@ -61,9 +76,30 @@ void store_expire_cycle(int all);
 typedef void (*store_key_hook)(const void *key, size_t klen);
 void store_set_key_hook(store_key_hook hook);
 
-/* Called with the status of each batch commit and the batch's id. */
-typedef void (*store_batch_hook)(int rc, uint64_t batch_id);
+/* Called when batches end.  rc TKV_OK: every batch up to batch_id is
+** durable, its replies may go.  Else batch_id and every later batch failed
+** (why says how): their replies must not be sent. */
+typedef void (*store_batch_hook)(int rc, uint64_t batch_id, const char *why);
 void store_set_batch_hook(store_batch_hook hook);
+
+/* Start the sync thread on the loop (durable group commit only).  0, or
+** -1 with the reason logged. */
+int store_attach_loop(struct event_base *base);
+/* The batch a command run now could see (the open one, else the last
+** committed), and the last one known durable: a reply waits until the
+** first is at most the second. */
+uint64_t store_visible_id(void);
+uint64_t store_durable_id(void);
+/* A sync just answered n clients (store_end_turn waits for them); one of
+** them sent its next command, or left. */
+void store_expect(unsigned n);
+void store_client_back(void);
+/* End of a loop turn: commit the batch, start a sync (store.c says
+** when).  A TKV_* code. */
+int store_end_turn(void);
+/* Commit the open batch and make everything committed durable before
+** returning (waits for the sync thread).  A TKV_* code. */
+int store_settle(void);
 
 /* Before a write command: with group commit on, open the batch if none is
 ** open.  A TKV_* code. */

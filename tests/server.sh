@@ -17,6 +17,7 @@ py="python3 $here/server/test_resp.py"
 tmp=$(mktemp -d)
 pids=""
 passed=0; failed=0
+start_prefix=""
 
 cleanup() {
   for p in $pids; do kill -9 "$p" 2>/dev/null; done
@@ -61,11 +62,12 @@ suite() {
   echo "${line:-$1: no result}"
 }
 
-# start NAME [OPTIONS...]: start a server, logging to $tmp/NAME.log; sets
+# start NAME [OPTIONS...]: start a server (under $start_prefix, a command
+# such as env with settings, when set), logging to $tmp/NAME.log; sets
 # PID, PORT and HPORT.  Fails if it does not log its start-up line.
 start() {
   name=$1; shift
-  "$bin" --port 0 --http-port 0 "$@" >"$tmp/$name.log" 2>&1 &
+  $start_prefix "$bin" --port 0 --http-port 0 "$@" >"$tmp/$name.log" 2>&1 &
   PID=$!
   pids="$pids $PID"
   i=0
@@ -274,6 +276,37 @@ for mode in full normal off; do
   pysuite verify "$PORT" "$tmp/acked-$mode" "$mode"
   stop $PID
 done
+
+section "durable group commit: kill -9 under many pipelined clients, held reads, a failed fdatasync"
+dpy="python3 $here/server/test_durable.py"
+start killmany --dir "$tmp/killmany" --sync full --http-port off &&
+  suite 120 $dpy killmany "$PORT" "$PID" "$tmp/acked-many"
+wait "$PID" 2>/dev/null
+start killmany-after --dir "$tmp/killmany" --http-port off &&
+  suite 120 $dpy verifymany "$PORT" "$tmp/acked-many"
+stop $PID
+# every command with replies held for the sync thread
+start durable-commands --dir "$tmp/durable-commands" --sync full --http-port off &&
+  pysuite commands "$PORT"
+stop $PID; check "durable commands server exit status" 0 "$STATUS"
+# fdatasync slowed or failed on demand (tests/server/syncshim.c)
+mkdir -p "$tmp/shim"
+if cc -shared -fPIC -o "$tmp/syncshim.so" "$here/server/syncshim.c"; then
+  asan_opts=${ASAN_OPTIONS:-}${ASAN_OPTIONS:+:}verify_asan_link_order=0
+  start_prefix="env LD_PRELOAD=$tmp/syncshim.so TKV_SHIM_DIR=$tmp/shim ASAN_OPTIONS=$asan_opts"
+  start shim --dir "$tmp/shim-store" --sync full --http-port off
+  started=$?
+  start_prefix=""
+  [ $started = 0 ] && {
+    suite 60 $dpy heldread "$PORT" "$tmp/shim"
+    suite 120 $dpy syncfail "$PORT" "$tmp/shim"
+    has "failed fdatasync logged" "fdatasync of group commits" "$(cat "$tmp/shim.log")"
+    has "store reopened after it" "store reopened" "$(cat "$tmp/shim.log")"
+    stop $PID; check "shim server exit status" 0 "$STATUS"
+  }
+else
+  fail "cannot build the fdatasync shim"
+fi
 
 section "bad input"
 start bad --dir "$tmp/bad" --max-value 1m || exit 1

@@ -19,6 +19,9 @@
 #   SERVER_BENCH_CLIENTS=50     connections (redis-benchmark -c)
 #   SERVER_BENCH_VARIANTS=0     skip the extra tinkv runs (group commit off,
 #                               sync=full)
+#   SERVER_BENCH_DURABLE_ONLY=1 only the durable SET comparison, each
+#                               pipeline depth SERVER_BENCH_RUNS times (3)
+#                               alternating the servers, medians reported
 #   BENCH_DIR=dir               scratch directory (not tmpfs)
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
@@ -30,6 +33,8 @@ DN=${SERVER_BENCH_DURABLE_N:-100000}
 KEYS=${SERVER_BENCH_KEYS:-1000000}
 C=${SERVER_BENCH_CLIENTS:-50}
 VARIANTS=${SERVER_BENCH_VARIANTS:-1}
+DURABLE_ONLY=${SERVER_BENCH_DURABLE_ONLY:-0}
+RUNS=${SERVER_BENCH_RUNS:-3}
 scratch=${BENCH_DIR:-$root/build/bench/tmp}
 
 for tool in redis-server redis-benchmark redis-cli; do
@@ -115,6 +120,70 @@ table() {
     done
   done
 }
+
+# lat PORT PIPELINE REQUESTS: one SET run; prints "requests/s p50 p99
+# p99.9 max" (ms, the first percentile line at or past each).
+lat() {
+  redis-benchmark -p "$1" -t set -n "$3" -r "$KEYS" -c "$C" -P "$2" -d 100 2>/dev/null |
+    tr '\r' '\n' | awk '
+      /^Latency by percentile/ { inpct = 1; next }
+      /^Cumulative distribution/ { inpct = 0 }
+      inpct && /%/ { p = $1; sub(/%/, "", p); p += 0
+        if (p >= 50 && p50 == "") p50 = $3
+        if (p >= 99 && p99 == "") p99 = $3
+        if (p >= 99.9 && p999 == "") p999 = $3
+        max = $3 }
+      /throughput summary:/ { rps = $3 }
+      END { printf "%s %s %s %s %s\n", rps == "" ? 0 : rps, p50, p99, p999, max }'
+}
+# median FILE COLUMN: the median of a column of numbers
+median() {
+  cut -d' ' -f"$2" "$1" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
+}
+# durable_only: tinkv-server --sync full against redis-server appendfsync
+# always, SET at -P 1 and -P 16, RUNS runs each alternating the servers;
+# the median of each column over the runs.
+durable_only() {
+  start_tinkv durable --sync full
+  T=$TPID; TP=$TPORT
+  RP=$(free_port)
+  mkdir -p "$tmp/redis-always"
+  redis-server --port "$RP" --bind 127.0.0.1 --dir "$tmp/redis-always" --save '' \
+    --appendonly yes --appendfsync always --daemonize no >"$tmp/redis-always.log" 2>&1 &
+  R=$!; pids="$pids $R"
+  wait_ping "$RP"
+  echo "## Durable SET: tinkv-server --sync full vs redis-server appendfsync always"
+  echo
+  echo "$DN requests per run, $C clients, 100-byte values, keys from $KEYS;"
+  echo "median of $RUNS runs per row (each column on its own), the servers"
+  echo "alternating run by run.  $(nproc) CPUs shared by both servers and"
+  echo "redis-benchmark."
+  echo
+  echo "| pipeline | server | SET req/s | p50 ms | p99 ms | p99.9 ms | max ms |"
+  echo "|---------:|--------|----------:|-------:|-------:|---------:|-------:|"
+  for p in 1 16; do
+    : >"$tmp/t.$p"; : >"$tmp/r.$p"
+    i=0
+    while [ $i -lt "$RUNS" ]; do
+      lat "$TP" $p "$DN" >>"$tmp/t.$p"
+      lat "$RP" $p "$DN" >>"$tmp/r.$p"
+      i=$((i + 1))
+    done
+    for side in t r; do
+      f="$tmp/$side.$p"
+      name=tinkv-server; [ $side = r ] && name=redis-server
+      echo "| $p | $name | $(median "$f" 1) | $(median "$f" 2) | $(median "$f" 3) | $(median "$f" 4) | $(median "$f" 5) |"
+    done
+    echo "| $p | ratio | $(ratio "$(median "$tmp/t.$p" 1)" "$(median "$tmp/r.$p" 1)") | | | | |"
+    echo "runs (req/s p50 p99 p99.9 max), tinkv: $(tr '\n' ';' <"$tmp/t.$p") redis: $(tr '\n' ';' <"$tmp/r.$p")" >&2
+  done
+  stop $R
+  stop $T
+}
+if [ "$DURABLE_ONLY" != 0 ]; then
+  durable_only
+  exit 0
+fi
 
 start_tinkv tinkv --sync normal
 T=$TPID; TP=$TPORT
