@@ -75,6 +75,16 @@ start_tinkv() {
   TPID=$!; pids="$pids $TPID"
   wait_ping "$TPORT"
 }
+# start_redis NAME APPENDFSYNC: a redis-server with an append-only file
+# synced as APPENDFSYNC (everysec, always); sets R (pid) and RP (port).
+start_redis() {
+  RP=$(free_port)
+  mkdir -p "$tmp/$1"
+  redis-server --port "$RP" --bind 127.0.0.1 --dir "$tmp/$1" --save '' \
+    --appendonly yes --appendfsync "$2" --daemonize no >"$tmp/$1.log" 2>&1 &
+  R=$!; pids="$pids $R"
+  wait_ping "$RP"
+}
 stop() { kill -TERM "$1"; wait "$1" 2>/dev/null; }
 
 # rps PORT TEST PIPELINE [REQUESTS]: requests/s of one redis-benchmark run
@@ -146,12 +156,7 @@ median() {
 durable_only() {
   start_tinkv durable --sync full
   T=$TPID; TP=$TPORT
-  RP=$(free_port)
-  mkdir -p "$tmp/redis-always"
-  redis-server --port "$RP" --bind 127.0.0.1 --dir "$tmp/redis-always" --save '' \
-    --appendonly yes --appendfsync always --daemonize no >"$tmp/redis-always.log" 2>&1 &
-  R=$!; pids="$pids $R"
-  wait_ping "$RP"
+  start_redis redis-always always
   echo "## Durable SET: tinkv-server --sync full vs redis-server appendfsync always"
   echo
   echo "$DN requests per run, $C clients, 100-byte values, keys from $KEYS;"
@@ -187,12 +192,7 @@ fi
 
 start_tinkv tinkv --sync normal
 T=$TPID; TP=$TPORT
-RP=$(free_port)
-mkdir -p "$tmp/redis"
-redis-server --port "$RP" --bind 127.0.0.1 --dir "$tmp/redis" --save '' \
-  --appendonly yes --appendfsync everysec --daemonize no >"$tmp/redis.log" 2>&1 &
-R=$!; pids="$pids $R"
-wait_ping "$RP"
+start_redis redis everysec
 t_rss0=$(rss_kib $T); r_rss0=$(rss_kib $R)
 
 echo "## tinkv-server vs redis-server (redis-benchmark)"
@@ -235,12 +235,7 @@ stop $T
 # Full durability: every reply after an fdatasync that covers its write.
 start_tinkv durable --sync full
 T=$TPID; TP=$TPORT
-RP=$(free_port)
-mkdir -p "$tmp/redis-always"
-redis-server --port "$RP" --bind 127.0.0.1 --dir "$tmp/redis-always" --save '' \
-  --appendonly yes --appendfsync always --daemonize no >"$tmp/redis-always.log" 2>&1 &
-R=$!; pids="$pids $R"
-wait_ping "$RP"
+start_redis redis-always always
 echo
 echo "## Durable writes: tinkv-server --sync full vs redis-server appendfsync always"
 echo
