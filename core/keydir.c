@@ -144,7 +144,7 @@ static const uint8_t *entry_key(const kd_entry *e, size_t *pklen){
 #define NCLASS       157           /* 128 even sizes + 28 of 64 bytes + 1 */
 #define REGION_MIN   4u            /* chunks in the first region */
 #define REGION_MAX   128u          /* chunks in a region at most (2 MiB) */
-#define HUGE_REGION  (REGION_MAX*CHUNK_SIZE)
+#define HUGE_REGION  ((size_t)REGION_MAX*CHUNK_SIZE)
 #define BIG_HDR      16u
 
 /* Header of a slab chunk or of a big entry's allocation.  A big entry has
