@@ -4,16 +4,21 @@
 ** transaction that also writes one of 16 keys every writer writes (the
 ** key and value a function of the new count), and report every increment
 ** on a pipe only after its commit returned; now and then a writer writes
-** poison into the counter and a key and rolls back.  Reader processes (one
-** of them read-only) read the keys and the counter throughout and exit
-** with an error as soon as they see something no committed transaction
-** wrote: a poisoned or malformed value, a key's count above the counter
-** read after it (a transaction seen in part), or the counter going down.
-** This process kills random writers and readers with SIGKILL at random
-** moments and starts new ones; at the end of a round it kills them all,
-** and every third round lets a lone process increment and compact the
-** store again and again until it too is killed (merges only run while one
-** process has the store open).  Then it checks, opening the store itself:
+** poison into the counter and a key and rolls back.  Merger processes run
+** beside them: they increment like writers and call tkv_compact again and
+** again (TKV_BUSY, from a merge running in another process or from the
+** write lock, is counted and they go on; any other failure is one), and
+** every process merges in the background too (a small compact_threshold).
+** Reader processes (one of them read-only) read the keys and the counter
+** throughout, by key and with cursor walks, and exit with an error as
+** soon as they see something no committed transaction wrote: a poisoned
+** or malformed value, a key's count above the counter read after it (a
+** transaction seen in part), or the counter going down.
+** This process kills random writers, mergers and readers with SIGKILL at
+** random moments and starts new ones; at the end of a round it kills them
+** all, and every third round lets a lone process increment and compact
+** the store again and again until it too is killed.  Then it checks,
+** opening the store itself:
 **   - the counter F holds every acknowledged increment and at most those
 **     in flight: acknowledged <= F <= acknowledged + processes killed while
 **     they could be writing (increments are serialized, so F counts them);
@@ -22,12 +27,16 @@
 **   - each of the 16 keys holds exactly what the last increment <= F wrote
 **     to it (nothing uncommitted visible, nothing committed missing);
 **   - a writer proceeds at once (busy timeout "fail at once"): no dead
-**     process holds a lock.
+**     process holds a lock;
+**   - tkv_check_db finds every record and hint file of the store whole;
+** and at the end that at least 1 in 100 of the mergers' compactions ran
+** rather than failing with TKV_BUSY (merges do run while other processes
+** have the store open).
 **
 **   sharecrash [-r ROUNDS] [-k KILLS] [-t MAXMS] [-s SEED] [-d DIR]
 **
-** Prints the rounds, kills and increments checked, then "sharecrash: P
-** passed, F failed"; exits non-zero on any failure.
+** Prints the rounds, kills, increments checked and compactions, then
+** "sharecrash: P passed, F failed"; exits non-zero on any failure.
 */
 #include "tinkv.h"
 #include "testutil.h"
@@ -47,11 +56,14 @@
 
 #define NW 3                  /* writer processes */
 #define NR 2                  /* reader processes (the second read-only) */
+#define NM 2                  /* merger processes running beside them */
 #define NKEYS 16              /* keys every writer writes */
 #define POISON 999999999u     /* written only by rolled-back transactions */
 #define MAXACK (1u << 28)     /* increments one run may acknowledge */
+#define MSG_MERGED (1u << 30)  /* on the pipe: a merger's compaction worked */
+#define MSG_BUSY   (1u << 31)  /* on the pipe: it was refused with TKV_BUSY */
 
-enum { ROLE_WRITER, ROLE_READER, ROLE_MERGER };
+enum { ROLE_WRITER, ROLE_READER, ROLE_MERGER, ROLE_CMERGER };
 
 static char dir[4096];
 static int ack_pipe[2];
@@ -60,6 +72,7 @@ static unsigned char *acked;  /* bit n: increment n was acknowledged */
 #define ACKED(n)    (acked[(n) >> 3] & (1u << ((n) & 7)))
 #define SET_ACKED(n) (acked[(n) >> 3] |= (unsigned char)(1u << ((n) & 7)))
 static long nacked, inflight, nkills, failures;
+static long cmerged, cbusy;  /* mergers' compactions: done, refused busy */
 static unsigned maxacked;    /* the largest count acknowledged */
 
 static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -99,31 +112,34 @@ static void key_name(unsigned i, char *buf){
   snprintf(buf, 8, "k%02u", i);
 }
 
-/* Value of `key` as a number after `tag` (e.g. "n="), 0 if absent, or
-** UINT32_MAX with *pbad set for a malformed value.  TKV_* code. */
-static int read_num(tkv_db *db, const char *key, const char *tag,
-                    unsigned *pn){
-  void *v = NULL;
-  size_t n = 0, tl = strlen(tag);
+/* A value (v, n) as a number after `tag` (e.g. "n="), or UINT32_MAX for
+** a malformed value. */
+static unsigned parse_num(const void *v, size_t n, const char *tag){
+  size_t tl = strlen(tag);
   char buf[64];
   char *end;
   unsigned long x;
+  if( n<=tl || n>=sizeof buf || memcmp(v, tag, tl) ) return UINT32_MAX;
+  memcpy(buf, v, n);
+  buf[n] = 0;
+  errno = 0;
+  x = strtoul(buf + tl, &end, 10);
+  return (errno || (*end && *end!=' ') || x>=UINT32_MAX) ? UINT32_MAX
+                                                         : (unsigned)x;
+}
+
+/* Value of `key` as a number after `tag` (e.g. "n="), 0 if absent, or
+** UINT32_MAX for a malformed value.  TKV_* code. */
+static int read_num(tkv_db *db, const char *key, const char *tag,
+                    unsigned *pn){
+  void *v = NULL;
+  size_t n = 0;
   int rc = tkv_get(db, key, strlen(key), &v, &n);
   *pn = 0;
   if( rc==TKV_NOTFOUND ) return TKV_OK;
   if( rc ) return rc;
-  if( n<=tl || n>=sizeof buf || memcmp(v, tag, tl) ){
-    tkv_free(v);
-    *pn = UINT32_MAX;
-    return TKV_OK;
-  }
-  memcpy(buf, v, n);
-  buf[n] = 0;
+  *pn = parse_num(v, n, tag);
   tkv_free(v);
-  errno = 0;
-  x = strtoul(buf + tl, &end, 10);
-  *pn = (errno || (*end && *end!=' ') || x>=UINT32_MAX) ? UINT32_MAX
-                                                        : (unsigned)x;
   return TKV_OK;
 }
 
@@ -193,6 +209,53 @@ static void writer_main(int me, uint64_t seed){
   }
 }
 
+/* A cursor walk over the store: every key is the counter or one of the 16
+** keys with a well-formed value of its own; their largest count in *pmax.
+** TKV_* code; *pmax = UINT32_MAX for a value no commit wrote. */
+static int walk_keys(tkv_db *db, unsigned *pmax){
+  tkv_cursor *cur = NULL;
+  int rc = tkv_cursor_open(db, &cur);
+  *pmax = 0;
+  if( !rc ) rc = tkv_cursor_seek(cur, NULL, 0);
+  while( !rc && tkv_cursor_valid(cur) ){
+    const void *k;
+    size_t klen;
+    tkv_cursor_key(cur, &k, &klen);
+    if( klen==3 && !memcmp(k, "__c", 3) ){
+      rc = tkv_cursor_next(cur);
+      continue;
+    }
+    if( klen==3 && ((const char*)k)[0]=='k' ){
+      void *v = NULL;
+      size_t vlen = 0;
+      char name[4];
+      unsigned n, which;
+      memcpy(name, k, 3);
+      name[3] = 0;
+      which = (unsigned)atoi(name + 1);
+      rc = tkv_cursor_value(cur, &v, &vlen);
+      if( rc==TKV_NOTFOUND ){
+        *pmax = UINT32_MAX;     /* these keys are never deleted */
+        break;
+      }
+      if( rc ) break;
+      n = parse_num(v, vlen, "n=");
+      tkv_free(v);
+      if( n==UINT32_MAX || n>=POISON || n%NKEYS!=which ){
+        *pmax = UINT32_MAX;
+        break;
+      }
+      if( n>*pmax ) *pmax = n;
+    }else{
+      *pmax = UINT32_MAX;
+      break;
+    }
+    if( !rc ) rc = tkv_cursor_next(cur);
+  }
+  tkv_cursor_close(cur);
+  return rc;
+}
+
 /* A reader: checks what it sees until killed; exits 6 on a violation. */
 static void reader_main(int me, uint64_t seed){
   tkv_options o = options(me==1);
@@ -212,6 +275,20 @@ static void reader_main(int me, uint64_t seed){
   for(uint64_t i=seed; ; i++){
     char key[8];
     unsigned n, c;
+    if( i%8==0 ){
+      /* Every key by a cursor walk, then the counter: none above it. */
+      if( walk_keys(db, &n) || read_num(db, "__c", "c=", &c) ){
+        fprintf(stderr, "reader: walk: %s\n", tkv_errmsg());
+        _exit(4);
+      }
+      if( n==UINT32_MAX || c==UINT32_MAX || c>=POISON || n>c || c<last ){
+        fprintf(stderr, "reader %d: a cursor walk saw count %u, then "
+                "counter %u (before: %u)\n", me, n, c, last);
+        _exit(6);
+      }
+      last = c;
+      continue;
+    }
     key_name((unsigned)(i*7 % NKEYS), key);
     if( read_num(db, key, "n=", &n) || read_num(db, "__c", "c=", &c) ){
       fprintf(stderr, "reader: get: %s\n", tkv_errmsg());
@@ -253,6 +330,38 @@ static void merger_main(void){
   }
 }
 
+/* A merger running beside writers and readers: increments like a writer
+** and compacts after every few increments, until killed.  TKV_BUSY from
+** tkv_compact (a merge running in another process, the write lock held
+** past the busy timeout) is reported and it goes on. */
+static void cmerger_main(int me, uint64_t seed){
+  tkv_options o = options(0);
+  tkv_db *db;
+  unsigned n;
+  if( tkv_open(dir, &o, &db) ){
+    fprintf(stderr, "merger %d: open: %s\n", me, tkv_errmsg());
+    _exit(3);
+  }
+  for(uint64_t i=seed; ; i++){
+    int rc = increment(db, me, &n);
+    if( rc==TKV_BUSY ) continue;
+    if( rc ){
+      fprintf(stderr, "merger %d: increment: %s\n", me, tkv_errmsg());
+      _exit(4);
+    }
+    send_ack(n);
+    if( i%3==0 ){
+      rc = tkv_compact(db, NULL);
+      if( rc && rc!=TKV_BUSY ){
+        fprintf(stderr, "merger %d: compact: %s: %s\n", me, tkv_strerror(rc),
+                tkv_errmsg());
+        _exit(4);
+      }
+      send_ack(rc ? MSG_BUSY : MSG_MERGED);
+    }
+  }
+}
+
 static pid_t spawn(int role, int me, uint64_t seed){
   pid_t pid;
   fflush(stdout);
@@ -263,6 +372,7 @@ static pid_t spawn(int role, int me, uint64_t seed){
     close(ack_pipe[0]);
     if( role==ROLE_WRITER ) writer_main(me, seed);
     else if( role==ROLE_READER ) reader_main(me, seed);
+    else if( role==ROLE_CMERGER ) cmerger_main(me, seed);
     else merger_main();
     _exit(0);
   }
@@ -279,7 +389,11 @@ static void drain(int ms){
     if( got<=0 ) break;
     for(ssize_t i=0; i<got/(ssize_t)sizeof *buf; i++){
       unsigned n = buf[i];
-      if( n==0 || n>=MAXACK ){
+      if( n==MSG_MERGED ){
+        cmerged++;
+      }else if( n==MSG_BUSY ){
+        cbusy++;
+      }else if( n==0 || n>=MAXACK ){
         fail("acknowledged count %u out of range", n);
       }else if( ACKED(n) ){
         fail("increment %u acknowledged twice (a lost update)", n);
@@ -299,7 +413,9 @@ static void kill_reap(pid_t pid, const char *what){
   int st = 0;
   kill(pid, SIGKILL);
   while( waitpid(pid, &st, 0)<0 && errno==EINTR ){}
-  if( !(WIFSIGNALED(st) && WTERMSIG(st)==SIGKILL) ){
+  if( WIFSIGNALED(st) && WTERMSIG(st)!=SIGKILL ){
+    fail("%s died of signal %d", what, WTERMSIG(st));
+  }else if( !WIFSIGNALED(st) ){
     fail("%s exited by itself (status %d)", what,
          WIFEXITED(st) ? WEXITSTATUS(st) : -1);
   }
@@ -312,6 +428,13 @@ static void pause_ms(long ms){
   for(long long now = now_ms(); now<end; now = now_ms()){
     drain((int)(end - now));
   }
+}
+
+/* A problem tkv_check_db found (ctx: the round). */
+static void check_problem(void *ctx, const char *file, uint64_t offset,
+                          const char *what){
+  fprintf(stderr, "sharecrash: round %ld: %s: offset %llu: %s\n",
+          *(long*)ctx, file, (unsigned long long)offset, what);
 }
 
 /* Open the store alone and check it (see the header); then one increment
@@ -348,6 +471,11 @@ static unsigned verify(long round){
       fail("round %ld: key %s holds %u, not increment %u, the last that "
            "wrote it", round, key, v, i);
     }
+  }
+  rc = tkv_check_db(db, check_problem, NULL, &round, NULL);
+  if( rc ){
+    fail("round %ld: tkv_check_db: %s: %s", round, tkv_strerror(rc),
+         tkv_errmsg());
   }
   rc = increment(db, 0, &n);
   if( rc ){
@@ -389,21 +517,30 @@ int main(int argc, char **argv){
   if( !acked || pipe(ack_pipe) ){ perror("setup"); return 2; }
   fcntl(ack_pipe[0], F_SETFL, O_NONBLOCK);
   srand((unsigned)seed);
-  printf("sharecrash: seed %llu, %ld rounds of %d writers, %d readers, %ld "
-         "kills within %d ms\n", (unsigned long long)seed, rounds, NW, NR,
-         kills, maxms);
+  printf("sharecrash: seed %llu, %ld rounds of %d writers, %d mergers, %d "
+         "readers, %ld kills within %d ms\n", (unsigned long long)seed,
+         rounds, NW, NM, NR, kills, maxms);
   for(long r=1; r<=rounds && !failures; r++){
-    pid_t w[NW], rd[NR];
+    pid_t w[NW], rd[NR], mg[NM];
     for(int i=0; i<NW; i++) w[i] = spawn(ROLE_WRITER, i + 1, (uint64_t)rand());
     for(int i=0; i<NR; i++) rd[i] = spawn(ROLE_READER, i, (uint64_t)rand());
+    for(int i=0; i<NM; i++){
+      mg[i] = spawn(ROLE_CMERGER, NW + 1 + i, (uint64_t)rand());
+    }
     for(long k=0; k<kills; k++){
-      int v = rand() % (NW + NR);
+      int v = rand() % (NW + NR + NM);
       pause_ms(rand() % maxms);
       if( v<NW ){
         snprintf(what, sizeof what, "writer %d", v + 1);
         kill_reap(w[v], what);
         inflight++;
         w[v] = spawn(ROLE_WRITER, v + 1, (uint64_t)rand());
+      }else if( v>=NW + NR ){
+        int i = v - NW - NR;
+        snprintf(what, sizeof what, "merger %d", NW + 1 + i);
+        kill_reap(mg[i], what);
+        inflight++;
+        mg[i] = spawn(ROLE_CMERGER, NW + 1 + i, (uint64_t)rand());
       }else{
         snprintf(what, sizeof what, "reader %d", v - NW);
         kill_reap(rd[v - NW], what);
@@ -414,6 +551,11 @@ int main(int argc, char **argv){
     for(int i=0; i<NW; i++){
       snprintf(what, sizeof what, "writer %d", i + 1);
       kill_reap(w[i], what);
+      inflight++;
+    }
+    for(int i=0; i<NM; i++){
+      snprintf(what, sizeof what, "merger %d", NW + 1 + i);
+      kill_reap(mg[i], what);
       inflight++;
     }
     for(int i=0; i<NR; i++){
@@ -430,8 +572,19 @@ int main(int argc, char **argv){
     }
     verify(r);
   }
+  /* Mergers beside other processes: their compactions run, but for a few
+  ** that meet another merge or wait out the busy timeout.  (A merger may
+  ** find itself alone for a moment, between a kill and a new process's
+  ** open: a compaction or two may run even where merges need the store
+  ** alone, hence 1 in 100 rather than "any".) */
+  if( !failures && cmerged + cbusy>=100 && cmerged*100<cmerged + cbusy ){
+    fail("%ld of %ld compactions of mergers running beside other processes "
+         "ran; the others were refused with TKV_BUSY", cmerged,
+         cmerged + cbusy);
+  }
   printf("sharecrash: %ld rounds, %ld kills, %ld increments acknowledged and "
-         "checked, %.1f s\n", rounds, nkills, nacked,
+         "checked, %ld compactions beside other processes (%ld refused "
+         "busy), %.1f s\n", rounds, nkills, nacked, cmerged, cbusy,
          (double)(now_ms() - t0) / 1000);
   if( !failures ) tu_rmrf(base);
   else printf("sharecrash: store kept in %s\n", base);
