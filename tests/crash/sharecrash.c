@@ -100,7 +100,7 @@ static tkv_options options(int readonly){
   tkv_options_init(&o);
   o.sync = TKV_SYNC_NORMAL;
   o.max_file_size = 4096;        /* rotation every few dozen increments */
-  o.compact_threshold = 8192;    /* merges whenever a process is alone */
+  o.compact_threshold = 8192;    /* background merges in every process */
   o.busy_timeout = 10000;
   o.create = 1;
   o.readonly = readonly;

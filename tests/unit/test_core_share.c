@@ -1564,6 +1564,190 @@ static void test_readonly_process_reads_during_merges(void **state){
   model_clear(&m);
 }
 
+/* ------------------------------------- Writers and mergers at once. */
+
+#define MW_PROCS  4              /* processes; the even ones also compact */
+#define MW_TXN    60             /* transactions of each, each round */
+#define MW_ROUNDS 2
+
+/* Key of transaction i of process me in round r (buf has 64 bytes). */
+static void mixed_key(char *buf, int r, int me, int i){
+  snprintf(buf, 64, "p%d.%d-%03d", r, me, i);
+}
+
+/* One of them: MW_TXN transactions that each add one to "counter" and
+** write the new count to a key of its own and to one of 16 keys all
+** write; with `compact`, a tkv_compact after every fifth (TKV_BUSY,
+** another merge or the write lock, is allowed), and the number that
+** worked written to fd `res` at the end.  Exit status 0, or what failed
+** (and a line on stderr). */
+static int mixed_main(const char *dir, const tkv_options *opts, int r,
+                      int me, int compact, int res){
+  tkv_db *db = NULL;
+  int rc, merged = 0;
+  if( tkv_open(dir, opts, &db) ){
+    fprintf(stderr, "process %d: open: %s\n", me, tkv_errmsg());
+    return 10;
+  }
+  tkv_busy_timeout(db, 30000);
+  for(int i=0; i<MW_TXN; i++){
+    char key[64], val[32];
+    long c;
+    rc = tkv_begin(db);
+    c = rc ? -1 : read_counter(db);
+    if( c<0 ){
+      fprintf(stderr, "process %d: begin or read: %s\n", me, tkv_errmsg());
+      return 11;
+    }
+    snprintf(val, sizeof val, "%ld", c + 1);
+    rc = tkv_put(db, "counter", 7, val, strlen(val));
+    mixed_key(key, r, me, i);
+    if( !rc ) rc = tkv_put(db, key, strlen(key), val, strlen(val));
+    snprintf(key, sizeof key, "s%02ld", (c + 1) % 16);
+    if( !rc ) rc = tkv_put(db, key, strlen(key), val, strlen(val));
+    if( !rc ) rc = tkv_commit(db);
+    if( rc ){
+      fprintf(stderr, "process %d: write: %s\n", me, tkv_errmsg());
+      return 12;
+    }
+    if( compact && i%5==4 ){
+      rc = tkv_compact(db, NULL);
+      if( rc && rc!=TKV_BUSY ){
+        fprintf(stderr, "process %d: tkv_compact: %s: %s\n", me,
+                tkv_strerror(rc), tkv_errmsg());
+        return 13;
+      }
+      if( !rc ) merged++;
+    }
+  }
+  if( write(res, &merged, sizeof merged)!=(ssize_t)sizeof merged ) return 15;
+  return tkv_close(db) ? 14 : 0;
+}
+
+/* After `rounds` rounds: every count 1..n is in exactly one key of a
+** process's own, each process's counts grow, each of the 16 keys all
+** write holds the last count that wrote it, and the counter is n. */
+static void check_counts(tkv_db *db, int rounds){
+  long n = (long)rounds*MW_PROCS*MW_TXN;
+  char *seen = calloc((size_t)n + 1, 1);
+  assert_non_null(seen);
+  assert_int_equal(read_counter(db), n);
+  for(int r=0; r<rounds; r++){
+    for(int p=0; p<MW_PROCS; p++){
+      long last = 0;
+      for(int j=0; j<MW_TXN; j++){
+        char key[64];
+        void *v = NULL;
+        size_t vl = 0;
+        long x;
+        mixed_key(key, r, p, j);
+        assert_ok(tkv_get(db, key, strlen(key), &v, &vl));
+        x = strtol(v, NULL, 10);
+        tkv_free(v);
+        if( x<=last || x>n || seen[x] ){
+          fail_msg("%s holds count %ld (the process's previous: %ld; seen "
+                   "before: %d): an update was lost", key, x, last,
+                   x>=1 && x<=n ? seen[x] : -1);
+        }
+        seen[x] = 1;
+        last = x;
+      }
+    }
+  }
+  for(long c = n - 15; c<=n; c++){
+    char key[8], val[32];
+    snprintf(key, sizeof key, "s%02ld", c % 16);
+    snprintf(val, sizeof val, "%ld", c);
+    expect_str(db, key, val);
+  }
+  free(seen);
+  assert_int_equal(tkv_count(db), (uint64_t)n + 1 + 16);
+}
+
+/* Run one round of the processes; the compactions that worked. */
+static int mixed_round(const fixture *f, const tkv_options *o, tkv_db *db,
+                       int r){
+  pid_t pids[MW_PROCS];
+  long last = 0, c;
+  int running = MW_PROCS, res[2], merged = 0;
+  char extra;
+  assert_int_equal(pipe(res), 0);
+  for(int p=0; p<MW_PROCS; p++){
+    fflush(stdout);
+    fflush(stderr);
+    pids[p] = fork();
+    assert_true(pids[p]>=0);
+    if( pids[p]==0 ) _exit(mixed_main(f->dir, o, r, p, p%2==0, res[1]));
+    live_add(pids[p]);
+  }
+  close(res[1]);
+  while( running ){
+    if( db ){
+      c = read_counter(db);
+      if( c<last ) fail_msg("the counter went from %ld to %ld", last, c);
+      last = c;
+    }
+    running = 0;
+    for(int p=0; p<MW_PROCS; p++){
+      int st = 0;
+      pid_t w;
+      if( !pids[p] ) continue;
+      w = waitpid(pids[p], &st, WNOHANG);
+      if( w==0 ){
+        running++;
+        continue;
+      }
+      live_remove(pids[p]);
+      pids[p] = 0;
+      if( !WIFEXITED(st) || WEXITSTATUS(st) ){
+        fail_msg("round %d: process %d ended with status %d (signal %d)",
+                 r, p, WIFEXITED(st) ? WEXITSTATUS(st) : -1,
+                 WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+      }
+    }
+    usleep(2000);
+  }
+  for(int p=0; p<MW_PROCS; p++){
+    int n = 0;
+    assert_int_equal(read(res[0], &n, sizeof n), (ssize_t)sizeof n);
+    merged += n;
+  }
+  assert_int_equal(read(res[0], &extra, 1), 0);
+  close(res[0]);
+  return merged;
+}
+
+/*
+** Processes writing one counter and 16 keys all write, half of them
+** compacting as they go, and every one merging in the background too (a
+** small compact_threshold): first while this process has the store open
+** and reads, then with the store closed here (so the first of them to
+** open has it alone for a moment).  No process fails, no update is lost,
+** the counter read here only grows, everything is there after, here and
+** after a reopen, and compactions did run.
+*/
+static void test_writers_and_mergers_share_a_counter(void **state){
+  fixture *f = *state;
+  tkv_options o = store_options(TKV_SYNC_NORMAL, 4096, 8192);
+  tkv_db *db = open_with(f->dir, &o);
+  int merged = mixed_round(f, &o, db, 0);
+  if( merged==0 ){
+    fail_msg("none of the %d compactions of the writing processes ran "
+             "while this process had the store open",
+             MW_PROCS/2 * (MW_TXN/5));
+  }
+  check_counts(db, 1);
+  close_ok(db);
+  (void)mixed_round(f, &o, NULL, 1);
+  db = open_with(f->dir, &o);
+  check_counts(db, 2);
+  compact_ok(db);
+  check_counts(db, 2);
+  reopen_with(&db, f->dir, &o);
+  check_counts(db, 2);
+  close_ok(db);
+}
+
 /* ------------------------------------------ A merger killed with SIGKILL. */
 
 #define MK_KEYS   100           /* keys the killed process writes */
@@ -1810,6 +1994,7 @@ int main(void){
     SHARE_TEST(test_background_merges_while_another_process_reads),
     SHARE_TEST(test_readonly_process_reads_during_merges),
     SHARE_TEST(test_process_killed_while_merging_blocks_nobody),
+    SHARE_TEST(test_writers_and_mergers_share_a_counter),
   };
   return run_core_tests(tests);
 }
