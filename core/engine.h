@@ -95,6 +95,15 @@ struct tkv_engine {
   share_area *sh;             /* LOCK's shared area, mapped */
   _Atomic uint64_t seen;      /* published position the keydir is current to */
   uint64_t own;               /* position this process last published (mu) */
+  _Atomic uint64_t seen_gen;  /* merge generation the table is current to */
+  uint64_t ack_gen;           /* generation this process holds a read lock
+                              ** for (share.c, "acknowledged") (mu) */
+  int acked;                  /* ack_gen is held (mu) */
+  int mlocked;                /* holds the MERGE lock (mu) */
+  uint32_t *retired;          /* merge outputs this process's merges took
+                              ** out of its table, while their files wait
+                              ** for deletion: never applied again (mu) */
+  int nretired, retired_cap;
   int wlocked;                /* holds the WRITE lock (mu) */
   int wrote;                  /* this process wrote the store (mu) */
   /* Operations run on the open store (tkv_check_db, tkv_backup); mu. */
@@ -122,6 +131,8 @@ struct tkv_engine {
   int nseg, nseg_alloc;
   tkv_segment *active;        /* appended to; NULL until the next write */
   uint32_t next_id;
+  _Atomic uint32_t *id_top;   /* the shared area's counter of segment ids
+                              ** handed out (share.c maps it), or NULL */
 
   uint8_t *buf;               /* write buffer of the active segment */
   size_t buf_len, buf_cap;
@@ -306,6 +317,7 @@ void seg_lru_enter(tkv_engine *e, tkv_segment *s);
 tkv_segment *seg_find(tkv_engine *e, uint32_t id);
 int seg_table_reserve(tkv_engine *e, int n);
 int seg_table_add(tkv_engine *e, tkv_segment *s);
+uint32_t seg_new_id(tkv_engine *e);
 void seg_table_remove(tkv_engine *e, tkv_segment *s);
 int seg_append(tkv_engine *e, int type, const void *key, uint32_t klen,
                const void *val, uint32_t vlen, uint64_t expire,
@@ -369,8 +381,13 @@ int hint_load(tkv_engine *e, tkv_segment *s, uint64_t segsize,
 ** last of them up to upto_end (the position others published). */
 #define RECOVER_NOWRITE 1
 #define RECOVER_UPTO    2
-int recover_store(tkv_engine *e, int how, uint32_t upto_id,
-                  uint64_t upto_end);
+int recover_list(tkv_engine *e, int how, uint32_t **pids, int *pn);
+int recover_store(tkv_engine *e, int how, uint32_t *ids, int n,
+                  uint32_t upto_id, uint64_t upto_end);
+int recover_list_outputs(tkv_engine *e, uint32_t **pids, int *pn);
+int recover_apply_outputs(tkv_engine *e, const uint32_t *ids, int n);
+void recover_drop_gone(tkv_engine *e);
+int recover_oldest_extra(tkv_engine *e, uint32_t *pbase, uint32_t *pid);
 int recover_follow(tkv_engine *e, uint32_t from, uint32_t id, uint64_t end);
 /* Nonzero if segment file id is a whole merge output (its header says). */
 int recover_is_output(tkv_engine *e, uint32_t id);
@@ -388,11 +405,21 @@ void share_write_end(tkv_engine *e);
 int share_sync_all(tkv_engine *e, int closing);
 int share_compact_begin(tkv_engine *e);
 void share_compact_end(tkv_engine *e);
+int share_load_begin(tkv_engine *e);
+void share_load_end(tkv_engine *e);
+int share_merge_begin(tkv_engine *e, int timeout_ms);
+void share_merge_end(tkv_engine *e);
+uint64_t share_merge_published(tkv_engine *e);
+uint32_t share_log_head(tkv_engine *e);
+int share_delete_begin(tkv_engine *e, uint64_t g);
+int share_acked(tkv_engine *e, uint64_t g);
+void share_delete_end(tkv_engine *e, int deleted);
+int share_others(tkv_engine *e);
 int share_alone_begin(tkv_engine *e);
 void share_alone_end(tkv_engine *e);
 
 /* ---- merge.c: the merge mechanism and the background merge thread. */
-int merge_all(tkv_engine *e, uint64_t *preclaimed);
+int merge_all(tkv_engine *e, int timeout_ms, uint64_t *preclaimed);
 void merge_notify(tkv_engine *e);
 void merge_sealed(tkv_engine *e, tkv_segment *s);
 void merge_stop(tkv_engine *e);

@@ -59,6 +59,7 @@
 #include "mergepolicy.h"
 #include "crc32c.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,8 +67,9 @@
 
 #define OUT_BUF_SIZE  (1u << 20)
 #define SWITCH_BATCH  2048      /* entries repointed per lock hold */
-#define MERGE_FLAGS   5         /* per-input flag arrays of a merge job */
+#define MERGE_FLAGS   4         /* per-input flag arrays of a merge job */
 #define PRESYNC_LEFT  8         /* presync when 1/8 of a segment is left */
+#define RETRY_MS      200       /* pending deletions: how often to retry */
 
 typedef struct merge_state merge_state;
 struct merge_state {
@@ -82,6 +84,8 @@ struct merge_state {
   _Atomic int presync_due;  /* the active segment is nearly full: sync it
                             ** ahead of its sealing (see presync) */
   uint32_t presync_id;      /* the active segment last asked for (mu) */
+  int retry;                /* deletions are pending: wake now and then
+                            ** to try them again (mu) */
   /* Statistics, changed holding mu. */
   uint64_t copied;          /* record bytes written by merges */
   uint64_t reclaimed;       /* disk bytes freed by merges */
@@ -90,6 +94,11 @@ struct merge_state {
   uint64_t quiet_until;     /* stale bytes before a commit wakes the
                             ** thread again after a round found nothing */
   char note[160];           /* the last one, with file and offset */
+  /* Inputs out of the table whose files wait for deletion (run_mu), in
+  ** the order they must go: until every process caught up with the
+  ** generation that made them obsolete (share.c). */
+  struct pend_seg { tkv_segment *s; uint64_t gen; } *pend;
+  int npend, pend_cap;
 };
 
 /*
@@ -180,7 +189,7 @@ static int out_new(out_writer *w){
     w->out_cap = cap;
   }
   engine_lock(e);
-  id = e->next_id++;
+  id = seg_new_id(e);
   engine_unlock(e);
   rc = seg_create(e, id, w->base, TKV_SEG_COMPACTED, TKV_SUFFIX_SEG_TMP, &s);
   if( rc ) return rc;
@@ -267,7 +276,6 @@ typedef struct merge_job {
   uint8_t *relies;      /* in[i] may go only after every older one */
   uint8_t *damaged;     /* in[i] has a record that fails its checks */
   uint8_t *todo;        /* in[i] is to be deleted (step 6) */
-  uint8_t *gone;        /* in[i] was deleted */
   int prefix_broken;    /* an input before the current one is damaged */
   int cur;              /* input being scanned */
   unsigned polls;       /* records seen, to call presync now and then */
@@ -276,6 +284,8 @@ typedef struct merge_job {
   uint8_t *keys;
   size_t klen_used, kcap;
   out_writer w;
+  int shared;           /* other processes have the store open */
+  uint64_t gen;         /* the generation the outputs were published in */
   uint64_t in_disk;     /* disk bytes of the inputs deleted */
   uint64_t in_data;     /* record bytes of the inputs deleted */
 } merge_job;
@@ -523,6 +533,7 @@ static int commit_outputs(merge_job *j){
   }
   if( !rc ) e->generation++;
   engine_wrunlock(e);
+  if( !rc ) j->gen = share_merge_published(e);
   engine_unlock(e);
   if( rc ) return rc;
   for(int i=0; i<w->nout; i++) hint_write(e, w->outs[i]);
@@ -599,19 +610,108 @@ static int make_rest_durable(merge_job *j){
 }
 
 /*
-** Step 6: delete the inputs that can go, oldest first, each unlink made
-** durable (directory sync) before the next: on a file system that keeps
-** directory changes in any order, a younger input's removal (say, of a
-** tombstone) must never last while an older one's (the value it deleted)
-** is lost.  The inputs leave the table together, under mu once, and the
-** file operations happen without it.
+** Delete the files of the pending inputs (ms->pend) that may go now, in
+** order, each unlink made durable (directory sync) before the next: on a
+** file system that keeps directory changes in any order, a younger
+** input's removal (say, of a tombstone) must never last while an older
+** one's (the value it deleted) is lost.  A file may go only once every
+** process caught up with the generation that made it obsolete: until then
+** another process may still read it (share_delete_begin).  After an I/O
+** failure the rest go back into the table (a later merge takes them
+** again).  Returns the disk bytes freed.  Caller holds run_mu, and the
+** MERGE lock or the store alone, not mu.
+*/
+static uint64_t run_deletions(tkv_engine *e, merge_state *ms){
+  int k, failed = 0, ok;
+  uint64_t data = 0, disk = 0;
+  if( ms->npend==0 ) return 0;
+  engine_lock(e);
+  ok = share_delete_begin(e, ms->pend[0].gen);
+  engine_unlock(e);
+  if( !ok ) return 0;
+  for(k=0; k<ms->npend; k++){
+    tkv_segment *s = ms->pend[k].s;
+    char hint[4096];
+    if( k>0 && ms->pend[k].gen!=ms->pend[k-1].gen
+     && !share_acked(e, ms->pend[k].gen) ){
+      break;
+    }
+    if( tkv_io_unlink(s->path) ){ failed = 1; break; }
+    if( !seg_name(hint, sizeof hint, e->dir, s->id, TKV_SUFFIX_HINT) ){
+      tkv_io_unlink(hint);
+    }
+    /* A failed sync leaves the order unknown: the rest stay. */
+    if( tkv_io_sync_dir(e->dir) ){ k++; failed = 1; break; }
+  }
+  engine_lock(e);
+  engine_wrlock(e);
+  for(int i=0; i<k; i++){
+    tkv_segment *s = ms->pend[i].s;
+    e->generation++;
+    data += s->end - s->start;
+  }
+  e->total_bytes -= data;
+  if( failed ){
+    /* Their slots in the table were freed when they left: no allocation. */
+    for(int i=k; i<ms->npend; i++){
+      tkv_segment *s = ms->pend[i].s;
+      if( seg_table_add(e, s) ) e->broken = BROKEN_UNDO;
+      for(int r=0; r<e->nretired; r++){
+        if( e->retired[r]==s->id ) e->retired[r] = e->retired[--e->nretired];
+      }
+    }
+  }
+  engine_wrunlock(e);
+  share_delete_end(e, k>0);
+  engine_unlock(e);
+  for(int i=0; i<k; i++){
+    disk += seg_disk(ms->pend[i].s);
+    seg_free(ms->pend[i].s);
+  }
+  if( failed ){
+    ms->npend = 0;
+  }else{
+    memmove(ms->pend, ms->pend + k, (size_t)(ms->npend - k) * sizeof *ms->pend);
+    ms->npend -= k;
+  }
+  return disk;
+}
+
+/*
+** Step 6: the inputs that can go leave the table (together, under mu
+** once) and join the pending deletions, which run_deletions carries out
+** now or, while another process may still read them, later.
 */
 static void delete_inputs(merge_job *j){
   tkv_engine *e = j->e;
-  int all_before_gone = 1, failed = 0;
-  uint8_t *todo = j->todo, *gone = j->gone;
-  uint64_t data = 0;
+  merge_state *ms = j->ms;
+  int all_before_gone = 1;
+  uint8_t *todo = j->todo;
   int rc = make_rest_durable(j);
+  if( !rc && ms->npend + j->nin > ms->pend_cap ){
+    int cap = (ms->npend + j->nin) * 2;
+    void *p = tkv_mem_realloc(ms->pend, (size_t)cap * sizeof *ms->pend);
+    if( p ){
+      ms->pend = p;
+      ms->pend_cap = cap;
+    }else{
+      rc = tkv_err_nomem();
+    }
+  }
+  if( !rc ){
+    engine_lock(e);
+    if( e->nretired + j->nin > e->retired_cap ){
+      int cap = (e->nretired + j->nin) * 2;
+      void *p = tkv_mem_realloc(e->retired, (size_t)cap * sizeof *e->retired);
+      if( p ){
+        e->retired = p;
+        e->retired_cap = cap;
+      }else{
+        rc = tkv_err_nomem();
+      }
+    }
+    engine_unlock(e);
+  }
   if( rc ){
     /* The inputs stay: they only repeat values the outputs hold. */
     engine_lock(e);
@@ -633,44 +733,18 @@ static void delete_inputs(merge_job *j){
     else all_before_gone = 0;
     if( !can && j->damaged[i] ) s->quarantined = 1;
     todo[i] = (uint8_t)can;
+    if( can && (s->flags & TKV_SEG_COMPACTED) ){
+      e->retired[e->nretired++] = s->id;
+    }
+    if( can ){
+      ms->pend[ms->npend].s = s;
+      ms->pend[ms->npend].gen = j->gen;
+      ms->npend++;
+    }
   }
   engine_wrunlock(e);
   engine_unlock(e);
-  for(int i=0; i<j->nin; i++){
-    tkv_segment *s = j->in[i];
-    char hint[4096];
-    gone[i] = 0;
-    if( !todo[i] ) continue;
-    if( !failed && tkv_io_unlink(s->path) ) failed = 1;
-    if( failed ) continue;                  /* put back below */
-    gone[i] = 1;
-    if( !seg_name(hint, sizeof hint, e->dir, s->id, TKV_SUFFIX_HINT) ){
-      tkv_io_unlink(hint);
-    }
-    /* A failed sync leaves the order unknown: the rest stay. */
-    if( tkv_io_sync_dir(e->dir) ) failed = 1;
-  }
-  /* After a failure the rest go back into the table (their slots were
-  ** just freed: no allocation); a later merge takes them again. */
-  engine_lock(e);
-  engine_wrlock(e);
-  for(int i=0; i<j->nin; i++){
-    tkv_segment *s = j->in[i];
-    if( gone[i] ){
-      e->generation++;
-      data += s->end - s->start;
-    }else if( todo[i] && seg_table_add(e, s) ){
-      e->broken = BROKEN_UNDO;
-    }
-  }
-  e->total_bytes -= data;
-  engine_wrunlock(e);
-  engine_unlock(e);
-  for(int i=0; i<j->nin; i++){
-    if( !gone[i] ) continue;
-    j->in_disk += seg_disk(j->in[i]);
-    seg_free(j->in[i]);
-  }
+  j->in_disk += run_deletions(e, ms);
 }
 
 static uint64_t now_usec(void){
@@ -688,7 +762,7 @@ static uint64_t now_usec(void){
 ** given back, its hint written), which tkv_stats counted before.
 */
 static int merge_run(tkv_engine *e, merge_state *ms, tkv_segment **in,
-                     int nin, uint8_t *flags, int64_t sealed,
+                     int nin, uint8_t *flags, int shared, int64_t sealed,
                      uint64_t *preclaimed){
   merge_job j;
   uint64_t start = now_usec(), out_disk = 0, out_data = 0;
@@ -702,7 +776,7 @@ static int merge_run(tkv_engine *e, merge_state *ms, tkv_segment **in,
   j.relies = flags + nin;
   j.damaged = flags + 2*(size_t)nin;
   j.todo = flags + 3*(size_t)nin;
-  j.gone = flags + 4*(size_t)nin;
+  j.shared = shared;
   j.w.e = e;
   for(int i=0; i<nin; i++){
     if( in[i]->base>j.w.base ) j.w.base = in[i]->base;
@@ -766,9 +840,10 @@ static merge_state *state_of(tkv_engine *e){
 ** nothing to do.
 ** Caller holds mu.
 */
-static int pick_inputs(tkv_engine *e, int full, tkv_segment ***pin,
-                       uint8_t **pflags, int *pn){
-  int n = 0, k = 0, all_before = 1;
+static int pick_inputs(tkv_engine *e, int full, int shared,
+                       tkv_segment ***pin, uint8_t **pflags, int *pn){
+  int n = 0, k = 0, all_before = 1, extra;
+  uint32_t head = shared ? share_log_head(e) : 0, xbase = 0, xid = 0;
   tkv_segment **in = NULL;
   uint8_t *sel = NULL, *flags = NULL;
   mp_seg *ms = NULL;
@@ -798,7 +873,7 @@ static int pick_inputs(tkv_engine *e, int full, tkv_segment ***pin,
     st.total = e->total_bytes;
     st.threshold = e->opts.compact_threshold;
     k = mp_pick(ms, n, &st, sel);
-    if( k==0 && e->active && !e->writer ){
+    if( k==0 && e->active && !e->writer && !shared ){
       memset(&act, 0, sizeof act);
       act.size = e->active->end - e->active->start;
       act.live = e->active->live_bytes;
@@ -806,7 +881,7 @@ static int pick_inputs(tkv_engine *e, int full, tkv_segment ***pin,
         /* It is sealed now: choose again with it among the candidates. */
         tkv_mem_free(ms);
         tkv_mem_free(sel);
-        return pick_inputs(e, full, pin, pflags, pn);
+        return pick_inputs(e, full, shared, pin, pflags, pn);
       }
     }else if( k==0 && e->active ){
       /* A transaction is open: the next one to begin seals it. */
@@ -817,6 +892,16 @@ static int pick_inputs(tkv_engine *e, int full, tkv_segment ***pin,
     }
     tkv_mem_free(ms);
   }
+  /* The segment other processes append to may look sealed here (a
+  ** writer with a larger max_file_size goes on with it): never an input. */
+  for(int i=0, x=0; head && i<e->nseg; i++){
+    if( e->segs[i]==e->active ) continue;
+    if( e->segs[i]->id==head && sel[x] ){ sel[x] = 0; k--; }
+    x++;
+  }
+  /* Files not in the table (inputs of earlier merges waiting to be
+  ** deleted) count as older segments that survive this merge. */
+  extra = k>0 ? recover_oldest_extra(e, &xbase, &xid) : 0;
   if( k>0 ){
     in = tkv_mem_alloc((size_t)k * sizeof *in);
     flags = tkv_mem_calloc((size_t)k, MERGE_FLAGS);
@@ -829,6 +914,9 @@ static int pick_inputs(tkv_engine *e, int full, tkv_segment ***pin,
     for(int i=0, x=0, y=0; i<e->nseg; i++){
       tkv_segment *s = e->segs[i];
       if( s==e->active ) continue;
+      if( extra && (xbase<s->base || (xbase==s->base && xid<s->id)) ){
+        all_before = 0;
+      }
       if( sel[x] ){
         flags[y] = (uint8_t)all_before;
         in[y++] = s;
@@ -848,17 +936,52 @@ static int pick_inputs(tkv_engine *e, int full, tkv_segment ***pin,
 /* ------------------------------------------------------ Entry points. */
 
 /*
+** Take the right to merge: the store alone (no other process has it open:
+** the merge may seal the active segment, and deletes its inputs at once),
+** or, while others have it open, the MERGE lock (waiting up to timeout_ms,
+** < 0 not at all).  *pshared tells which.  Pending deletions of earlier
+** merges go first, so that the table is what is on disk.  Caller holds
+** run_mu and mu.
+*/
+static int merge_begin(tkv_engine *e, merge_state *ms, int timeout_ms,
+                       int *pshared){
+  int rc;
+  *pshared = 0;
+  if( share_compact_begin(e)!=TKV_OK ){
+    rc = share_merge_begin(e, timeout_ms);
+    if( rc ) return rc;
+    *pshared = 1;
+  }
+  if( ms->npend ){
+    uint64_t freed;
+    engine_unlock(e);
+    freed = run_deletions(e, ms);
+    engine_lock(e);
+    ms->reclaimed += freed;
+  }
+  return TKV_OK;
+}
+
+static void merge_end(tkv_engine *e, int shared){
+  if( shared ) share_merge_end(e);
+  else share_compact_end(e);
+}
+
+/*
 ** tkv_compact: merge every segment now, dropping every stale record and
 ** tombstone.  Writers may go on meanwhile (their new segments are not
 ** inputs).  Refused while a transaction is open, as before: the active
-** segment must be sealed first.  Caller holds neither mu nor run_mu.
+** segment must be sealed first.  While other processes have the store open
+** the caller sealed it (under the WRITE lock, store.c); the merge then
+** waits up to timeout_ms for another process's merge.  Caller holds
+** neither mu nor run_mu.
 */
-int merge_all(tkv_engine *e, uint64_t *preclaimed){
+int merge_all(tkv_engine *e, int timeout_ms, uint64_t *preclaimed){
   merge_state *ms;
   tkv_segment **in = NULL;
   uint8_t *flags = NULL;
   int64_t sealed = 0;
-  int n = 0, rc, alone = 0;
+  int n = 0, rc, begun = 0, shared = 0;
   if( preclaimed ) *preclaimed = 0;
   engine_lock(e);
   ms = state_of(e);
@@ -870,23 +993,27 @@ int merge_all(tkv_engine *e, uint64_t *preclaimed){
     rc = tkv_err(TKV_BUSY, "cannot compact %s: a transaction is open", e->dir);
   }else if( e->broken ){
     rc = tkv_err(TKV_BROKEN, "cannot compact %s: reopen the store", e->dir);
-  }else if( (rc = share_compact_begin(e))==TKV_OK ){
-    /* Alone on the store (share.c) until share_compact_end. */
-    alone = 1;
+  }else if( (rc = merge_begin(e, ms, timeout_ms, &shared))==TKV_OK ){
+    begun = 1;
     e->wrote = 1;
-    /* Disk use as tkv_stats saw it, before sealing gives back the active
-    ** segment's reserved space and writes its hint. */
-    tkv_segment *act = e->active;
-    if( act ) sealed = (int64_t)seg_disk(act);
-    rc = seg_seal_active(e);
-    if( act && !rc ) sealed -= (int64_t)seg_disk(act);
-    if( !rc ) rc = pick_inputs(e, 1, &in, &flags, &n);
+    if( !shared ){
+      /* Alone on the store (share.c) until share_compact_end.  Disk use
+      ** as tkv_stats saw it, before sealing gives back the active
+      ** segment's reserved space and writes its hint. */
+      tkv_segment *act = e->active;
+      if( act ) sealed = (int64_t)seg_disk(act);
+      rc = seg_seal_active(e);
+      if( act && !rc ) sealed -= (int64_t)seg_disk(act);
+    }
+    if( !rc ) rc = pick_inputs(e, 1, shared, &in, &flags, &n);
   }
   engine_unlock(e);
-  if( !rc && n>0 ) rc = merge_run(e, ms, in, n, flags, sealed, preclaimed);
-  if( alone ){
+  if( !rc && n>0 ){
+    rc = merge_run(e, ms, in, n, flags, shared, sealed, preclaimed);
+  }
+  if( begun ){
     engine_lock(e);
-    share_compact_end(e);
+    merge_end(e, shared);
     engine_unlock(e);
   }
   pthread_mutex_unlock(&ms->run_mu);
@@ -921,23 +1048,24 @@ static void write_due_hints(tkv_engine *e){
 static int merge_once(tkv_engine *e, merge_state *ms){
   tkv_segment **in = NULL;
   uint8_t *flags = NULL;
-  int n = 0, rc, alone;
+  int n = 0, rc, begun = 0, shared = 0, left;
   pthread_mutex_lock(&ms->run_mu);
   presync(e, ms);
   write_due_hints(e);
   engine_lock(e);
-  /* Merging rewrites segments other processes may read: only while this
-  ** process has the store alone (share.c); else nothing is due now. */
-  alone = !e->broken && share_compact_begin(e)==TKV_OK;
-  rc = e->broken ? TKV_BROKEN : !alone ? TKV_OK
-     : pick_inputs(e, 0, &in, &flags, &n);
+  /* Another process merging (or a transaction of this one open while
+  ** another merged): nothing is due now. */
+  begun = !e->broken && merge_begin(e, ms, -1, &shared)==TKV_OK;
+  rc = e->broken ? TKV_BROKEN : !begun ? TKV_OK
+     : pick_inputs(e, 0, shared, &in, &flags, &n);
   engine_unlock(e);
-  if( !rc && n>0 ) rc = merge_run(e, ms, in, n, flags, 0, NULL);
-  if( alone ){
+  if( !rc && n>0 ) rc = merge_run(e, ms, in, n, flags, shared, 0, NULL);
+  if( begun ){
     engine_lock(e);
-    share_compact_end(e);
+    merge_end(e, shared);
     engine_unlock(e);
   }
+  left = ms->npend;
   pthread_mutex_unlock(&ms->run_mu);
   tkv_mem_free(in);
   tkv_mem_free(flags);
@@ -946,6 +1074,7 @@ static int merge_once(tkv_engine *e, merge_state *ms){
   ** quarter threshold more is stale (sealing a segment always does). */
   ms->quiet_until = (!rc && n==0) ? e->total_bytes - e->live_bytes
                                     + e->opts.compact_threshold/4 : 0;
+  ms->retry = left>0;
   if( rc!=TKV_BROKEN || n>0 ){
     e->last_compact_rc = rc;
     /* After a failure, wait for another threshold of stale bytes. */
@@ -962,7 +1091,17 @@ static void *merge_thread(void *arg){
   engine_lock(e);
   for(;;){
     while( !ms->pending && !ms->stop && !atomic_load(&ms->presync_due) ){
-      engine_wait(e, &ms->wake);
+      if( ms->retry ){
+        /* Deletions wait for other processes to catch up: look again
+        ** now and then. */
+        struct timespec at;
+        clock_gettime(CLOCK_REALTIME, &at);
+        at.tv_nsec += RETRY_MS * 1000000L;
+        if( at.tv_nsec>=1000000000L ){ at.tv_sec++; at.tv_nsec -= 1000000000L; }
+        if( engine_timedwait(e, &ms->wake, &at)==ETIMEDOUT ) ms->pending = 1;
+      }else{
+        engine_wait(e, &ms->wake);
+      }
     }
     if( ms->stop ) break;
     ms->busy = 1;
@@ -1082,6 +1221,18 @@ void merge_stop(tkv_engine *e){
   ** engine any more. */
   pthread_mutex_lock(&ms->run_mu);
   write_due_hints(e);
+  if( ms->npend ){
+    /* A last try; what cannot go yet stays on disk, where a later merge
+    ** (of any process, after its next open) finds it dead and takes it. */
+    int begun, shared;
+    engine_lock(e);
+    begun = merge_begin(e, ms, -1, &shared)==TKV_OK;
+    if( begun ) merge_end(e, shared);
+    engine_unlock(e);
+    for(int i=0; i<ms->npend; i++) seg_free(ms->pend[i].s);
+    ms->npend = 0;
+  }
+  tkv_mem_free(ms->pend);
   pthread_mutex_unlock(&ms->run_mu);
   pthread_cond_destroy(&ms->wake);
   pthread_cond_destroy(&ms->idle);

@@ -26,6 +26,7 @@
 typedef struct replay {
   tkv_engine *e;
   uint32_t file;
+  tkv_segment *seg;     /* the output being applied (apply_output) */
 } replay;
 
 /* Apply one committed record to the keydir (and its expiry time to the
@@ -372,16 +373,22 @@ static int load_segment(tkv_engine *e, tkv_segment *s, int last, int nowrite,
   return TKV_OK;
 }
 
+/* The segment ids in e->dir, sorted, for recover_store (which takes
+** them); with RECOVER_NOWRITE no temporary file is removed. */
+int recover_list(tkv_engine *e, int how, uint32_t **pids, int *pn){
+  *pids = NULL;
+  *pn = 0;
+  return list_dir(e, (how & RECOVER_NOWRITE)!=0, pids, pn);
+}
+
 /*
-** Rebuild the engine's keydir from the files in e->dir (`how`: engine.h).
-** The caller holds the store's lock and no other thread knows the engine
-** yet.
+** Rebuild the engine's keydir from the files in e->dir (`how`: engine.h),
+** listed by recover_list (ids, n: freed here).  The caller holds the
+** store's lock and no other thread knows the engine yet.
 */
-int recover_store(tkv_engine *e, int how, uint32_t upto_id,
-                  uint64_t upto_end){
-  uint32_t *ids = NULL;
-  int n = 0, rc, i, nowrite = (how & RECOVER_NOWRITE)!=0;
-  rc = list_dir(e, nowrite, &ids, &n);
+int recover_store(tkv_engine *e, int how, uint32_t *ids, int n,
+                  uint32_t upto_id, uint64_t upto_end){
+  int rc = TKV_OK, i, nowrite = (how & RECOVER_NOWRITE)!=0;
   if( !rc && (how & RECOVER_UPTO) ){
     /* Past the published segment: a writer's segment not published yet
     ** (or left by one that died), which does not count, or the output of a
@@ -482,6 +489,9 @@ int recover_follow(tkv_engine *e, uint32_t from, uint32_t id, uint64_t end){
     if( seg_find(e, k) ) continue;
     rc = seg_name(path, sizeof path, e->dir, k, TKV_SUFFIX_SEG);
     if( rc || access(path, F_OK) ) continue;    /* ids may be skipped */
+    /* A merge output among the log's ids: applied as such (by
+    ** recover_apply_outputs), never read as if it were log. */
+    if( k!=id && recover_is_output(e, k) ) continue;
     rc = open_segment(e, k, 0, 1);
     n = rc ? NULL : seg_find(e, k);
     if( !n ) continue;
@@ -510,4 +520,217 @@ int recover_follow(tkv_engine *e, uint32_t from, uint32_t id, uint64_t end){
   atomic_fetch_add(&e->version, 1);
   engine_wrunlock(e);
   return rc;
+}
+
+/*
+** The merge outputs in e->dir that the table does not hold: another
+** process's merges since this one last looked (sorted ids in *pids, to
+** free; *pn of them).  Not those this process's own merges retired (their
+** content is in later outputs; applied again they would point entries back
+** at older copies).  Caller holds mu.
+*/
+int recover_list_outputs(tkv_engine *e, uint32_t **pids, int *pn){
+  uint32_t *ids = NULL;
+  int n = 0, k = 0, rc;
+  ASSERT_MU(e);
+  *pids = NULL;
+  *pn = 0;
+  rc = list_dir(e, 1, &ids, &n);
+  if( rc ) return rc;
+  /* Retired outputs whose file is gone need not be remembered. */
+  for(int r=0, x=0; r<e->nretired; r++){
+    if( bsearch(&e->retired[r], ids, (size_t)n, sizeof *ids, cmp_u32) ){
+      e->retired[x++] = e->retired[r];
+    }
+    if( r==e->nretired-1 ) e->nretired = x;
+  }
+  for(int i=0; i<n; i++){
+    int was = 0;
+    for(int r=0; r<e->nretired && !was; r++) was = e->retired[r]==ids[i];
+    if( !was && !seg_find(e, ids[i]) && recover_is_output(e, ids[i]) ){
+      ids[k++] = ids[i];
+    }
+  }
+  *pids = ids;
+  *pn = k;
+  return TKV_OK;
+}
+
+/*
+** One record of an output another process's merge wrote: a put takes the
+** place of the entry's location if that lies in a segment before the
+** output in replay order.  Why that is right: the merge copied a key's
+** record only if its own keydir pointed at it, and this keydir is at least
+** as current as the merger's was (recover_apply_outputs); so if this
+** keydir's record of the key is older than the output, it is the record
+** the merger copied (the merger read every input whole, and knew every
+** older segment), and the copy holds the same value.  A record in a later
+** segment is newer than the copy and stays.  A key this keydir does not
+** hold was deleted since.  Tombstones change nothing here.  Caller holds
+** mu and rw exclusively.
+*/
+static int apply_output(void *ctx, int type, const uint8_t *key,
+                        uint32_t klen, uint32_t off, uint32_t vlen,
+                        const uint8_t *val, uint64_t expire){
+  replay *rp = ctx;
+  tkv_engine *e = rp->e;
+  tkv_segment *out = rp->seg, *old;
+  kd_entry *en;
+  tkv_loc was, loc;
+  uint64_t size = tkv_rec_size(klen, vlen), before;
+  (void)val;
+  (void)expire;
+  if( type==TKV_REC_DEL ){
+    out->tomb_bytes += size;
+    return TKV_OK;
+  }
+  en = kd_index_find(e->index, key, klen);
+  if( !en || (kd_entry_flags(en) & ENTRY_NEW) ) return TKV_OK;
+  was = kd_entry_loc(en);
+  old = seg_find(e, was.file);
+  if( !old || old==out ) return TKV_OK;
+  if( old->base>out->base || (old->base==out->base && old->id>out->id) ){
+    return TKV_OK;
+  }
+  before = entry_rec_size(en, was);
+  loc.file = out->id;
+  loc.off = off;
+  loc.vlen = vlen;
+  seg_account(e, was, -(int64_t)before);
+  kd_entry_set_loc(en, loc);
+  seg_account(e, loc, (int64_t)size);
+  e->live_bytes += size - before;
+  return TKV_OK;
+}
+
+/*
+** Apply other processes' merge outputs ids[0..n) (recover_list_outputs,
+** listed before the log was read up to its published end): each joins the
+** table and takes over the entries whose records it holds copies of.  An
+** output listed here is not deleted before this process acknowledges the
+** generation after it (share.c), but one may be missing after all if it
+** never was complete; it is skipped.  Caller holds mu.
+*/
+int recover_apply_outputs(tkv_engine *e, const uint32_t *ids, int n){
+  int rc = TKV_OK;
+  ASSERT_MU(e);
+  if( n==0 ) return TKV_OK;
+  engine_wrlock(e);
+  for(int i=0; !rc && i<n; i++){
+    char path[4096];
+    tkv_segment *s;
+    seg_scan_result r;
+    replay rp;
+    int loaded = 0;
+    if( seg_find(e, ids[i]) ) continue;
+    rc = seg_name(path, sizeof path, e->dir, ids[i], TKV_SUFFIX_SEG);
+    if( rc || access(path, F_OK) ) continue;
+    rc = open_segment(e, ids[i], 0, 1);
+    s = rc ? NULL : seg_find(e, ids[i]);
+    if( !s ) continue;
+    rc = seg_pin(s);
+    if( rc ) break;
+    s->sealed = 1;
+    rp.e = e;
+    rp.file = s->id;
+    rp.seg = s;
+    rc = hint_load(e, s, s->end, apply_output, &rp, &loaded);
+    if( !rc && !loaded ){
+      rc = seg_scan(s, s->end, apply_output, &rp, &r);
+      if( !rc && (r.why==SCAN_BAD || r.why==SCAN_SHORT) ){
+        rc = seg_corrupt(s, r.stop, stop_reason(&r));
+      }
+      if( !rc ) s->end = r.stop;
+    }
+    if( !rc ){
+      e->total_bytes += s->end > s->start ? s->end - s->start : 0;
+      atomic_store(&s->flushed, s->end);
+      seg_map(e, s);
+    }
+    seg_unpin(s);
+    if( !rc ) seg_lru_enter(e, s);
+  }
+  e->generation++;
+  atomic_fetch_add(&e->version, 1);
+  engine_wrunlock(e);
+  return rc;
+}
+
+/*
+** Take out of the table the sealed segments another process's merge
+** deleted: nothing of this keydir points into them (they hold no live
+** record) and their file is gone.  Caller holds mu.
+*/
+void recover_drop_gone(tkv_engine *e){
+  tkv_segment **gone = NULL;
+  int n = 0;
+  ASSERT_MU(e);
+  for(int i=0; i<e->nseg; i++){
+    tkv_segment *s = e->segs[i];
+    if( s==e->active || !s->sealed || s->live_bytes || !access(s->path, F_OK)
+     || errno!=ENOENT ){
+      continue;
+    }
+    if( !gone ){
+      gone = tkv_mem_alloc((size_t)e->nseg * sizeof *gone);
+      if( !gone ) return;           /* they stay: harmless */
+    }
+    gone[n++] = s;
+  }
+  if( n==0 ) return;
+  engine_wrlock(e);
+  for(int i=0; i<n; i++){
+    seg_table_remove(e, gone[i]);
+    e->total_bytes -= gone[i]->end - gone[i]->start;
+  }
+  e->generation++;
+  engine_wrunlock(e);
+  for(int i=0; i<n; i++) seg_free(gone[i]);
+  tkv_mem_free(gone);
+}
+
+/*
+** The segment file of e->dir that comes first in replay order among those
+** the table does not hold (a merge's inputs not deleted yet, by this or
+** another process): *pbase and *pid, and 1; 0 if there is none.  A merge
+** may drop a tombstone only if no segment before it on disk survives, so
+** it must know of these too.  Unreadable ones count as the oldest.
+** Caller holds mu.
+*/
+int recover_oldest_extra(tkv_engine *e, uint32_t *pbase, uint32_t *pid){
+  uint32_t *ids = NULL;
+  int n = 0, found = 0;
+  ASSERT_MU(e);
+  if( list_dir(e, 1, &ids, &n) ){
+    *pbase = *pid = 0;
+    return 1;
+  }
+  for(int i=0; i<n; i++){
+    char path[4096];
+    uint8_t hdr[TKV_FILE_HDR];
+    tkv_file_hdr h;
+    const char *why = NULL;
+    size_t got = 0;
+    uint32_t base = 0;
+    int fd;
+    if( seg_find(e, ids[i]) ) continue;
+    if( !seg_name(path, sizeof path, e->dir, ids[i], TKV_SUFFIX_SEG)
+     && !tkv_io_open_regular(path, O_RDONLY, &fd) ){
+      if( tkv_io_pread(fd, path, hdr, sizeof hdr, 0, &got)==TKV_OK
+       && got==sizeof hdr
+       && tkv_file_hdr_decode(hdr, TKV_MAGIC_SEG, &h, &why)==0 ){
+        base = h.base;
+      }
+      tkv_io_close(fd);
+    }else if( access(path, F_OK) && errno==ENOENT ){
+      continue;                       /* deleted since the listing */
+    }
+    if( !found || base<*pbase || (base==*pbase && ids[i]<*pid) ){
+      *pbase = base;
+      *pid = ids[i];
+      found = 1;
+    }
+  }
+  tkv_mem_free(ids);
+  return found;
 }

@@ -224,6 +224,23 @@ int seg_create(tkv_engine *e, uint32_t id, uint32_t base, uint32_t flags,
   return TKV_OK;
 }
 
+/*
+** The id of a new segment (of the log, or a merge output): unique among
+** every process on the store, since all take the next value of the shared
+** counter (engine.id_top), which never goes back.  Caller holds mu.
+*/
+uint32_t seg_new_id(tkv_engine *e){
+  uint32_t cur, want;
+  ASSERT_MU(e);
+  if( !e->id_top ) return e->next_id++;
+  cur = atomic_load(e->id_top);
+  do{
+    want = (cur>=e->next_id ? cur : e->next_id - 1) + 1;
+  }while( !atomic_compare_exchange_weak(e->id_top, &cur, want) );
+  e->next_id = want + 1;
+  return want;
+}
+
 /* Order of replay: by base, then by id. */
 static int seg_before(const tkv_segment *a, const tkv_segment *b){
   if( a->base!=b->base ) return a->base < b->base;
@@ -693,6 +710,7 @@ int seg_seal_active(tkv_engine *e){
 */
 int seg_start_write(tkv_engine *e){
   tkv_segment *s;
+  uint32_t id;
   int rc;
   ASSERT_MU(e);
   if( e->active && (e->active->end>=e->opts.max_file_size
@@ -707,7 +725,8 @@ int seg_start_write(tkv_engine *e){
     e->buf_cap = WRITE_BUF_SIZE;
   }
   if( e->active ) return TKV_OK;
-  rc = seg_create(e, e->next_id, e->next_id, 0, TKV_SUFFIX_SEG, &s);
+  id = seg_new_id(e);
+  rc = seg_create(e, id, id, 0, TKV_SUFFIX_SEG, &s);
   if( rc ) return rc;
   /* Its header is synced in every mode before any record goes in: a
   ** newest segment whose header is zeros while records follow is then

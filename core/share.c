@@ -36,6 +36,7 @@
 #include "engine.h"
 #include "err.h"
 #include "io.h"
+#include "mem.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -46,18 +47,22 @@
 #include <unistd.h>
 
 #define SHARE_MAGIC    "tinkvSHM"
-#define SHARE_VERSION  1
+#define SHARE_VERSION  2
 #define SHARE_SIZE     4096          /* LOCK is this long; the area is first */
 #define LOCK_OPEN_BYTE  4096         /* byte-range lock offsets (past the area) */
 #define LOCK_WRITE_BYTE 4097
+#define LOCK_MERGE_BYTE 4098
+#define LOCK_LOAD_BYTE  4099
+#define LOCK_ACK_BASE   ((off_t)1 << 32)  /* + a generation: its readers */
 
 /* The area at offset 0 of LOCK (FORMAT.md, "The lock file"). */
 struct share_area {
   char magic[8];
   uint32_t version;
-  uint32_t reserved;
+  _Atomic uint32_t top;       /* highest segment id handed out */
   _Atomic uint64_t pos;       /* SHARE_POS(newest segment id, committed end) */
-  _Atomic uint64_t gen;       /* bumped by each compaction */
+  _Atomic uint64_t gen;       /* bumped by each change of the segment set
+                              ** that a merge makes */
   _Atomic uint32_t writer;    /* pid in a write transaction, or 0 */
 };
 
@@ -65,20 +70,26 @@ struct share_area {
 #define POS_ID(p)  ((uint32_t)((p) >> 32))
 #define POS_END(p) ((uint64_t)(uint32_t)(p))
 
-/* Set (F_WRLCK, F_RDLCK) or release (F_UNLCK) the one-byte lock at `at`
-** without waiting: 0, or the errno (EAGAIN when another process has it). */
-static int range_lock(int fd, short type, off_t at){
+/* Set (F_WRLCK, F_RDLCK) or release (F_UNLCK) the lock on bytes
+** [at, at+len) without waiting (cmd F_OFD_SETLK), or waiting (F_OFD_SETLKW):
+** 0, or the errno (EAGAIN when another process has it). */
+static int lock_bytes(int fd, int cmd, short type, off_t at, off_t len){
   struct flock fl;
   memset(&fl, 0, sizeof fl);
   fl.l_type = type;
   fl.l_whence = SEEK_SET;
   fl.l_start = at;
-  fl.l_len = 1;
-  while( fcntl(fd, F_OFD_SETLK, &fl) ){
+  fl.l_len = len;
+  while( fcntl(fd, cmd, &fl) ){
     if( errno==EINTR ) continue;
     return errno==EACCES ? EAGAIN : errno;
   }
   return 0;
+}
+
+/* The one-byte lock at `at`, without waiting. */
+static int range_lock(int fd, short type, off_t at){
+  return lock_bytes(fd, F_OFD_SETLK, type, at, 1);
 }
 
 static uint64_t now_ms(void){
@@ -103,6 +114,9 @@ static uint64_t engine_pos(tkv_engine *e){
   uint64_t end = 0;
   if( s ) return SHARE_POS(s->id, e->commit_end);
   for(int i=0; i<e->nseg; i++){
+    /* The log's newest segment: a merge output (outputs may take higher
+    ** ids) is never the one writers append to. */
+    if( e->segs[i]->flags & TKV_SEG_COMPACTED ) continue;
     if( e->segs[i]->id>=id ){
       id = e->segs[i]->id;
       end = e->segs[i]->end;
@@ -127,6 +141,7 @@ static int area_map(tkv_engine *e){
     return tkv_err_sys(errno, "cannot map the lock file of", e->dir);
   }
   e->sh = p;
+  e->id_top = &e->sh->top;    /* segment.c hands out ids from it */
   return TKV_OK;
 }
 
@@ -197,6 +212,59 @@ int share_attach(tkv_engine *e, int timeout_ms, int *palone){
   return TKV_OK;
 }
 
+/*
+** Hold the read lock of generation g (its "acknowledgement": this process
+** reads no segment that a merge of generation g or earlier made obsolete,
+** so those may be deleted once no process holds an older one).  0, or a
+** TKV_* error.  Caller holds mu (or is opening).
+*/
+static int ack_set(tkv_engine *e, uint64_t g){
+  int err;
+  if( e->acked && e->ack_gen==g ) return TKV_OK;
+  err = range_lock(e->lock_fd, F_RDLCK, LOCK_ACK_BASE + (off_t)g);
+  if( err ) return tkv_err_sys(err, "cannot lock", e->dir);
+  if( e->acked ) range_lock(e->lock_fd, F_UNLCK,
+                            LOCK_ACK_BASE + (off_t)e->ack_gen);
+  e->ack_gen = g;
+  e->acked = 1;
+  return TKV_OK;
+}
+
+/* Nonzero if no other process holds the read lock of a generation before
+** g (each has caught up with generation g or later). */
+static int acked_by_all(tkv_engine *e, uint64_t g){
+  struct flock fl;
+  if( g==0 ) return 1;
+  memset(&fl, 0, sizeof fl);
+  fl.l_type = F_WRLCK;
+  fl.l_whence = SEEK_SET;
+  fl.l_start = LOCK_ACK_BASE;
+  fl.l_len = (off_t)g;
+  if( fcntl(e->lock_fd, F_OFD_GETLK, &fl) ) return 0;
+  return fl.l_type==F_UNLCK;
+}
+
+/*
+** A process that opens while others have the store open: take the merge
+** generation it starts from (acknowledged, so that nothing it may read is
+** deleted) and the LOAD lock, shared, for as long as it lists and loads
+** the directory: a merge deletes files only holding LOAD exclusively, so
+** the files it lists stay there until it has read them.  The wait is a
+** merge's unlinks.  Caller is opening (no other thread knows e).
+*/
+int share_load_begin(tkv_engine *e){
+  uint64_t g = atomic_load(&e->sh->gen);
+  int rc = ack_set(e, g), err;
+  if( rc ) return rc;
+  atomic_store(&e->seen_gen, g);
+  err = lock_bytes(e->lock_fd, F_OFD_SETLKW, F_RDLCK, LOCK_LOAD_BYTE, 1);
+  return err ? tkv_err_sys(err, "cannot lock", e->dir) : TKV_OK;
+}
+
+void share_load_end(tkv_engine *e){
+  range_lock(e->lock_fd, F_UNLCK, LOCK_LOAD_BYTE);
+}
+
 /* The position a process that opens after the first one recovers up to. */
 void share_position(tkv_engine *e, uint32_t *pid, uint64_t *pend){
   uint64_t pos = atomic_load(&e->sh->pos);
@@ -217,6 +285,9 @@ int share_opened(tkv_engine *e, int alone, int owns_tail){
     atomic_store(&e->sh->pos, pos);
     atomic_store(&e->seen, pos);
     e->own = owns_tail ? pos : 0;
+    atomic_store(&e->sh->top, e->next_id - 1);
+    atomic_store(&e->seen_gen, 0);
+    if( ack_set(e, 0) ) return TKV_IO;
     __atomic_store_n(&e->sh->version, SHARE_VERSION, __ATOMIC_RELEASE);
     if( range_lock(e->lock_fd, F_RDLCK, LOCK_OPEN_BYTE) ){
       return tkv_err_sys(errno, "cannot lock", e->dir);
@@ -229,12 +300,14 @@ int share_opened(tkv_engine *e, int alone, int owns_tail){
 void share_detach(tkv_engine *e){
   if( e->sh ) munmap((void*)e->sh, SHARE_SIZE);
   e->sh = NULL;
+  e->id_top = NULL;
 }
 
 /* Nonzero when another process committed since this keydir was current.
 ** Needs no lock: a reader calls share_follow under mu when it says so. */
 int share_stale(tkv_engine *e){
-  return e->sh && atomic_load(&e->sh->pos)!=atomic_load(&e->seen);
+  return e->sh && (atomic_load(&e->sh->pos)!=atomic_load(&e->seen)
+                   || atomic_load(&e->sh->gen)!=atomic_load(&e->seen_gen));
 }
 
 /* What tkv_data_version returns: the published position the keydir is
@@ -246,19 +319,49 @@ uint64_t share_version(tkv_engine *e){
   return atomic_load(&e->seen);
 }
 
-/* Catch the keydir up with what other processes committed.  Caller holds
-** mu. */
-int share_follow(tkv_engine *e){
-  uint64_t pos;
+/* Read what other processes committed up to the published position. */
+static int follow_log(tkv_engine *e){
+  uint64_t pos = atomic_load(&e->sh->pos);
   int rc;
-  ASSERT_MU(e);
-  if( !e->sh ) return TKV_OK;
-  pos = atomic_load(&e->sh->pos);
   if( pos==atomic_load(&e->seen) ) return TKV_OK;
   rc = recover_follow(e, POS_ID(atomic_load(&e->seen)), POS_ID(pos),
                       POS_END(pos));
   if( !rc ) atomic_store(&e->seen, pos);
   return rc;
+}
+
+/*
+** Catch up with the log and, when `gens`, with the merges other processes
+** made (a new generation): their outputs are listed first, then the log
+** is read up to the position published after that, and only then are the
+** outputs applied, so the keydir is at least as current as the merge that
+** wrote them was (recover_apply_outputs says why that matters).  Segments
+** merges deleted leave the table.  Caller holds mu; no transaction of this
+** process has written.
+*/
+static int follow(tkv_engine *e, int gens){
+  uint64_t g = atomic_load(&e->sh->gen);
+  uint32_t *ids = NULL;
+  int n = 0, rc;
+  ASSERT_MU(e);
+  if( !gens || g==atomic_load(&e->seen_gen) ) return follow_log(e);
+  rc = recover_list_outputs(e, &ids, &n);
+  if( !rc ) rc = follow_log(e);
+  if( !rc ) rc = recover_apply_outputs(e, ids, n);
+  tkv_mem_free(ids);
+  if( !rc ) recover_drop_gone(e);
+  if( !rc ) rc = ack_set(e, g);
+  if( !rc ) atomic_store(&e->seen_gen, g);
+  return rc;
+}
+
+/* Catch the keydir up with what other processes committed and merged.
+** While a transaction of this process is open (it holds the WRITE lock,
+** so the log cannot move) merges are applied later.  Caller holds mu. */
+int share_follow(tkv_engine *e){
+  ASSERT_MU(e);
+  if( !e->sh ) return TKV_OK;
+  return follow(e, !e->wlocked);
 }
 
 /*
@@ -277,14 +380,16 @@ static int takeover(tkv_engine *e){
   int rc;
   ASSERT_MU(e);
   if( e->next_id<=POS_ID(pos) ) e->next_id = POS_ID(pos) + 1;
-  if( !seg_find(e, e->next_id)
-   && !seg_name(path, sizeof path, e->dir, e->next_id, TKV_SUFFIX_SEG)
-   && access(path, F_OK)==0 ){
-    if( recover_is_output(e, e->next_id) ){
-      /* Every merge output is in the table since open: never remove one. */
-      assert( 0 );
-      return tkv_err(TKV_CORRUPT, "%s is a merge output this process never "
-                     "loaded: reopen the store", path);
+  /* A writer that died may have made a segment past the published one:
+  ** its id is among those handed out since (the counter), beside the ids
+  ** of merge outputs, which count, and of merges still writing theirs
+  ** (*.seg.tmp), which are not looked at. */
+  for(uint32_t k = POS_ID(pos) + 1;
+      atomic_load(&e->sh->writer)!=0 && k<=atomic_load(&e->sh->top); k++){
+    if( seg_find(e, k)
+     || seg_name(path, sizeof path, e->dir, k, TKV_SUFFIX_SEG)
+     || access(path, F_OK)!=0 || recover_is_output(e, k) ){
+      continue;
     }
     rc = tkv_io_unlink(path);
     if( rc ) return rc;
@@ -362,7 +467,7 @@ int share_write_begin(tkv_engine *e, int timeout_ms){
   }
   if( err ) return tkv_err_sys(err, "cannot lock", e->dir);
   e->wlocked = 1;
-  rc = share_follow(e);
+  rc = follow(e, 1);        /* nothing of the transaction is written yet */
   if( !rc && (atomic_load(&e->sh->pos)!=e->own
               || atomic_load(&e->sh->writer)!=0) ){
     rc = takeover(e);
@@ -456,8 +561,120 @@ void share_compact_end(tkv_engine *e){
     atomic_store(&e->seen, pos);
     e->own = pos;
   }
-  atomic_fetch_add(&e->sh->gen, 1);
+  pos = atomic_fetch_add(&e->sh->gen, 1) + 1;
+  if( ack_set(e, pos)==TKV_OK ) atomic_store(&e->seen_gen, pos);
   range_lock(e->lock_fd, F_RDLCK, LOCK_OPEN_BYTE);
+}
+
+/*
+** Merges while other processes have the store open.  One runs at a time
+** store-wide (the MERGE lock, waited for up to timeout_ms, < 0 not at
+** all).  The merger first catches up with the log and with earlier merges
+** (unless a transaction of its own process is open: then only if no merge
+** happened since it last looked, its table being current otherwise), so
+** that its table holds every segment merged so far and nothing deleted.
+** Caller holds mu, which is let go while waiting.
+*/
+int share_merge_begin(tkv_engine *e, int timeout_ms){
+  uint64_t deadline;
+  unsigned us = 50;
+  int err, rc;
+  ASSERT_MU(e);
+  if( !e->sh || e->mlocked ) return TKV_OK;
+  err = range_lock(e->lock_fd, F_WRLCK, LOCK_MERGE_BYTE);
+  if( err==EAGAIN && timeout_ms>0 ){
+    deadline = now_ms() + (uint64_t)timeout_ms;
+    engine_unlock(e);
+    do{
+      nap(&us);
+      err = range_lock(e->lock_fd, F_WRLCK, LOCK_MERGE_BYTE);
+    }while( err==EAGAIN && now_ms()<deadline );
+    engine_lock(e);
+  }
+  if( err==EAGAIN ){
+    return tkv_err(TKV_BUSY, "store %s is being merged by another process "
+                   "(waited %d ms)", e->dir, timeout_ms>0 ? timeout_ms : 0);
+  }
+  if( err ) return tkv_err_sys(err, "cannot lock", e->dir);
+  e->mlocked = 1;
+  if( e->writer ){
+    rc = atomic_load(&e->sh->gen)==atomic_load(&e->seen_gen) ? TKV_OK
+       : tkv_err(TKV_BUSY, "cannot merge %s now: a transaction is open and "
+                 "another process merged since", e->dir);
+  }else{
+    rc = follow(e, 1);
+  }
+  if( rc ) share_merge_end(e);
+  return rc;
+}
+
+void share_merge_end(tkv_engine *e){
+  ASSERT_MU(e);
+  if( !e->sh || !e->mlocked ) return;
+  range_lock(e->lock_fd, F_UNLCK, LOCK_MERGE_BYTE);
+  e->mlocked = 0;
+}
+
+/*
+** A merge renamed its outputs into place and added them to its table:
+** a new generation, which other processes apply before they read again.
+** Returns it.  Caller holds mu and the MERGE lock (or has the store
+** alone).
+*/
+uint64_t share_merge_published(tkv_engine *e){
+  uint64_t g;
+  ASSERT_MU(e);
+  if( !e->sh ) return 0;
+  g = atomic_fetch_add(&e->sh->gen, 1) + 1;
+  if( ack_set(e, g)==TKV_OK ) atomic_store(&e->seen_gen, g);
+  return g;
+}
+
+/* The id of the segment writers append to (the published position's),
+** which a merge never takes, whatever this process thinks of it. */
+uint32_t share_log_head(tkv_engine *e){
+  return e->sh ? POS_ID(atomic_load(&e->sh->pos)) : 0;
+}
+
+/*
+** May the segments that generation g made obsolete be deleted now?  Only
+** once every process has caught up with g (acked_by_all) and none is
+** listing the directory to open the store (LOAD, taken here exclusively
+** until share_delete_end).  Nonzero when so.  Caller holds mu.
+*/
+int share_delete_begin(tkv_engine *e, uint64_t g){
+  ASSERT_MU(e);
+  if( !e->sh ) return 1;
+  if( !acked_by_all(e, g) ) return 0;
+  return range_lock(e->lock_fd, F_WRLCK, LOCK_LOAD_BYTE)==0;
+}
+
+/* Nonzero if every process caught up with generation g. */
+int share_acked(tkv_engine *e, uint64_t g){
+  return !e->sh || acked_by_all(e, g);
+}
+
+/* Deleting is over: let openers in, and tell the others (a generation)
+** that segments went, so that they take them out of their tables. */
+void share_delete_end(tkv_engine *e, int deleted){
+  ASSERT_MU(e);
+  if( !e->sh ) return;
+  range_lock(e->lock_fd, F_UNLCK, LOCK_LOAD_BYTE);
+  if( deleted ) (void)share_merge_published(e);
+}
+
+/* Nonzero if another process has the store open (a test of the OPEN
+** lock, which every open process holds shared). */
+int share_others(tkv_engine *e){
+  struct flock fl;
+  if( !e->sh ) return 0;
+  memset(&fl, 0, sizeof fl);
+  fl.l_type = F_WRLCK;
+  fl.l_whence = SEEK_SET;
+  fl.l_start = LOCK_OPEN_BYTE;
+  fl.l_len = 1;
+  if( fcntl(e->lock_fd, F_OFD_GETLK, &fl) ) return 1;
+  return fl.l_type!=F_UNLCK;
 }
 
 /*

@@ -317,6 +317,7 @@ static void engine_free(tkv_engine *e){
   engine_release(e);
   share_detach(e);
   tkv_io_close(e->lock_fd);
+  tkv_mem_free(e->retired);
   tkv_mem_free(e->dir);
   tkv_mem_free(e);
 }
@@ -427,14 +428,25 @@ static int engine_open(const char *canon, const tkv_options *opts, int fresh,
   }
   if( !rc && !alone ){
     /* Others have it open: take the store as they published it, and
-    ** change no file (its writer may be appending right now). */
-    uint32_t id;
+    ** change no file (its writer may be appending right now).  The files
+    ** are listed before the position is read: the merge outputs among
+    ** them were written by merges that knew no more of the log than that
+    ** position (recover_apply_outputs says why that matters). */
+    uint32_t id, *ids = NULL;
     uint64_t end;
+    int n = 0, how = RECOVER_NOWRITE|RECOVER_UPTO;
     rc = identity_check(canon);
+    if( !rc ) rc = share_load_begin(e);
+    if( !rc ) rc = recover_list(e, how, &ids, &n);
     share_position(e, &id, &end);
-    if( !rc ) rc = recover_store(e, RECOVER_NOWRITE|RECOVER_UPTO, id, end);
+    if( !rc ) rc = recover_store(e, how, ids, n, id, end);
+    else tkv_mem_free(ids);
+    share_load_end(e);
   }else if( !rc ){
-    rc = recover_store(e, opts->readonly ? RECOVER_NOWRITE : 0, 0, 0);
+    uint32_t *ids = NULL;
+    int n = 0, how = opts->readonly ? RECOVER_NOWRITE : 0;
+    rc = recover_list(e, how, &ids, &n);
+    if( !rc ) rc = recover_store(e, how, ids, n, 0, 0);
   }
   if( !rc ) rc = share_opened(e, alone, !opts->readonly);
   if( rc ){
@@ -582,6 +594,7 @@ int tkv_close(tkv_db *db){
     tkv_io_close(e->lock_fd);       /* the locks go here */
     pthread_cond_broadcast(&registry_cv);
     pthread_mutex_unlock(&registry_mu);
+    tkv_mem_free(e->retired);
     tkv_mem_free(e->dir);
     tkv_mem_free(e);
     return rc ? rc : rc2;
@@ -1241,6 +1254,30 @@ int tkv_stats_get(tkv_db *db, tkv_stats *st){
   return TKV_OK;
 }
 
+/*
+** Before a compaction while other processes have the store open: seal the
+** segment all writers append to, as a writer does when one is full (the
+** WRITE lock, waited for as the busy timeout says), and start the next
+** one, so that the compaction can take every record written so far and
+** the published position names a segment no merge takes.  Alone, the
+** compaction seals it itself.  Caller holds db->mu.
+*/
+static int seal_shared(tkv_db *db){
+  tkv_engine *e = db->e;
+  int rc = TKV_OK;
+  engine_lock(e);
+  if( share_others(e) && e->active!=NULL ){
+    rc = txn_acquire_writer(db);
+    if( !rc ){
+      rc = seg_seal_active(e);
+      if( !rc ) rc = seg_start_write(e);
+      txn_release_writer(e);
+    }
+  }
+  engine_unlock(e);
+  return rc;
+}
+
 int tkv_compact(tkv_db *db, uint64_t *preclaimed){
   int rc;
   CHECK_HANDLE(db);
@@ -1252,7 +1289,8 @@ int tkv_compact(tkv_db *db, uint64_t *preclaimed){
   }else if( db->txn ){
     rc = tkv_err(TKV_BUSY, "cannot compact inside a transaction");
   }else{
-    rc = merge_all(db->e, preclaimed);
+    rc = seal_shared(db);
+    if( !rc ) rc = merge_all(db->e, db->busy_ms, preclaimed);
   }
   pthread_mutex_unlock(&db->mu);
   return rc;

@@ -361,6 +361,12 @@ static int undo_failed(tkv_engine *e, const char *what){
                  e->dir);
 }
 
+/* acquire_locked for other modules (store.c seals the active segment as a
+** writer before a compaction).  Caller holds mu. */
+int txn_acquire_writer(tkv_db *db){
+  return acquire_locked(db);
+}
+
 /* Give the writer slot back, and the store's write lock with it (what was
 ** committed is published to other processes).  Caller holds mu. */
 void txn_release_writer(tkv_engine *e){
