@@ -22,12 +22,47 @@
 ** MP_DEAD_RATIO in the normal case.  Under an endless stream of uniform
 ** random updates a segment's live fraction decays as exp(-w/L) (w bytes
 ** written since, L live bytes), so segments are taken at u = 0.4 and the
-** steady state keeps about L * ln(1/u)/(1-u) = 1.53 L of segments on disk
-** (space amplification 1.5, plus the active segment and one merge's
-** output), with 1/(1-u) = 1.67 bytes of records written per byte updated.
-** A skewed stream that leaves every segment just under MP_DEAD_RATIO is
-** caught by MP_SPACE_LIMIT, so disk use stays below about 2x the live
-** data plus one segment (the granularity of the files).
+** steady state keeps about L * ln(1/u)/(1-u) = 1.53 L of segments on disk,
+** with 1/(1-u) = 1.67 bytes of records written per byte updated.  A
+** skewed stream that leaves every segment just under MP_DEAD_RATIO is
+** caught by MP_SPACE_LIMIT.
+**
+** WHAT THAT BOUNDS, AND WHAT IT DOES NOT.  Both figures count record bytes
+** (header, key and value) of segments, active one included, as seen when a
+** merge is picked: they are what the policy controls, not what du shows.
+** Measured with tests/bench/bench_update.c (BENCH_UPDATE_DISKLOG: 1M keys
+** of 16 bytes, 100-byte values, 64 MiB segments, 3M uniform updates in
+** transactions of 100), the files at their peak hold, in units of the key
+** and value bytes (116 MB), besides the segments the policy counts:
+**  - record headers: a 116-byte pair is a 128-byte record (x1.10);
+**  - hint files, one per sealed segment, 28 bytes per record here (22% of
+**    the record bytes): 0.35 to 0.45 at the peak;
+**  - the active segment, up to max_file_size plus a preallocation step of
+**    at most 8 MiB (segment.c): up to 0.58 at this size;
+**  - each merge's output, written whole with its hint file before any of
+**    its inputs is deleted (merge.c, steps 3 to 6): a second copy of the
+**    live part of the inputs.  MP_MAX_COPY bounds it, but the first input
+**    is always taken, so a 64 MiB segment 40% live still gives 26 MB (0.22);
+**  - after a bulk load, the loaded segments are all live: nothing is worth
+**    merging until about L more bytes are written, so the first merges
+**    start with the loaded data, about one segment of updates, the active
+**    segment and their hints on disk, then add their output;
+**  - lag: commits never wait for merges, and one thread merges.  At 350k
+**    to 500k updates/s on two shared cores that thread was busy 80 to 90%
+**    of the time, and with 8 MiB segments and a 1.7 limit the record bytes
+**    reached 1.9 L; a writer faster than the merge thread grows the files
+**    without bound until it slows down.
+** With MP_MAX_COPY at 16 MiB (one 64 MiB input per merge) the peak there
+** is about 3.1x the key and value bytes at 1.9 bytes written per byte
+** updated; at 64 MiB, where the first merge took both loaded segments at
+** once, it was 3.7x.  MP_SPACE_LIMIT at 1.7 gives about 3.0x at 2.0, and
+** no setting of these constants reached 2.5x within 2.0 (README,
+** "Sustained updates").  Tried and not kept: sealing the active segment
+** early at 1/8 or 1/16 of the live data (through mp_rotate_active, which
+** is asked only when nothing else is due), 2.9x; 16 or 8 MiB segments
+** (max_file_size), 3.0x and 2.8x.  Not tried, each outside this file:
+** counting hint bytes in `total`, deleting each input as soon as nothing
+** live is left in it, and holding writers back when merging falls behind.
 **
 ** TOMBSTONES.  A tombstone can be dropped only when no older segment that
 ** survives the merge may still hold a put of its key, that is, when every

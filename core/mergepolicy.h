@@ -30,7 +30,7 @@ typedef struct mp_store {
 #define MP_DEAD_RATIO   0.60   /* a segment this dead is worth merging */
 #define MP_SPACE_LIMIT  2.0    /* disk bytes / live bytes kept below this */
 #define MP_FLOOR_RATIO  0.10   /* never merge a segment less dead than this */
-#define MP_MAX_COPY     (64ull << 20)  /* live bytes copied by one merge */
+#define MP_MAX_COPY     (16ull << 20)  /* live bytes copied by one merge */
 
 /*
 ** Choose the inputs of the next merge among the n sealed segments `segs`,
