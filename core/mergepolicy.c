@@ -48,19 +48,25 @@
 **    start with the loaded data, about one segment of updates, the active
 **    segment and their hints on disk, then add their output;
 **  - lag: commits never wait for merges, and one thread merges.  At 350k
-**    to 500k updates/s on two shared cores that thread was busy 80 to 90%
+**    to 500k updates/s on two shared cores that thread was busy 70 to 90%
 **    of the time, and with 8 MiB segments and a 1.7 limit the record bytes
 **    reached 1.9 L; a writer faster than the merge thread grows the files
 **    without bound until it slows down.
+** So MP_SPACE_LIMIT 2.0 alone already allows 2.2x the key and value bytes,
+** 2.7x with the hint files, before any merge is under way.
 ** With MP_MAX_COPY at 16 MiB (one 64 MiB input per merge) the peak there
-** is about 3.1x the key and value bytes at 1.9 bytes written per byte
+** is about 3.1x the key and value bytes at 1.85 bytes written per byte
 ** updated; at 64 MiB, where the first merge took both loaded segments at
-** once, it was 3.7x.  MP_SPACE_LIMIT at 1.7 gives about 3.0x at 2.0, and
-** no setting of these constants reached 2.5x within 2.0 (README,
-** "Sustained updates").  Tried and not kept: sealing the active segment
-** early at 1/8 or 1/16 of the live data (through mp_rotate_active, which
-** is asked only when nothing else is due), 2.9x; 16 or 8 MiB segments
-** (max_file_size), 3.0x and 2.8x.  Not tried, each outside this file:
+** once, it was 3.8x.  With 64 MiB segments no setting of these constants
+** reached 2.5x within 2.0 (MP_SPACE_LIMIT 1.7: 3.0x at 2.0; 1.5: 2.9x at
+** 2.15).  Smaller segments do better, because the greedy choice is finer
+** and each merge's output smaller: with max_file_size 8 MiB, MP_MAX_COPY
+** 8 MiB and MP_SPACE_LIMIT 1.5 to 1.7, 2.4x to 2.7x at 1.8 to 2.0, but
+** merging took about twice as long and the updates ran 1.1 to 1.7x
+** LevelDB's rate instead of 1.9x (README, "Sustained updates").  Tried and
+** not kept: sealing the active segment early at 1/8 or 1/16 of the live
+** data through mp_rotate_active (asked only when nothing else is due; the
+** loaded segments stay 64 MiB), 2.9x.  Not tried, each outside this file:
 ** counting hint bytes in `total`, deleting each input as soon as nothing
 ** live is left in it, and holding writers back when merging falls behind.
 **
