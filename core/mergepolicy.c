@@ -5,7 +5,8 @@
 ** deleted records, tombstones, commit records) are below compact_threshold
 ** (10 MiB by default): small stores never pay for merging.  Past it, a merge
 ** is due when some sealed segment is at least MP_DEAD_RATIO dead, or when
-** the data on disk exceeds MP_SPACE_LIMIT times the live data.
+** the record bytes of the segments exceed MP_SPACE_LIMIT times the live
+** record bytes (not the bytes on disk: see WHAT THAT BOUNDS below).
 **
 ** WHICH.  Greedy, by dead fraction, as the log-structured file system
 ** papers (Rosenblum and Ousterhout) and basho's bitcask (frag_threshold)
