@@ -28,9 +28,10 @@ typedef struct mp_store {
 
 /* Tunables, with the values chosen by measurement (mergepolicy.c). */
 #define MP_DEAD_RATIO   0.60   /* a segment this dead is worth merging */
-#define MP_SPACE_LIMIT  2.0    /* disk bytes / live bytes kept below this */
+#define MP_SPACE_LIMIT  2.0    /* record bytes / live record bytes: hint
+                               ** files and a merge's output not counted */
 #define MP_FLOOR_RATIO  0.10   /* never merge a segment less dead than this */
-#define MP_MAX_COPY     (64ull << 20)  /* live bytes copied by one merge */
+#define MP_MAX_COPY     (16ull << 20)  /* live bytes copied by one merge */
 
 /*
 ** Choose the inputs of the next merge among the n sealed segments `segs`,

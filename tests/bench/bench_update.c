@@ -33,6 +33,15 @@
 ** time its thread waited for a CPU (schedstat) and how often it blocked
 ** (voluntary context switches): where a tail comes from.  It costs a file
 ** read per commit, so its throughput is not comparable.
+** Where the disk goes (the files of the run directory, not of its
+** subdirectories: tinkv through the C API; other engines land in "other"):
+** BENCH_UPDATE_DISKLOG=file appends, at every disk sample, the allocated
+** and apparent bytes of the segments, of the newest one, of merge outputs
+** not yet renamed (*.seg.tmp), of hint files and of the rest, and at the
+** end the file list of the largest sample.  BENCH_UPDATE_SEG_MIB sets
+** tinkv's max_file_size (MiB); BENCH_UPDATE_PACE_US sleeps that long after
+** each commit (a slower writer: does merging keep up?).  Both change what
+** is measured; the tables in the README use neither.
 */
 #include <errno.h>
 #include <math.h>
@@ -40,7 +49,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <dirent.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 
 #include <leveldb/c.h>
 #include <lmdb.h>
@@ -103,6 +114,9 @@ static void *tk_open(const char *dir) {
   tkv_options_init(&o);
   o.create = 1;
   o.sync = TKV_SYNC_NORMAL;
+  if (getenv("BENCH_UPDATE_SEG_MIB") && *getenv("BENCH_UPDATE_SEG_MIB"))
+    o.max_file_size = strtoull(getenv("BENCH_UPDATE_SEG_MIB"), NULL, 10)
+                      << 20;
   tk_check(tkv_open(dir, &o, &db), "open");
   return db;
 }
@@ -403,6 +417,87 @@ static double run_queue_ms(void) {
   return (double)wait / 1e6;
 }
 
+/*
+** BENCH_UPDATE_DISKLOG=file: at every disk sample, one line of where the
+** store's bytes are, allocated (st_blocks, what du counts) / apparent
+** (st_size): the segments but the newest, the newest (the active one, or a
+** merge output just renamed: outputs take new ids), merge outputs still
+** *.seg.tmp, hint files and the rest, with the number of segments.  At the
+** end of the run, the files of the sample with the largest allocation.
+** Measurement only: it costs a directory scan per sample.
+*/
+typedef struct disk_split {
+  double seg_a, seg_s, act_a, act_s, tmp_a, tmp_s, hint_a, other_a, all_a;
+  int nseg, ntmp;
+} disk_split;
+
+static FILE *disk_log;
+static char peak_listing[1 << 16];
+static double peak_listing_bytes;
+
+static int ends_with(const char *s, const char *suf) {
+  size_t a = strlen(s), b = strlen(suf);
+  return a >= b && strcmp(s + a - b, suf) == 0;
+}
+
+static void disk_log_sample(const char *dir, double t) {
+  DIR *d = opendir(dir);
+  struct dirent *de;
+  disk_split x;
+  char listing[sizeof peak_listing];
+  size_t ll = 0;
+  unsigned long maxid = 0;
+  double maxid_a = 0, maxid_s = 0;
+  if (!d) return;
+  memset(&x, 0, sizeof x);
+  listing[0] = 0;
+  while ((de = readdir(d)) != NULL) {
+    char p[8192];
+    struct stat st;
+    double a, sz;
+    if (de->d_name[0] == '.') continue;
+    snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
+    if (lstat(p, &st) != 0 || !S_ISREG(st.st_mode)) continue;
+    a = (double)st.st_blocks * 512.0;
+    sz = (double)st.st_size;
+    x.all_a += a;
+    if (ll + 200 < sizeof listing)
+      ll += (size_t)snprintf(listing + ll, sizeof listing - ll,
+                             "  %-24s size %10.0f alloc %10.0f\n",
+                             de->d_name, sz, a);
+    if (ends_with(de->d_name, ".seg")) {
+      unsigned long id = strtoul(de->d_name, NULL, 10);
+      x.seg_a += a;
+      x.seg_s += sz;
+      x.nseg++;
+      if (id >= maxid) { maxid = id; maxid_a = a; maxid_s = sz; }
+    } else if (ends_with(de->d_name, ".seg.tmp")) {
+      x.tmp_a += a;
+      x.tmp_s += sz;
+      x.ntmp++;
+    } else if (ends_with(de->d_name, ".hint")) {
+      x.hint_a += a;
+    } else {
+      x.other_a += a;
+    }
+  }
+  closedir(d);
+  /* The newest segment, apart. */
+  x.act_a = maxid_a;
+  x.act_s = maxid_s;
+  x.seg_a -= maxid_a;
+  x.seg_s -= maxid_s;
+  fprintf(disk_log, "%.3f all %.0f older %.0f/%.0f newest %.0f/%.0f "
+          "tmp %.0f/%.0f hint %.0f other %.0f nseg %d ntmp %d\n", t,
+          x.all_a, x.seg_a, x.seg_s, x.act_a, x.act_s, x.tmp_a, x.tmp_s,
+          x.hint_a, x.other_a, x.nseg, x.ntmp);
+  if (x.all_a > peak_listing_bytes) {
+    peak_listing_bytes = x.all_a;
+    snprintf(peak_listing, sizeof peak_listing, "peak at %.3f s: %.0f "
+             "bytes\n%s", t, x.all_a, listing);
+  }
+}
+
 /* Fill, then the sustained updates (in the child process). */
 static void run_one(void *arg, double *out) {
   job *j = arg;
@@ -412,10 +507,18 @@ static void run_one(void *arg, double *out) {
   double *lat = malloc(sizeof(double) * (size_t)ntxn);
   double t0, w0, user = 0, peak = 0, live = (double)n * 116;
   int trace = getenv("BENCH_UPDATE_TRACE") != NULL;
+  long pace_us = getenv("BENCH_UPDATE_PACE_US")
+                 ? atol(getenv("BENCH_UPDATE_PACE_US")) : 0;
   uint8_t k[BENCH_KEY_LEN];
   void *h;
 
   if (!lat) bench_die("out of memory");
+  if (getenv("BENCH_UPDATE_DISKLOG")) {
+    disk_log = fopen(getenv("BENCH_UPDATE_DISKLOG"), "a");
+    if (!disk_log) bench_die("cannot open BENCH_UPDATE_DISKLOG");
+    fprintf(disk_log, "# %s N=%llu del=%d%%\n", e->name,
+            (unsigned long long)n, j->del_pct);
+  }
   bench_rmtree(j->dir);
   bench_mkdirs(j->dir);
   (void)bench_val(0, 0);
@@ -453,6 +556,7 @@ static void run_one(void *arg, double *out) {
     }
     e->commit(h);
     lat[t] = bench_now() - s;
+    if (pace_us > 0) usleep((useconds_t)pace_us);
     if (trace && lat[t] > 0.005) {
       getrusage(RUSAGE_THREAD, &ru1);
       fprintf(stderr, "slow commit: at %.6f, %.2f ms, waiting for a CPU "
@@ -462,6 +566,7 @@ static void run_one(void *arg, double *out) {
     if (t % DISK_EVERY == 0) {
       double d = bench_disk_bytes(j->dir);
       if (d > peak) peak = d;
+      if (disk_log) disk_log_sample(j->dir, bench_now() - t0);
       if (bench_now() - t0 > update_cap) {
         ntxn = t + 1;
         break;
@@ -477,6 +582,11 @@ static void run_one(void *arg, double *out) {
     if (d > peak) peak = d;
   }
   out[R_DISK] = peak / live;
+  if (disk_log) {
+    fputs(peak_listing, disk_log);
+    fclose(disk_log);
+    disk_log = NULL;
+  }
   if (e->stats) e->stats(h, out);
   qsort(lat, (size_t)ntxn, sizeof *lat, cmp_double);
   out[R_P50] = lat[ntxn / 2];
