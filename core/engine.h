@@ -382,6 +382,8 @@ int hint_load(tkv_engine *e, tkv_segment *s, uint64_t segsize,
 #define RECOVER_NOWRITE 1
 #define RECOVER_UPTO    2
 int recover_list(tkv_engine *e, int how, uint32_t **pids, int *pn);
+int recover_list_more(tkv_engine *e, uint32_t **pids, int *pn,
+                      uint32_t upto_id);
 int recover_store(tkv_engine *e, int how, uint32_t *ids, int n,
                   uint32_t upto_id, uint64_t upto_end);
 int recover_list_outputs(tkv_engine *e, uint32_t **pids, int *pn);

@@ -46,11 +46,15 @@
 **     directory sync, so that deletions reach the disk in that order.
 ** Key ids never change: entries are repointed, never recreated.
 **
-** Sharing a store between processes (issue 12) builds on the same
-** lifecycle: the segment table is the store-wide list of live segments,
-** and e->generation counts its changes (steps 4 and 6).  Publishing that
-** list with its generation in a file, and holding step 6 back until no
-** process reads an older generation, is what is left to do for it.
+** Several processes (share.c).  While others have the store open a merge
+** holds the MERGE lock instead of having the store alone; its outputs take
+** ids from the shared counter and are published as a new generation at
+** step 4, which the other processes apply before their next read; at step
+** 6 the inputs leave the table and wait in a list (merge_state.pend) until
+** every process has caught up with that generation, then go in order.  A
+** merge never takes the segment writers append to (the published one), and
+** counts files on disk that its table lacks (inputs still waiting) as older
+** segments that survive it, so that no tombstone is dropped too early.
 */
 #include "engine.h"
 #include "err.h"

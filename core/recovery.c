@@ -238,27 +238,37 @@ static int cmp_u32(const void *a, const void *b){
 }
 
 /*
-** Nonzero if segment file `id` of e->dir is a merge's output (a whole one:
+** Whether segment file `id` of e->dir is a merge's output (a whole one:
 ** an output is written under a temporary name and renamed when complete),
-** judged by its header.  Anything unreadable is not.
+** judged by its header: *pis.  A header that is short or bad is not; a
+** file that cannot be opened or read is an error (TKV_IO).
 */
-int recover_is_output(tkv_engine *e, uint32_t id){
+static int output_flag(tkv_engine *e, uint32_t id, int *pis){
   char path[4096];
   uint8_t hdr[TKV_FILE_HDR];
   tkv_file_hdr h;
   const char *why = NULL;
   size_t got = 0;
-  int fd, ok = 0;
-  if( seg_name(path, sizeof path, e->dir, id, TKV_SUFFIX_SEG) ) return 0;
-  if( tkv_io_open_regular(path, O_RDONLY, &fd) ) return 0;
-  if( tkv_io_pread(fd, path, hdr, sizeof hdr, 0, &got)==TKV_OK
-   && got==sizeof hdr
+  int fd, rc;
+  *pis = 0;
+  rc = seg_name(path, sizeof path, e->dir, id, TKV_SUFFIX_SEG);
+  if( !rc ) rc = tkv_io_open_regular(path, O_RDONLY, &fd);
+  if( rc ) return rc;
+  rc = tkv_io_pread(fd, path, hdr, sizeof hdr, 0, &got);
+  if( !rc && got==sizeof hdr
    && tkv_file_hdr_decode(hdr, TKV_MAGIC_SEG, &h, &why)==0
    && h.file_id==id && (h.flags & TKV_SEG_COMPACTED) ){
-    ok = 1;
+    *pis = 1;
   }
   tkv_io_close(fd);
-  return ok;
+  return rc;
+}
+
+/* Nonzero if segment file `id` of e->dir is a whole merge output; anything
+** unreadable is not. */
+int recover_is_output(tkv_engine *e, uint32_t id){
+  int is;
+  return output_flag(e, id, &is)==TKV_OK && is;
 }
 
 /* List segment ids and remove tinkv's own temporary files (only names
@@ -382,13 +392,53 @@ int recover_list(tkv_engine *e, int how, uint32_t **pids, int *pn){
 }
 
 /*
+** A process that opens while others have the store open lists the
+** directory (recover_list) before it reads the published position (upto_id):
+** segments of the log that writers made in between are added here from a
+** second listing.  Not the merge outputs that appeared since: a merge that
+** published them after the position was read may have known a later log;
+** they are applied at the next read (share.c).  *pids stays sorted.
+*/
+int recover_list_more(tkv_engine *e, uint32_t **pids, int *pn,
+                      uint32_t upto_id){
+  uint32_t *more = NULL, *ids = *pids, *p;
+  int n = *pn, m = 0, k = 0, rc;
+  rc = list_dir(e, 1, &more, &m);
+  if( rc ) return rc;
+  for(int i=0; i<m; i++){
+    if( more[i]>upto_id || bsearch(&more[i], ids, (size_t)n, sizeof *ids,
+                                   cmp_u32)
+     || recover_is_output(e, more[i]) ){
+      continue;
+    }
+    more[k++] = more[i];
+  }
+  if( k==0 ){
+    tkv_mem_free(more);
+    return TKV_OK;
+  }
+  p = tkv_mem_realloc(ids, (size_t)(n + k) * sizeof *ids);
+  if( !p ){
+    tkv_mem_free(more);
+    return tkv_err_nomem();
+  }
+  memcpy(p + n, more, (size_t)k * sizeof *p);
+  n += k;
+  qsort(p, (size_t)n, sizeof *p, cmp_u32);
+  tkv_mem_free(more);
+  *pids = p;
+  *pn = n;
+  return TKV_OK;
+}
+
+/*
 ** Rebuild the engine's keydir from the files in e->dir (`how`: engine.h),
 ** listed by recover_list (ids, n: freed here).  The caller holds the
 ** store's lock and no other thread knows the engine yet.
 */
 int recover_store(tkv_engine *e, int how, uint32_t *ids, int n,
                   uint32_t upto_id, uint64_t upto_end){
-  int rc = TKV_OK, i, nowrite = (how & RECOVER_NOWRITE)!=0;
+  int rc = TKV_OK, i, last_log, nowrite = (how & RECOVER_NOWRITE)!=0;
   if( !rc && (how & RECOVER_UPTO) ){
     /* Past the published segment: a writer's segment not published yet
     ** (or left by one that died), which does not count, or the output of a
@@ -401,8 +451,17 @@ int recover_store(tkv_engine *e, int how, uint32_t *ids, int n,
     }
     n = k;
   }
+  /* The newest segment of the log: merge outputs may have higher ids (a
+  ** merge beside a writer takes ids from the same counter), so it is the
+  ** highest id that is not an output. */
+  for(last_log = n - 1; !rc && !(how & RECOVER_UPTO) && last_log>0;
+      last_log--){
+    int is;
+    rc = output_flag(e, ids[last_log], &is);
+    if( !is ) break;
+  }
   for(i=0; !rc && i<n; i++){
-    int newest = (how & RECOVER_UPTO) ? ids[i]==upto_id : i==n-1;
+    int newest = (how & RECOVER_UPTO) ? ids[i]==upto_id : i==last_log;
     rc = open_segment(e, ids[i], newest, nowrite);
   }
   tkv_mem_free(ids);

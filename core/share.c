@@ -11,27 +11,39 @@
 **   OPEN byte   held shared by every open engine for its whole life.  Held
 **               exclusively for a moment by the first process to open
 **               (it alone recovers the store from its files and writes
-**               the area) and by a compaction, which rewrites segments
-**               and so runs only while no other process has the store open.
+**               the area), and by a merge that finds no other process
+**               (it then deletes its inputs at once, as before sharing).
 **   WRITE byte  held exclusively for the length of one write transaction.
 **               The taker first catches up with what others committed and
 **               then appends at the published end, so one log serves all.
+**   MERGE byte  held exclusively by the merge that runs while others have
+**               the store open: one at a time per store.
+**   LOAD byte   shared while a process lists and loads the directory to
+**               open the store; exclusively while a merge deletes files.
+**   generation  2^32 + g, held shared by each process whose table is
+**               current to merge generation g ("acknowledged").
 ** Readers take no lock at all: before a read, a cursor or a transaction
-** they compare the published position with the one their keydir is
-** current to and, when it moved, read the records appended since
-** (recover_follow): only whole committed transactions, at a cost in
-** proportion to what changed.
+** they compare the published position (and generation) with the ones
+** their keydir is current to and, when the log moved, read the records
+** appended since (recover_follow): only whole committed transactions, at a
+** cost in proportion to what changed.
+**
+** Merges.  Segment ids come from one counter in the area (segment.c,
+** seg_new_id), so a merge's outputs and the log's segments never collide.
+** A merge renames its outputs into place and publishes a new generation;
+** the others, before their next read, list the new outputs, then read the
+** log up to the position published after that, then apply the outputs
+** (recover_apply_outputs).  The merge's inputs are deleted only when no
+** process holds an older generation's lock (every keydir has moved off
+** them) and none is loading the directory: until then they wait in the
+** merger's list (merge.c).  So no process ever reads a deleted file.
 **
 ** A writer that died in the middle of a transaction left its pid in the
 ** area and maybe bytes past the published end (or a new segment past the
 ** published one): the next writer cuts them off (takeover) before it
-** appends.  A merge's outputs may also lie past the published segment (a
-** merge runs while its process has the store alone and numbers outputs
-** from the next id, while that process goes on appending to its active
-** segment): those count, and a process that opens loads them
-** (recover_store), so they are in its table before it can write.  The
-** position only ever names bytes that were written to the file with every
-** record before them, so a reader never sees a transaction in part.
+** appends.  The position only ever names bytes that were written to the
+** file with every record before them, so a reader never sees a
+** transaction in part.
 */
 #include "engine.h"
 #include "err.h"

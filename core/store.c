@@ -431,7 +431,8 @@ static int engine_open(const char *canon, const tkv_options *opts, int fresh,
     ** change no file (its writer may be appending right now).  The files
     ** are listed before the position is read: the merge outputs among
     ** them were written by merges that knew no more of the log than that
-    ** position (recover_apply_outputs says why that matters). */
+    ** position (recover_apply_outputs says why that matters); log segments
+    ** made in between are picked up after it. */
     uint32_t id, *ids = NULL;
     uint64_t end;
     int n = 0, how = RECOVER_NOWRITE|RECOVER_UPTO;
@@ -439,6 +440,7 @@ static int engine_open(const char *canon, const tkv_options *opts, int fresh,
     if( !rc ) rc = share_load_begin(e);
     if( !rc ) rc = recover_list(e, how, &ids, &n);
     share_position(e, &id, &end);
+    if( !rc ) rc = recover_list_more(e, &ids, &n, id);
     if( !rc ) rc = recover_store(e, how, ids, n, id, end);
     else tkv_mem_free(ids);
     share_load_end(e);
