@@ -956,6 +956,9 @@ static int merge_begin(tkv_engine *e, merge_state *ms, int timeout_ms,
     if( rc ) return rc;
     *pshared = 1;
   }
+  /* Files another process's merge deleted (one killed before it told the
+  ** others so) are no inputs. */
+  recover_drop_gone(e);
   if( ms->npend ){
     uint64_t freed;
     engine_unlock(e);

@@ -370,7 +370,9 @@ void tinkvCursorFree(TinkvCursor *pCsr){
 }
 
 /* xOpen.  A cursor closed earlier is reused, so that a prepared point
-** query does not allocate on each run. */
+** query does not allocate on each run; not its engine cursor, whose
+** opening is where a statement catches up with what other processes
+** committed (a statement run again must see their commits since). */
 int tinkvOpen(sqlite3_vtab *pVtab, sqlite3_vtab_cursor **ppCsr){
   TinkvTable *pTab = (TinkvTable*)pVtab;
   TinkvCursor *pCsr = pTab->pSpare;
@@ -378,6 +380,10 @@ int tinkvOpen(sqlite3_vtab *pVtab, sqlite3_vtab_cursor **ppCsr){
   if( rc!=SQLITE_OK ) return rc;
   if( pCsr ){
     pTab->pSpare = 0;
+    if( pCsr->pKc ){
+      tkv_cursor_close(pCsr->pKc);
+      pCsr->pKc = 0;
+    }
   }else{
     pCsr = sqlite3_malloc(sizeof(*pCsr));
     if( pCsr==0 ) return SQLITE_NOMEM;

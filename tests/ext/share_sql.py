@@ -26,6 +26,9 @@ shell would:
               once: every one works, and one store results
   kill        kill -9 of a process inside a write transaction leaves
               nothing held, and its writes never appear
+  compact     tinkv_compact in one process while another has the table
+              open: it runs, and the other process reads every value right
+              before and after it, without reopening
 
 Prints "ok NAME" or "FAIL NAME: why" per test, then "share_sql: N passed,
 M failed"; the exit status is 0 only if nothing failed.
@@ -391,10 +394,55 @@ def test_kill(d):
     check("kill", not problems, str(problems))
 
 
+# Holds the table open; reads it, waits for `go`, reads it again.
+OPENREADER = r"""
+db, go = sys.argv[2], sys.argv[3]
+c = connect(db)
+q = "SELECT count(*), total(value) FROM kv"
+print(c.execute(q).fetchone(), flush=True)
+while not os.path.exists(go):
+    time.sleep(0.01)
+print(c.execute(q).fetchone(), flush=True)
+"""
+
+
+def test_compact(d):
+    a, b, _ = two_tables(d)
+    c = connect(b)
+    c.execute("BEGIN")
+    for rnd in range(3):
+        for i in range(500):
+            c.execute("REPLACE INTO kv VALUES(?, ?)", ("k%03d" % i, rnd * i))
+    c.execute("COMMIT")
+    c.execute("DELETE FROM kv WHERE key LIKE 'k%0'")
+    want = c.execute("SELECT count(*), total(value) FROM kv").fetchone()
+    go = os.path.join(d, "go")
+    r = child(OPENREADER, a, go)
+    problems = []
+    first = r.stdout.readline().strip()
+    if first != str(want):
+        problems.append("before: %s, want %s" % (first, want))
+    try:
+        c.execute("SELECT tinkv_compact('kv')").fetchall()
+    except sqlite3.OperationalError as e:
+        problems.append("compact: %s" % e)
+    c.execute("INSERT INTO kv VALUES('new', 7)")
+    want = c.execute("SELECT count(*), total(value) FROM kv").fetchone()
+    open(go, "w").close()
+    second = r.stdout.readline().strip()
+    r.wait()
+    if second != str(want):
+        problems.append("after: %s, want %s (%s)" % (second, want,
+                                                    r.stderr.read()))
+    c.close()
+    check("compact", not problems, str(problems))
+
+
 def main():
     for name, fn in (("counter", test_counter), ("busy", test_busy),
                      ("stale", test_stale), ("readonly", test_readonly),
-                     ("opens", test_opens), ("kill", test_kill)):
+                     ("opens", test_opens), ("kill", test_kill),
+                     ("compact", test_compact)):
         d = tempfile.mkdtemp(prefix="tinkv-share-")
         try:
             fn(d)
