@@ -283,13 +283,18 @@ $(DUR_BIN)/concurrent: tests/crash/concurrent.c $(EXT_OBJ) $(LIB) $(TESTLIB)
 	@mkdir -p $(dir $@)
 	$(DUR_CC) -o $@ $< $(TESTLIB) $(EXT_OBJ) $(LIB) -lsqlite3 $(LDLIBS_CORE)
 
-# ThreadSanitizer: the concurrency tests built with clang -fsanitize=thread.
+# ThreadSanitizer: the concurrency tests built with clang -fsanitize=thread
+# (test_core_share: merges and readers of several processes, each with its
+# merge thread).
 tsan:
 	$(MAKE) BUILD=build/tsan CC=clang OPT=-O1 SAN=-fsanitize=thread \
 	  build/tsan/tests/durability/concurrent build/tsan/tests/test_core_conc \
-	  build/tsan/tests/test_core_compact build/tsan/tinkv-server
+	  build/tsan/tests/test_core_compact build/tsan/tests/test_core_share \
+	  build/tsan/tinkv-server
 	TMPDIR=$(DUR_TMP) TSAN_OPTIONS=halt_on_error=1:exitcode=66 \
 	  build/tsan/tests/test_core_conc
+	TMPDIR=$(DUR_TMP) TSAN_OPTIONS=halt_on_error=1:exitcode=66 \
+	  build/tsan/tests/test_core_share
 	TMPDIR=$(DUR_TMP) TSAN_OPTIONS=halt_on_error=1:exitcode=66 \
 	  TKV_TEST_FILTER='*merg*' build/tsan/tests/test_core_compact
 	TMPDIR=$(DUR_TMP) TSAN_OPTIONS=halt_on_error=1:exitcode=66 \

@@ -545,12 +545,23 @@ int recover_follow(tkv_engine *e, uint32_t from, uint32_t id, uint64_t end){
   for(k = from + 1; !rc && k<=id; k++){
     char path[4096];
     tkv_segment *n;
+    int is = 0;
     if( seg_find(e, k) ) continue;
     rc = seg_name(path, sizeof path, e->dir, k, TKV_SUFFIX_SEG);
     if( rc || access(path, F_OK) ) continue;    /* ids may be skipped */
     /* A merge output among the log's ids: applied as such (by
-    ** recover_apply_outputs), never read as if it were log. */
-    if( k!=id && recover_is_output(e, k) ) continue;
+    ** recover_apply_outputs), never read as if it were log.  One may be
+    ** deleted right now (a merge took it, this process's among them):
+    ** segments of the log past this keydir's position never are. */
+    if( k!=id ){
+      rc = output_flag(e, k, &is);
+      if( rc && access(path, F_OK) && errno==ENOENT ){
+        rc = TKV_OK;
+        continue;
+      }
+      if( rc ) break;
+      if( is ) continue;
+    }
     rc = open_segment(e, k, 0, 1);
     n = rc ? NULL : seg_find(e, k);
     if( !n ) continue;
