@@ -24,6 +24,12 @@
 **       (the first open: hints and the active segment's scan) and while
 **       another process has it open; and the resident memory of the open
 **       process (each process holds its own keydir).
+**   (5) merging beside another process: one process updates random keys
+**       among N (3N updates in transactions of 100, sync=normal) while
+**       its merge thread runs, alone and while a read-only process has
+**       the store open and reads a key every millisecond; peak disk use
+**       against the live data, and at the end (2 s after the last commit).  Before merges could run beside
+**       other processes, any other open process stopped them.
 **
 ** Every process is a fork of this one and opens the store itself (a fork
 ** never inherits an open store).  Latencies are kept in a shared mapping
@@ -604,6 +610,71 @@ static int median_run(double res[][8], int reps) {
   return best;
 }
 
+/* ------------------------------------------- (5) merging beside others. */
+
+/* A read-only process: a get every millisecond until killed. */
+static void merge_reader(const char *dir) {
+  tkv_options o;
+  tkv_db *db;
+  uint8_t k[BENCH_KEY_LEN];
+  uint64_t s = 7;
+  tkv_options_init(&o);
+  o.readonly = 1;
+  if (tkv_open(dir, &o, &db)) _exit(2);
+  for (;;) {
+    void *v;
+    size_t n;
+    bench_key(rnd(&s) % cfg.n, k);
+    if (tkv_get(db, k, BENCH_KEY_LEN, &v, &n) == TKV_OK) tkv_free(v);
+    else _exit(3);
+    sleep_ms(1);
+  }
+}
+
+/* out: updates/s, peak disk / live, final disk / live, merges. */
+static void merge_child(void *arg, double *out) {
+  int with_reader = *(int *)arg;
+  uint8_t k[BENCH_KEY_LEN];
+  uint64_t s = 1, n3 = 3 * cfg.n;
+  double live = (double)cfg.n * (BENCH_KEY_LEN + BENCH_VAL_LEN), peak = 0, t0;
+  pid_t pid = 0;
+  tkv_stats st;
+  tkv_db *db;
+  tk_fill_here(write_dir, cfg.n);
+  if (with_reader) {
+    pid = fork();
+    if (pid < 0) bench_die("fork: %s", strerror(errno));
+    if (pid == 0) merge_reader(write_dir);
+  }
+  db = tk_open(write_dir, TKV_SYNC_NORMAL);
+  t0 = bench_now();
+  for (uint64_t i = 0; i < n3; i++) {
+    if (i % 100 == 0) tk_check(tkv_begin(db), "begin");
+    bench_key(rnd(&s) % cfg.n, k);
+    tk_check(tkv_put(db, k, BENCH_KEY_LEN, bench_val(i, 1), BENCH_VAL_LEN),
+             "put");
+    if (i % 100 == 99 || i + 1 == n3) {
+      tk_check(tkv_commit(db), "commit");
+      if (i % 20000 == 19999) {
+        double d = bench_disk_bytes(write_dir);
+        if (d > peak) peak = d;
+      }
+    }
+  }
+  out[0] = (double)n3 / (bench_now() - t0);
+  sleep_ms(2000);                 /* the last merges and deletions */
+  tk_check(tkv_stats_get(db, &st), "stats");
+  out[1] = peak / live;
+  out[2] = bench_disk_bytes(write_dir) / live;
+  out[3] = (double)st.compactions;
+  if (pid > 0) {
+    int status = 0;
+    kill(pid, SIGKILL);
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+  }
+  tk_check(tkv_close(db), "close");
+}
+
 int main(void) {
   char b[8][32], dflt[4096];
   const char *e = getenv("BENCH_SHARE_SECS");
@@ -748,6 +819,22 @@ int main(void) {
     printf("\nResident memory an open adds to a process (its own keydir): "
            "%.0f MB.  Target: open <= 300 ms.\n", rss / 1e6);
     bench_rmtree(read_dir);
+
+    printf("\n## (5) Merging beside another process\n\n");
+    printf("One process updates random keys among N (%llu updates, "
+           "transactions of 100, sync=normal); disk use against the live "
+           "data (keys and values), sampled every 200 transactions.\n\n",
+           (unsigned long long)(3 * cfg.n));
+    printf("| beside | updates/s | peak disk | disk at the end | merges |\n"
+           "|---|---:|---:|---:|---:|\n");
+    for (int r = 0; r <= 1; r++) {
+      double x[4];
+      if (bench_run_child(merge_child, &r, x, 4)) bench_die("merge run failed");
+      printf("| %s | %s | %.2fx | %.2fx | %.0f |\n",
+             r ? "a read-only process reading a key every ms" : "nothing",
+             bench_fmt_rate(x[0], b[0], 32), x[1], x[2], x[3]);
+      fflush(stdout);
+    }
   }
   bench_rmtree(write_dir);
   unlink(sql_file);
