@@ -681,6 +681,18 @@ static uint64_t run_deletions(tkv_engine *e, merge_state *ms){
   return disk;
 }
 
+/* Make the array *pa (capacity *pcap elements of `size` bytes) hold at
+** least n.  0, or TKV_NOMEM (the array is unchanged). */
+static int room_for(void **pa, int *pcap, int n, size_t size){
+  void *p;
+  if( n<=*pcap ) return TKV_OK;
+  p = tkv_mem_realloc(*pa, (size_t)n * 2 * size);
+  if( !p ) return tkv_err_nomem();
+  *pa = p;
+  *pcap = n * 2;
+  return TKV_OK;
+}
+
 /*
 ** Step 6: the inputs that can go leave the table (together, under mu
 ** once) and join the pending deletions, which run_deletions carries out
@@ -692,28 +704,18 @@ static void delete_inputs(merge_job *j){
   int all_before_gone = 1;
   uint8_t *todo = j->todo;
   int rc = make_rest_durable(j);
-  if( !rc && ms->npend + j->nin > ms->pend_cap ){
-    int cap = (ms->npend + j->nin) * 2;
-    void *p = tkv_mem_realloc(ms->pend, (size_t)cap * sizeof *ms->pend);
-    if( p ){
-      ms->pend = p;
-      ms->pend_cap = cap;
-    }else{
-      rc = tkv_err_nomem();
-    }
+  void *p;
+  if( !rc ){
+    p = ms->pend;
+    rc = room_for(&p, &ms->pend_cap, ms->npend + j->nin, sizeof *ms->pend);
+    ms->pend = p;
   }
   if( !rc ){
     engine_lock(e);
-    if( e->nretired + j->nin > e->retired_cap ){
-      int cap = (e->nretired + j->nin) * 2;
-      void *p = tkv_mem_realloc(e->retired, (size_t)cap * sizeof *e->retired);
-      if( p ){
-        e->retired = p;
-        e->retired_cap = cap;
-      }else{
-        rc = tkv_err_nomem();
-      }
-    }
+    p = e->retired;
+    rc = room_for(&p, &e->retired_cap, e->nretired + j->nin,
+                  sizeof *e->retired);
+    e->retired = p;
     engine_unlock(e);
   }
   if( rc ){

@@ -118,6 +118,24 @@ static void nap(unsigned *us){
   if( *us<2000 ) *us *= 2;
 }
 
+/* Take the one-byte lock at `at` exclusively, polling (from us
+** microseconds, doubling) up to timeout_ms (<= 0: one try).  mu is let go
+** while waiting.  0, or the errno (EAGAIN: another process has it).
+** Caller holds mu. */
+static int lock_waiting(tkv_engine *e, off_t at, int timeout_ms, unsigned us){
+  int err = range_lock(e->lock_fd, F_WRLCK, at);
+  if( err==EAGAIN && timeout_ms>0 ){
+    uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
+    engine_unlock(e);
+    do{
+      nap(&us);
+      err = range_lock(e->lock_fd, F_WRLCK, at);
+    }while( err==EAGAIN && now_ms()<deadline );
+    engine_lock(e);
+  }
+  return err;
+}
+
 /* Where this engine's log ends, as other processes should see it.  Caller
 ** holds mu (or is recovering). */
 static uint64_t engine_pos(tkv_engine *e){
@@ -456,21 +474,10 @@ static int takeover(tkv_engine *e){
 ** go while waiting.
 */
 int share_write_begin(tkv_engine *e, int timeout_ms){
-  uint64_t deadline;
-  unsigned us = 20;
   int err, rc;
   ASSERT_MU(e);
   if( !e->sh || e->wlocked ) return TKV_OK;
-  err = range_lock(e->lock_fd, F_WRLCK, LOCK_WRITE_BYTE);
-  if( err==EAGAIN && timeout_ms>0 ){
-    deadline = now_ms() + (uint64_t)timeout_ms;
-    engine_unlock(e);
-    do{
-      nap(&us);
-      err = range_lock(e->lock_fd, F_WRLCK, LOCK_WRITE_BYTE);
-    }while( err==EAGAIN && now_ms()<deadline );
-    engine_lock(e);
-  }
+  err = lock_waiting(e, LOCK_WRITE_BYTE, timeout_ms, 20);
   if( err==EAGAIN ){
     return tkv_err(TKV_BUSY, "store %s is locked by a write transaction of "
                    "process %u (waited %d ms)", e->dir,
@@ -588,21 +595,10 @@ void share_compact_end(tkv_engine *e){
 ** Caller holds mu, which is let go while waiting.
 */
 int share_merge_begin(tkv_engine *e, int timeout_ms){
-  uint64_t deadline;
-  unsigned us = 50;
   int err, rc;
   ASSERT_MU(e);
   if( !e->sh || e->mlocked ) return TKV_OK;
-  err = range_lock(e->lock_fd, F_WRLCK, LOCK_MERGE_BYTE);
-  if( err==EAGAIN && timeout_ms>0 ){
-    deadline = now_ms() + (uint64_t)timeout_ms;
-    engine_unlock(e);
-    do{
-      nap(&us);
-      err = range_lock(e->lock_fd, F_WRLCK, LOCK_MERGE_BYTE);
-    }while( err==EAGAIN && now_ms()<deadline );
-    engine_lock(e);
-  }
+  err = lock_waiting(e, LOCK_MERGE_BYTE, timeout_ms, 50);
   if( err==EAGAIN ){
     return tkv_err(TKV_BUSY, "store %s is being merged by another process "
                    "(waited %d ms)", e->dir, timeout_ms>0 ? timeout_ms : 0);
