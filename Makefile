@@ -290,11 +290,13 @@ tsan:
 	$(MAKE) BUILD=build/tsan CC=clang OPT=-O1 SAN=-fsanitize=thread \
 	  build/tsan/tests/durability/concurrent build/tsan/tests/test_core_conc \
 	  build/tsan/tests/test_core_compact build/tsan/tests/test_core_share \
-	  build/tsan/tinkv-server
+	  build/tsan/tests/test_core_readtxn build/tsan/tinkv-server
 	TMPDIR=$(DUR_TMP) TSAN_OPTIONS=halt_on_error=1:exitcode=66 \
 	  build/tsan/tests/test_core_conc
 	TMPDIR=$(DUR_TMP) TSAN_OPTIONS=halt_on_error=1:exitcode=66 \
 	  build/tsan/tests/test_core_share
+	TMPDIR=$(DUR_TMP) TSAN_OPTIONS=halt_on_error=1:exitcode=66 \
+	  build/tsan/tests/test_core_readtxn
 	TMPDIR=$(DUR_TMP) TSAN_OPTIONS=halt_on_error=1:exitcode=66 \
 	  TKV_TEST_FILTER='*merg*' build/tsan/tests/test_core_compact
 	TMPDIR=$(DUR_TMP) TSAN_OPTIONS=halt_on_error=1:exitcode=66 \

@@ -164,6 +164,17 @@ struct tkv_engine {
   int broken;                 /* BROKEN_*: refuse writes until reopened */
   _Atomic uint64_t version;   /* bumped when the index gains or loses
                               ** entries; cursors then seek again */
+  /* Read transactions (readtxn.c). */
+  struct tkv_rtx *rtxs;       /* the open ones (mu) */
+  uint64_t rtx_clock;         /* read transactions begun since open (mu) */
+  struct rtx_grave *grave;    /* entries kept for them, oldest death first
+                              ** (mu and rw exclusively) */
+  size_t ngrave, grave_cap;
+  tkv_segment **limbo;        /* segments out of the table whose files a
+                              ** read transaction may still read: merge
+                              ** inputs waiting for deletion (mu and rw
+                              ** exclusively; read under rw) */
+  int nlimbo, limbo_cap;
 };
 
 /*
@@ -185,6 +196,7 @@ struct tkv_db {
   pthread_mutex_t mu;
   tkv_txn *txn;               /* open transaction, or NULL */
   tkv_txn *spare;             /* a finished one kept for reuse */
+  struct tkv_rtx *rtx;        /* open read transaction, or NULL */
   int readonly;               /* opened with TKV_OPEN_READONLY semantics */
   int busy_ms;                /* wait for the write lock (< 0: not at all) */
 };
@@ -319,6 +331,9 @@ int seg_table_reserve(tkv_engine *e, int n);
 int seg_table_add(tkv_engine *e, tkv_segment *s);
 uint32_t seg_new_id(tkv_engine *e);
 void seg_table_remove(tkv_engine *e, tkv_segment *s);
+int seg_limbo_reserve(tkv_engine *e, int n);
+void seg_limbo_add(tkv_engine *e, tkv_segment *s);
+void seg_limbo_remove(tkv_engine *e, tkv_segment *s);
 int seg_append(tkv_engine *e, int type, const void *key, uint32_t klen,
                const void *val, uint32_t vlen, uint64_t expire,
                tkv_loc *ploc);
@@ -401,6 +416,7 @@ int share_opened(tkv_engine *e, int alone, int owns_tail);
 void share_detach(tkv_engine *e);
 int share_stale(tkv_engine *e);
 int share_follow(tkv_engine *e);
+void share_ack_seen(tkv_engine *e);
 uint64_t share_version(tkv_engine *e);
 int share_write_begin(tkv_engine *e, int timeout_ms);
 void share_write_end(tkv_engine *e);

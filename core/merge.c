@@ -57,6 +57,7 @@
 ** segments that survive it, so that no tombstone is dropped too early.
 */
 #include "engine.h"
+#include "readtxn.h"
 #include "err.h"
 #include "io.h"
 #include "mem.h"
@@ -101,7 +102,12 @@ struct merge_state {
   /* Inputs out of the table whose files wait for deletion (run_mu), in
   ** the order they must go: until every process caught up with the
   ** generation that made them obsolete (share.c). */
-  struct pend_seg { tkv_segment *s; uint64_t gen; } *pend;
+  struct pend_seg {
+    tkv_segment *s;
+    uint64_t gen;           /* the generation that made it obsolete */
+    uint64_t rstamp;        /* read transactions begun by then (readtxn.h):
+                            ** those still open may read it */
+  } *pend;
   int npend, pend_cap;
 };
 
@@ -560,7 +566,9 @@ static void switch_over(merge_job *j){
       uint64_t size;
       if( m->type!=TKV_REC_PUT || m->skip ) continue;
       en = kd_entry_by_id(e->arena, m->id);
-      if( !en || (kd_entry_flags(en) & ENTRY_NEW) ) continue;
+      if( !en || (kd_entry_flags(en) & ENTRY_NEW) || rtx_kept(e, en) ){
+        continue;
+      }
       loc = kd_entry_loc(en);
       if( loc.file!=j->in[m->src]->id || loc.off!=m->off ) continue;
       size = tkv_rec_size(m->klen, m->vlen);
@@ -626,14 +634,18 @@ static int make_rest_durable(merge_job *j){
 ** MERGE lock or the store alone, not mu.
 */
 static uint64_t run_deletions(tkv_engine *e, merge_state *ms){
-  int k, failed = 0, ok;
+  int k, failed = 0, ok, held;
   uint64_t data = 0, disk = 0;
   if( ms->npend==0 ) return 0;
   engine_lock(e);
-  ok = share_delete_begin(e, ms->pend[0].gen);
+  /* A read transaction of this process that began before an input left
+  ** the table may read it (its before-images): it goes after that one. */
+  for(held=0; held<ms->npend && !rtx_holds(e, ms->pend[held].rstamp);
+      held++){}
+  ok = held>0 && share_delete_begin(e, ms->pend[0].gen);
   engine_unlock(e);
   if( !ok ) return 0;
-  for(k=0; k<ms->npend; k++){
+  for(k=0; k<held; k++){
     tkv_segment *s = ms->pend[k].s;
     char hint[4096];
     if( k>0 && ms->pend[k].gen!=ms->pend[k-1].gen
@@ -653,12 +665,14 @@ static uint64_t run_deletions(tkv_engine *e, merge_state *ms){
     tkv_segment *s = ms->pend[i].s;
     e->generation++;
     data += s->end - s->start;
+    seg_limbo_remove(e, s);
   }
   e->total_bytes -= data;
   if( failed ){
     /* Their slots in the table were freed when they left: no allocation. */
     for(int i=k; i<ms->npend; i++){
       tkv_segment *s = ms->pend[i].s;
+      seg_limbo_remove(e, s);
       if( seg_table_add(e, s) ) e->broken = BROKEN_UNDO;
       for(int r=0; r<e->nretired; r++){
         if( e->retired[r]==s->id ) e->retired[r] = e->retired[--e->nretired];
@@ -716,6 +730,7 @@ static void delete_inputs(merge_job *j){
     rc = room_for(&p, &e->retired_cap, e->nretired + j->nin,
                   sizeof *e->retired);
     e->retired = p;
+    if( !rc ) rc = seg_limbo_reserve(e, j->nin);
     engine_unlock(e);
   }
   if( rc ){
@@ -745,7 +760,9 @@ static void delete_inputs(merge_job *j){
     if( can ){
       ms->pend[ms->npend].s = s;
       ms->pend[ms->npend].gen = j->gen;
+      ms->pend[ms->npend].rstamp = rtx_stamp(e);
       ms->npend++;
+      seg_limbo_add(e, s);
     }
   }
   engine_wrunlock(e);
@@ -1238,6 +1255,8 @@ void merge_stop(tkv_engine *e){
     begun = merge_begin(e, ms, -1, &shared)==TKV_OK;
     if( begun ) merge_end(e, shared);
     engine_unlock(e);
+    /* No reader is left to look in the limbo. */
+    e->nlimbo = 0;
     for(int i=0; i<ms->npend; i++) seg_free(ms->pend[i].s);
     ms->npend = 0;
   }

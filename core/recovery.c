@@ -10,6 +10,7 @@
 ** value of each key as of the compaction.
 */
 #include "engine.h"
+#include "readtxn.h"
 #include "err.h"
 #include "io.h"
 #include "mem.h"
@@ -50,12 +51,13 @@ static int apply_record(void *ctx, int type, const uint8_t *key, uint32_t klen,
   if( expire && (rc = exp_reserve(e, 1))!=TKV_OK ) return rc;
   if( en ){
     uint64_t old = entry_rec_size(en, kd_entry_loc(en));
+    rtx_note(e, en, 0);     /* (following another process's commits) */
     e->live_bytes -= old;
     seg_account(e, kd_entry_loc(en), -(int64_t)old);
     if( tkv_vlen_expires(kd_entry_loc(en).vlen) ) exp_del(e, en);
     if( type==TKV_REC_DEL ){
       kd_index_remove(e->index, en);
-      kd_entry_free(e->arena, en);
+      rtx_drop(e, en);
       e->keys--;
       return TKV_OK;
     }
@@ -68,6 +70,7 @@ static int apply_record(void *ctx, int type, const uint8_t *key, uint32_t klen,
       kd_entry_free(e->arena, en);
       return tkv_err_nomem();
     }
+    rtx_note(e, en, 1);
     e->keys++;
   }
   if( expire ) exp_set(e, en, expire);

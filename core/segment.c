@@ -306,6 +306,55 @@ tkv_segment *seg_find(tkv_engine *e, uint32_t id){
   return NULL;
 }
 
+/*
+** The limbo: segments that left the table but whose files stay (a merge's
+** inputs waiting for deletion).  Nothing in the keydir points into them,
+** but a read transaction's before-images may (readtxn.h), and seg_read
+** finds them here.  Changed holding mu and rw exclusively; room is
+** reserved first so that adding never fails.
+*/
+int seg_limbo_reserve(tkv_engine *e, int n){
+  tkv_segment **p;
+  int cap;
+  ASSERT_MU(e);
+  if( e->nlimbo + n<=e->limbo_cap ) return TKV_OK;
+  cap = (e->nlimbo + n) * 2;
+  engine_wrlock(e);     /* readers walk the array */
+  p = tkv_mem_realloc(e->limbo, (size_t)cap * sizeof *p);
+  if( p ){
+    e->limbo = p;
+    e->limbo_cap = cap;
+  }
+  engine_wrunlock(e);
+  return p ? TKV_OK : tkv_err_nomem();
+}
+
+void seg_limbo_add(tkv_engine *e, tkv_segment *s){
+  ASSERT_TABLE_LOCKED(e);
+  assert( e->nlimbo<e->limbo_cap );
+  e->limbo[e->nlimbo++] = s;
+}
+
+void seg_limbo_remove(tkv_engine *e, tkv_segment *s){
+  ASSERT_TABLE_LOCKED(e);
+  for(int i=0; i<e->nlimbo; i++){
+    if( e->limbo[i]==s ){
+      e->limbo[i] = e->limbo[--e->nlimbo];
+      return;
+    }
+  }
+}
+
+/* seg_find, then the limbo: where a record that a read may point at is.
+** Caller holds mu or rw. */
+static tkv_segment *seg_find_any(tkv_engine *e, uint32_t id){
+  tkv_segment *s = seg_find(e, id);
+  for(int i=0; !s && i<e->nlimbo; i++){
+    if( e->limbo[i]->id==id ) s = e->limbo[i];
+  }
+  return s;
+}
+
 /* Make sure the file has space reserved up to `upto`. */
 static int seg_reserve(tkv_engine *e, tkv_segment *s, uint64_t upto){
   uint64_t step, target;
@@ -779,7 +828,7 @@ static int check_record(const tkv_segment *s, tkv_loc loc, const uint8_t *rec,
 */
 int seg_read(tkv_engine *e, tkv_loc loc, const void *key, size_t klen,
              void **pval){
-  tkv_segment *s = seg_find(e, loc.file);
+  tkv_segment *s = seg_find_any(e, loc.file);
   uint64_t size = tkv_rec_size((uint32_t)klen, loc.vlen);
   size_t tail = (size_t)tkv_rec_tail(loc.vlen), vlen = tkv_vlen(loc.vlen);
   uint8_t small[SMALL_READ], *head = small, *val;

@@ -46,6 +46,7 @@
 ** transaction in part.
 */
 #include "engine.h"
+#include "readtxn.h"
 #include "err.h"
 #include "io.h"
 #include "mem.h"
@@ -380,9 +381,21 @@ static int follow(tkv_engine *e, int gens){
   if( !rc ) rc = recover_apply_outputs(e, ids, n);
   tkv_mem_free(ids);
   if( !rc ) recover_drop_gone(e);
-  if( !rc ) rc = ack_set(e, g);
+  /* While a read transaction is open, the merge's inputs must stay: its
+  ** before-images may point into them.  The acknowledgement waits for the
+  ** last one to end (share_ack_seen). */
+  if( !rc && !rtx_any(e) ) rc = ack_set(e, g);
   if( !rc ) atomic_store(&e->seen_gen, g);
   return rc;
+}
+
+/* The last read transaction ended: acknowledge the generation the table
+** is current to, so that the merges it held back may delete their inputs.
+** A failure leaves the older one held, which only delays them.  Caller
+** holds mu. */
+void share_ack_seen(tkv_engine *e){
+  ASSERT_MU(e);
+  if( e->sh && e->acked ) (void)ack_set(e, atomic_load(&e->seen_gen));
 }
 
 /* Catch the keydir up with what other processes committed and merged.
@@ -581,7 +594,8 @@ void share_compact_end(tkv_engine *e){
     e->own = pos;
   }
   pos = atomic_fetch_add(&e->sh->gen, 1) + 1;
-  if( ack_set(e, pos)==TKV_OK ) atomic_store(&e->seen_gen, pos);
+  /* (A read transaction of this process holds the acknowledgement back.) */
+  if( rtx_any(e) || ack_set(e, pos)==TKV_OK ) atomic_store(&e->seen_gen, pos);
   range_lock(e->lock_fd, F_RDLCK, LOCK_OPEN_BYTE);
 }
 
@@ -634,7 +648,7 @@ uint64_t share_merge_published(tkv_engine *e){
   ASSERT_MU(e);
   if( !e->sh ) return 0;
   g = atomic_fetch_add(&e->sh->gen, 1) + 1;
-  if( ack_set(e, g)==TKV_OK ) atomic_store(&e->seen_gen, g);
+  if( rtx_any(e) || ack_set(e, g)==TKV_OK ) atomic_store(&e->seen_gen, g);
   return g;
 }
 

@@ -21,6 +21,7 @@
 **     parent closes the store.
 */
 #include "engine.h"
+#include "readtxn.h"
 #include "err.h"
 #include "io.h"
 #include "mem.h"
@@ -295,6 +296,10 @@ static int take_lock(const char *dir, int exclusive, int *pfd, int *pcreated){
 /* Free what an engine holds except its lock, its directory name and
 ** itself (a closing engine stays in the registry until its lock goes). */
 static void engine_release(tkv_engine *e){
+  rtx_free_all(e);
+  tkv_mem_free(e->limbo);
+  e->limbo = NULL;
+  e->nlimbo = e->limbo_cap = 0;
   for(int i=0; i<e->nseg; i++) seg_free(e->segs[i]);
   tkv_mem_free(e->segs);
   e->segs = NULL;
@@ -578,6 +583,11 @@ int tkv_close(tkv_db *db){
   e = db->e;
   pthread_mutex_lock(&db->mu);
   if( db->txn ) rc = txn_rollback(db);
+  if( db->rtx ){
+    engine_lock(e);
+    rtx_end(db);
+    engine_unlock(e);
+  }
   pthread_mutex_unlock(&db->mu);
   txn_free(db->spare);
   pthread_mutex_destroy(&db->mu);
@@ -654,6 +664,29 @@ static int follow_others(tkv_engine *e){
 }
 
 /*
+** Before a read of db: catch up with other processes, or, in a read
+** transaction (whose view is fixed), check that it still has its view.
+** Caller holds db->mu.
+*/
+static int read_ready(tkv_db *db){
+  if( db->rtx ){
+    int rc;
+    engine_rdlock(db->e);
+    rc = rtx_status(db->rtx);
+    engine_rdunlock(db->e);
+    return rc;
+  }
+  return follow_others(db->e);
+}
+
+/* The entry of key that db's view holds (maybe one db does not see:
+** txn_visible says).  Caller holds rw or mu. */
+static kd_entry *view_find(tkv_db *db, const void *key, size_t klen){
+  if( db->rtx ) return rtx_find(db->e, db->rtx, key, klen);
+  return kd_index_find(db->e->index, key, klen);
+}
+
+/*
 ** Find key as db sees it (an expired key is absent) and, when pval is
 ** given, read its value; its expiry time (0: none) goes to *pexpire when
 ** that is not NULL.  Caller holds db->mu.
@@ -663,7 +696,7 @@ static int read_key_x(tkv_db *db, const void *key, size_t klen,
                       uint64_t *pexpire){
   tkv_engine *e = db->e;
   uint64_t now;
-  int frc = follow_others(e);
+  int frc = read_ready(db);
   if( frc ) return frc;
   now = tkv_clock_ms();
   for(;;){
@@ -671,7 +704,7 @@ static int read_key_x(tkv_db *db, const void *key, size_t klen,
     tkv_loc loc;
     int rc = TKV_OK;
     engine_rdlock(e);
-    en = kd_index_find(e->index, key, klen);
+    en = view_find(db, key, klen);
     if( !en || !txn_live(db, en, &loc, now) ){
       engine_rdunlock(e);
       return TKV_NOTFOUND;
@@ -723,9 +756,13 @@ uint64_t tkv_count(tkv_db *db){
   if( !handle_usable(db) ) return 0;
   pthread_mutex_lock(&db->mu);
   engine_lock(db->e);
-  (void)share_follow(db->e);     /* on failure: the count as of before */
-  n = db->e->keys + (uint64_t)txn_count_delta(db);
-  n -= txn_expired_count(db, tkv_clock_ms());
+  if( db->rtx ){
+    n = rtx_count(db->e, db->rtx, tkv_clock_ms());
+  }else{
+    (void)share_follow(db->e);   /* on failure: the count as of before */
+    n = db->e->keys + (uint64_t)txn_count_delta(db);
+    n -= txn_expired_count(db, tkv_clock_ms());
+  }
   engine_unlock(db->e);
   pthread_mutex_unlock(&db->mu);
   return n;
@@ -736,8 +773,12 @@ uint64_t tkv_count_stored(tkv_db *db){
   if( !handle_usable(db) ) return 0;
   pthread_mutex_lock(&db->mu);
   engine_lock(db->e);
-  (void)share_follow(db->e);     /* on failure: the count as of before */
-  n = db->e->keys + (uint64_t)txn_count_delta(db);
+  if( db->rtx ){
+    n = rtx_count(db->e, db->rtx, 0);
+  }else{
+    (void)share_follow(db->e);   /* on failure: the count as of before */
+    n = db->e->keys + (uint64_t)txn_count_delta(db);
+  }
   engine_unlock(db->e);
   pthread_mutex_unlock(&db->mu);
   return n;
@@ -1002,6 +1043,53 @@ uint64_t tkv_data_version(tkv_db *db){
   return v;
 }
 
+/*
+** Read transactions (readtxn.c): the handle's view stays as it is now
+** until tkv_read_end.  It first catches up with other processes, as any
+** read does.
+*/
+int tkv_read_begin(tkv_db *db){
+  tkv_engine *e;
+  int rc;
+  CHECK_HANDLE(db);
+  e = db->e;
+  pthread_mutex_lock(&db->mu);
+  if( db->txn || db->rtx ){
+    rc = tkv_err(TKV_MISUSE, "a transaction is already open");
+  }else{
+    engine_lock(e);
+    rc = share_follow(e);
+    if( !rc ) rc = rtx_begin(db);
+    engine_unlock(e);
+  }
+  pthread_mutex_unlock(&db->mu);
+  return rc;
+}
+
+int tkv_read_end(tkv_db *db){
+  int rc = TKV_OK;
+  CHECK_HANDLE(db);
+  pthread_mutex_lock(&db->mu);
+  if( !db->rtx ){
+    rc = tkv_err(TKV_MISUSE, "no read transaction is open on this handle");
+  }else{
+    engine_lock(db->e);
+    rtx_end(db);
+    engine_unlock(db->e);
+  }
+  pthread_mutex_unlock(&db->mu);
+  return rc;
+}
+
+int tkv_in_read(tkv_db *db){
+  int in;
+  if( !handle_usable(db) ) return 0;
+  pthread_mutex_lock(&db->mu);
+  in = db->rtx!=NULL;
+  pthread_mutex_unlock(&db->mu);
+  return in;
+}
+
 int tkv_in_transaction(tkv_db *db){
   int in;
   if( !handle_usable(db) ) return 0;
@@ -1015,7 +1103,9 @@ int tkv_in_transaction(tkv_db *db){
 
 struct tkv_cursor {
   tkv_db *db;
-  kd_iter it;
+  kd_iter it;         /* over the committed index */
+  kd_iter git;        /* in a read transaction: over its gone index */
+  const kd_index *gx; /* the index git walks, or NULL */
   uint64_t version;   /* engine version `it` and `en` belong to */
   kd_entry *en;       /* current entry, NULL when not positioned */
   uint64_t id;
@@ -1028,7 +1118,9 @@ int tkv_cursor_open(tkv_db *db, tkv_cursor **pcur){
   tkv_cursor *c;
   int rc;
   CHECK_HANDLE(db);
-  rc = follow_others(db->e);      /* a statement sees what others committed */
+  pthread_mutex_lock(&db->mu);
+  rc = read_ready(db);            /* a statement sees what others committed */
+  pthread_mutex_unlock(&db->mu);
   if( rc ) return rc;
   c = tkv_mem_calloc(1, sizeof *c);
   if( !c ) return tkv_err_nomem();
@@ -1043,12 +1135,55 @@ void tkv_cursor_close(tkv_cursor *c){
   tkv_mem_free(c);
 }
 
+/*
+** A cursor walks the committed index and, in a read transaction, the
+** index of entries that left it since the transaction began (readtxn.h)
+** side by side, in key order.  A key is in both only as a row created
+** since (which the read transaction does not see) and its old one.
+*/
+static int entry_cmp(const kd_entry *a, const kd_entry *b){
+  size_t na, nb;
+  const uint8_t *ka = kd_entry_key(a, &na), *kb = kd_entry_key(b, &nb);
+  int c = memcmp(ka, kb, na<nb ? na : nb);
+  if( c ) return c;
+  return na<nb ? -1 : na>nb;
+}
+
+/* The entry the cursor is at: the first of the two walks. */
+static kd_entry *cursor_head(const tkv_cursor *c){
+  kd_entry *a = c->it.cur, *b = c->gx ? c->git.cur : NULL;
+  if( !a || !b ) return a ? a : b;
+  return entry_cmp(a, b)<=0 ? a : b;
+}
+
+/* Position both walks at the first entry >= key (> key when after; key
+** NULL: the first entry).  Caller holds rw. */
+static kd_entry *cursor_seek_at(tkv_cursor *c, const void *key, size_t klen,
+                                int after){
+  kd_iter_seek(&c->it, c->db->e->index, key, klen, after);
+  c->gx = c->db->rtx ? rtx_gone(c->db->rtx) : NULL;
+  if( c->gx ) kd_iter_seek(&c->git, c->gx, key, klen, after);
+  return cursor_head(c);
+}
+
+/* Step past en, the entry the cursor is at.  Caller holds rw. */
+static kd_entry *cursor_step(tkv_cursor *c, kd_entry *en){
+  if( c->gx && c->git.cur==en ) kd_iter_next(&c->git);
+  else kd_iter_next(&c->it);
+  return cursor_head(c);
+}
+
 /* Settle on en or the first visible entry after it.  Caller holds rw. */
 static int cursor_settle(tkv_cursor *c, kd_entry *en){
   tkv_loc loc;
   uint64_t now = tkv_clock_ms();
+  int rc = c->db->rtx ? rtx_status(c->db->rtx) : TKV_OK;
   assert( engine_rd_depth>0 );
-  while( en && !txn_live(c->db, en, &loc, now) ) en = kd_iter_next(&c->it);
+  if( rc ){
+    c->en = NULL;
+    return rc;
+  }
+  while( en && !txn_live(c->db, en, &loc, now) ) en = cursor_step(c, en);
   c->en = en;
   c->version = atomic_load(&c->db->e->version);
   if( !en ) return TKV_OK;
@@ -1073,7 +1208,7 @@ int tkv_cursor_seek(tkv_cursor *c, const void *key, size_t klen){
   CHECK_HANDLE(c->db);
   pthread_mutex_lock(&c->db->mu);
   engine_rdlock(e);
-  rc = cursor_settle(c, kd_iter_seek(&c->it, e->index, key, klen, 0));
+  rc = cursor_settle(c, cursor_seek_at(c, key, klen, 0));
   engine_rdunlock(e);
   pthread_mutex_unlock(&c->db->mu);
   return rc;
@@ -1092,7 +1227,7 @@ int tkv_cursor_seek_id(tkv_cursor *c, uint64_t id){
   if( en && txn_live(c->db, en, &loc, tkv_clock_ms()) ){
     size_t klen;
     const uint8_t *key = kd_entry_key(en, &klen);
-    rc = cursor_settle(c, kd_iter_seek(&c->it, e->index, key, klen, 0));
+    rc = cursor_settle(c, cursor_seek_at(c, key, klen, 0));
   }
   engine_rdunlock(e);
   pthread_mutex_unlock(&c->db->mu);
@@ -1140,14 +1275,14 @@ int tkv_cursor_seek_random(tkv_cursor *c, uint64_t seed){
     if( en ){
       size_t klen;
       const uint8_t *key = kd_entry_key(en, &klen);
-      rc = cursor_settle(c, kd_iter_seek(&c->it, e->index, key, klen, 0));
+      rc = cursor_settle(c, cursor_seek_at(c, key, klen, 0));
     }else{
       uint8_t r[8];
       uint64_t v = mix_next(&seed);
       memcpy(r, &v, sizeof r);
-      rc = cursor_settle(c, kd_iter_seek(&c->it, e->index, r, sizeof r, 0));
+      rc = cursor_settle(c, cursor_seek_at(c, r, sizeof r, 0));
       if( rc==TKV_OK && !c->en ){
-        rc = cursor_settle(c, kd_iter_seek(&c->it, e->index, NULL, 0, 0));
+        rc = cursor_settle(c, cursor_seek_at(c, NULL, 0, 0));
       }
     }
     if( rc==TKV_OK && !c->en ) rc = TKV_NOTFOUND;
@@ -1165,12 +1300,17 @@ int tkv_cursor_next(tkv_cursor *c){
   CHECK_HANDLE(c->db);
   pthread_mutex_lock(&c->db->mu);
   engine_rdlock(e);
-  if( c->version==atomic_load(&e->version) ){
-    en = kd_iter_next(&c->it);
+  rc = c->db->rtx ? rtx_status(c->db->rtx) : TKV_OK;
+  if( rc ){
+    c->en = NULL;
   }else{
-    en = kd_iter_seek(&c->it, e->index, c->key, c->klen, 1);
+    if( c->version==atomic_load(&e->version) ){
+      en = cursor_step(c, c->en);
+    }else{
+      en = cursor_seek_at(c, c->key, c->klen, 1);
+    }
+    rc = cursor_settle(c, en);
   }
-  rc = cursor_settle(c, en);
   engine_rdunlock(e);
   pthread_mutex_unlock(&c->db->mu);
   return rc;

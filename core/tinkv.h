@@ -300,6 +300,26 @@ int tkv_rollback(tkv_db *db);
 int tkv_in_transaction(tkv_db *db);
 
 /*
+** Read transactions: a view of the store that does not change.  After
+** tkv_read_begin (which first catches up with other processes' commits),
+** every read through the handle (tkv_get, tkv_lookup, tkv_count, cursors,
+** ids) sees the store as it was then, while other handles and processes
+** go on committing and merges go on running; tkv_read_end lets go.  Costs
+** nothing until something changes; then each change of a key costs a
+** record per open read transaction, and files merges replaced stay on
+** disk until the read transactions that began before end (keep them
+** short, as SQLite's and LMDB's readers should be).  tkv_begin (or a
+** write) on the handle turns it into a write transaction if nothing
+** changed since it began, else fails with TKV_BUSY and leaves it open.
+** TKV_MISUSE when a transaction of either kind is already open.
+*/
+int tkv_read_begin(tkv_db *db);
+/* End the read transaction (TKV_MISUSE if none is open). */
+int tkv_read_end(tkv_db *db);
+/* Nonzero if this handle has an open read transaction. */
+int tkv_in_read(tkv_db *db);
+
+/*
 ** Failures.  A commit is acknowledged (TKV_OK) only when its records and
 ** commit record are written, and synced as the sync mode says; nothing
 ** that fails is acknowledged later by a retry.  What a failure leaves:

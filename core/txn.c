@@ -21,6 +21,7 @@
 ** Other handles keep seeing the old entry until then.
 */
 #include "engine.h"
+#include "readtxn.h"
 #include "err.h"
 #include "mem.h"
 
@@ -157,6 +158,8 @@ static void over_del(tkv_txn *t, kd_entry *en){
 int txn_visible(tkv_db *db, kd_entry *en, tkv_loc *ploc){
   ASSERT_READER(db->e);
   unsigned flags = kd_entry_flags(en);
+  uint64_t at;
+  if( db->rtx ) return rtx_visible(db->e, db->rtx, en, ploc, &at);
   if( db->txn ){
     if( flags & ENTRY_CHANGED ){
       over_slot *s = over_find(db->txn, en);
@@ -178,7 +181,12 @@ int txn_visible(tkv_db *db, kd_entry *en, tkv_loc *ploc){
 ** txn_visible), 0 if it has none.  Caller holds rw or mu.
 */
 uint64_t txn_expire_of(tkv_db *db, kd_entry *en, tkv_loc loc){
+  uint64_t at = 0;
   if( !tkv_vlen_expires(loc.vlen) ) return 0;
+  if( db->rtx ){
+    (void)rtx_visible(db->e, db->rtx, en, &loc, &at);
+    return at;
+  }
   if( db->txn && (kd_entry_flags(en) & ENTRY_CHANGED) ){
     over_slot *s = over_find(db->txn, en);
     if( s ) return s->expire;
@@ -259,6 +267,7 @@ kd_entry *txn_entry_of_id(tkv_db *db, kd_entry *en){
   size_t klen;
   kd_entry *ix;
   over_slot *s = NULL;
+  if( db->rtx ) return rtx_entry_of_id(db->e, db->rtx, en);
   if( !en ) return NULL;
   key = kd_entry_key(en, &klen);
   ix = kd_index_find(db->e->index, key, klen);
@@ -427,6 +436,19 @@ int txn_begin(tkv_db *db, int autocommit){
   if( !rc ){
     rc = seg_start_write(e);
     if( rc ) txn_release_writer(e);
+  }
+  if( !rc && db->rtx ){
+    /* A read transaction becomes this one only if what it read is still
+    ** current (the writer slot is held and the log followed, so nothing
+    ** can change now); else writing could be based on stale reads. */
+    if( rtx_changed(db->rtx) ){
+      txn_release_writer(e);
+      rc = tkv_err(TKV_BUSY, "the store changed since this handle's read "
+                   "transaction began: end it (tkv_read_end) and begin "
+                   "again");
+    }else{
+      rtx_end(db);
+    }
   }
   if( !rc ){
     t->autocommit = autocommit;
@@ -813,6 +835,7 @@ static void publish_created(tkv_engine *e, kd_entry *en){
   if( flags & ENTRY_CHANGED ) return;       /* the overlay pass handles it */
   size_t klen;
   uint64_t size = entry_rec_size(en, kd_entry_loc(en));
+  rtx_note(e, en, 1);
   kd_entry_set_flags(en, flags & ~ENTRY_NEW);
   e->keys++;
   e->live_bytes += size;
@@ -829,6 +852,7 @@ static void publish_changed(tkv_engine *e, over_slot *s){
   int was_new = (flags & ENTRY_NEW)!=0;
   size_t klen;
   kd_entry_key(en, &klen);
+  rtx_note(e, en, was_new);
   if( !was_new ){
     uint64_t old = entry_rec_size(en, kd_entry_loc(en));
     e->live_bytes -= old;
@@ -839,14 +863,15 @@ static void publish_changed(tkv_engine *e, over_slot *s){
   if( s->deleted ){
     e->user_bytes += klen;
     kd_index_remove(e->index, en);
-    kd_entry_free(e->arena, en);
+    rtx_drop(e, en);
     if( s->repl ) kd_entry_free(e->arena, s->repl);
     return;
   }
   if( s->repl ){
     /* The key's new row takes the old entry's place; the old id dies. */
+    rtx_note(e, s->repl, 1);
     kd_index_replace(e->index, en, s->repl);
-    kd_entry_free(e->arena, en);
+    rtx_drop(e, en);
     en = s->repl;
   }
   kd_entry_set_loc(en, s->loc);

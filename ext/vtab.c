@@ -159,11 +159,24 @@ int tinkvConnQueryOnly(sqlite3 *db){
 ** statement run outside BEGIN...COMMIT, and when a write is refused, so a
 ** read of an earlier read-only transaction can at worst make a write
 ** refused once.
+**
+** The same first read begins a read transaction of the table's handle
+** (tkv_read_begin): until the marks are dropped, every statement of the
+** transaction reads the store as it was then, as a native table's reader
+** does in WAL mode, whatever other connections and processes commit.  A
+** write transaction ends it (it may begin only if nothing changed since,
+** which the marks check), as do the points above where the marks drop.
+** What SQLite does not say (a COMMIT of a transaction that only read)
+** leaves the view open until the connection's next statement on a tinkv
+** table outside BEGIN...COMMIT: the README tells users so.
 */
 
 static void clearReadMarks(TinkvConn *pConn){
   TinkvTable *p;
-  for(p=pConn->pTables; p; p=p->pNext) p->bReadMark = 0;
+  for(p=pConn->pTables; p; p=p->pNext){
+    p->bReadMark = 0;
+    if( p->pKv && tkv_in_read(p->pKv) ) tkv_read_end(p->pKv);
+  }
 }
 
 /* A cursor of pTab is about to read (xFilter). */
@@ -174,6 +187,8 @@ void tinkvTableReadMark(TinkvTable *pTab){
          && !tkv_in_transaction(pTab->pKv) ){
     pTab->readMark = tkv_data_version(pTab->pKv);
     pTab->bReadMark = 1;
+    /* On failure (out of memory) statements read the latest instead. */
+    (void)tkv_read_begin(pTab->pKv);
   }
 }
 
@@ -255,6 +270,9 @@ int tinkvTableBegin(TinkvTable *pTab){
   int krc;
   if( rc!=SQLITE_OK || tkv_in_transaction(pTab->pKv) ) return rc;
   if( sqlite3_get_autocommit(pTab->db) ) clearReadMarks(pTab->pConn);
+  /* Its view gives way to the write transaction; the marks say whether
+  ** the store changed since it began. */
+  if( tkv_in_read(pTab->pKv) ) tkv_read_end(pTab->pKv);
   rc = tinkvTableWritable(pTab, 0);
   if( rc!=SQLITE_OK ) return rc;
   tkv_busy_timeout(pTab->pKv, -1);

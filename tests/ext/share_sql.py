@@ -29,6 +29,10 @@ shell would:
   compact     tinkv_compact in one process while another has the table
               open: it runs, and the other process reads every value right
               before and after it, without reopening
+  snapshot    inside BEGIN...COMMIT a reader's view does not change while
+              another process and another connection of its own process
+              insert, update, delete and compact; after COMMIT it sees
+              everything (and a write after a changed read is refused)
 
 Prints "ok NAME" or "FAIL NAME: why" per test, then "share_sql: N passed,
 M failed"; the exit status is 0 only if nothing failed.
@@ -438,11 +442,70 @@ def test_compact(d):
     check("compact", not problems, str(problems))
 
 
+# Runs each SQL statement of argv[3:] in autocommit mode, then exits.
+SQLRUN = r"""
+c = connect(sys.argv[2])
+for q in sys.argv[3:]:
+    c.execute(q).fetchall()
+"""
+
+
+def test_snapshot(d):
+    a, b, _ = two_tables(d)
+    w = connect(a)      # (b's own file lock would wait for the reader)
+    w.execute("BEGIN")
+    for i in range(2000):
+        w.execute("INSERT INTO kv VALUES(?, ?)", ("k%04d" % i, i))
+    w.execute("COMMIT")
+    q = "SELECT count(*), total(value), max(key) FROM kv"
+    r = connect(b)
+    problems = []
+    r.execute("BEGIN")
+    first = r.execute(q).fetchone()
+    one = r.execute("SELECT value FROM kv WHERE key='k0007'").fetchone()
+    rowid = r.execute("SELECT rowid FROM kv WHERE key='k0009'").fetchone()[0]
+    steps = [
+        ("another process", lambda: child(
+            SQLRUN, a, "UPDATE kv SET value = value + 1000000",
+            "DELETE FROM kv WHERE key LIKE 'k%3'",
+            "INSERT INTO kv VALUES('zz', 1)",
+            "DELETE FROM kv WHERE key = 'k0009'").communicate(timeout=60)),
+        ("this process", lambda: w.execute(
+            "REPLACE INTO kv VALUES('k0007', -5)")),
+        ("a compaction", lambda: child(
+            SQLRUN, a, "SELECT tinkv_compact('kv')").communicate(
+                timeout=60)),
+    ]
+    for what, step in steps:
+        step()
+        now = r.execute(q).fetchone()
+        if now != first:
+            problems.append("after %s: %s, want %s" % (what, now, first))
+        if r.execute("SELECT value FROM kv WHERE key='k0007'").fetchone() \
+           != one:
+            problems.append("after %s: k0007 changed" % what)
+        if r.execute("SELECT key FROM kv WHERE rowid=?", (rowid,)).fetchone() \
+           != ("k0009",):
+            problems.append("after %s: rowid of k0009 lost" % what)
+    try:
+        r.execute("UPDATE kv SET value = 0 WHERE key='k0001'")
+        problems.append("a write after a changed read was taken")
+    except sqlite3.OperationalError:
+        pass
+    if r.in_transaction:
+        r.execute("ROLLBACK")
+    now = r.execute(q).fetchone()
+    want = w.execute(q).fetchone()
+    if now != want or now == first:
+        problems.append("after COMMIT: %s, want %s" % (now, want))
+    check("snapshot", not problems, str(problems)[:800])
+
+
 def main():
     for name, fn in (("counter", test_counter), ("busy", test_busy),
                      ("stale", test_stale), ("readonly", test_readonly),
                      ("opens", test_opens), ("kill", test_kill),
-                     ("compact", test_compact)):
+                     ("compact", test_compact), ("snapshot", test_snapshot)):
         d = tempfile.mkdtemp(prefix="tinkv-share-")
         try:
             fn(d)
