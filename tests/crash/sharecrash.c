@@ -10,10 +10,12 @@
 ** write lock, is counted and they go on; any other failure is one), and
 ** every process merges in the background too (a small compact_threshold).
 ** Reader processes (one of them read-only) read the keys and the counter
-** throughout, by key and with cursor walks, and exit with an error as
-** soon as they see something no committed transaction wrote: a poisoned
-** or malformed value, a key's count above the counter read after it (a
-** transaction seen in part), or the counter going down.
+** throughout, by key, with cursor walks and in read transactions, and
+** exit with an error as soon as they see something no committed
+** transaction wrote: a poisoned or malformed value, a key's count above
+** the counter read after it (a transaction seen in part), the counter
+** going down, or a read transaction's view that is not one moment of the
+** store (the keys' largest count is not the counter) or that changes.
 ** This process kills random writers, mergers and readers with SIGKILL at
 ** random moments and starts new ones; at the end of a round it kills them
 ** all, and every third round lets a lone process increment and compact
@@ -259,7 +261,7 @@ static int walk_keys(tkv_db *db, unsigned *pmax){
 /* A reader: checks what it sees until killed; exits 6 on a violation. */
 static void reader_main(int me, uint64_t seed){
   tkv_options o = options(me==1);
-  tkv_db *db;
+  tkv_db *db, *db2;
   unsigned last = 0;
   int rc;
   /* A read-only open does not create the store: in the first round it
@@ -268,13 +270,43 @@ static void reader_main(int me, uint64_t seed){
       tries++){
     usleep(10000);
   }
-  if( rc ){
+  if( rc || (rc = tkv_open(dir, &o, &db2))!=TKV_OK ){
     fprintf(stderr, "reader: open: %s\n", tkv_errmsg());
     _exit(3);
   }
   for(uint64_t i=seed; ; i++){
     char key[8];
     unsigned n, c;
+    if( i%16==4 ){
+      /* A read transaction: a view where the keys' largest count is the
+      ** counter, and that stays so while others commit and merge. */
+      unsigned n2, c2;
+      if( tkv_read_begin(db) || read_num(db, "__c", "c=", &c)
+       || walk_keys(db, &n) ){
+        fprintf(stderr, "reader: view: %s\n", tkv_errmsg());
+        _exit(4);
+      }
+      usleep((useconds_t)(i % 3000));
+      /* The process's other handle catches up meanwhile: the keydir (one
+      ** per process) moves on under the view. */
+      if( read_num(db2, "__c", "c=", &c2) ){
+        fprintf(stderr, "reader: second handle: %s\n", tkv_errmsg());
+        _exit(4);
+      }
+      if( walk_keys(db, &n2) || read_num(db, "__c", "c=", &c2)
+       || tkv_read_end(db) ){
+        fprintf(stderr, "reader: view: %s\n", tkv_errmsg());
+        _exit(4);
+      }
+      if( n==UINT32_MAX || c>=POISON || n!=c || n2!=n || c2!=c || c<last ){
+        fprintf(stderr, "reader %d: a view saw counter %u and count %u, "
+                "then count %u and counter %u (before: %u)\n", me, c, n,
+                n2, c2, last);
+        _exit(6);
+      }
+      last = c;
+      continue;
+    }
     if( i%8==0 ){
       /* Every key by a cursor walk, then the counter: none above it. */
       if( walk_keys(db, &n) || read_num(db, "__c", "c=", &c) ){
