@@ -33,6 +33,9 @@ struct tkv_rtx {
   uint64_t keys;            /* committed live keys then */
   rtx_slot *slot;           /* open addressing, power-of-two size */
   size_t cap, n;
+  rtx_slot *old;            /* the table before the last growth, whose
+                            ** slots move into slot a few at a time */
+  size_t old_cap, moved;    /* its size; slots before `moved` have moved */
   kd_index *gone;           /* entries that left the index since, or NULL */
   int rc;                   /* TKV_NOMEM once a record could not be kept */
 };
@@ -49,33 +52,68 @@ static size_t slot_hash(const kd_entry *en, size_t cap){
   return (size_t)(h >> 32) & (cap - 1);
 }
 
-static rtx_slot *slot_find(const tkv_rtx *r, const kd_entry *en){
+static rtx_slot *table_find(rtx_slot *t, size_t cap, const kd_entry *en){
   size_t i;
-  if( !r->cap ) return NULL;
-  for(i=slot_hash(en, r->cap); r->slot[i].en; i=(i+1)&(r->cap-1)){
-    if( r->slot[i].en==en ) return &r->slot[i];
+  if( !cap ) return NULL;
+  for(i=slot_hash(en, cap); t[i].en; i=(i+1)&(cap-1)){
+    if( t[i].en==en ) return &t[i];
   }
   return NULL;
 }
 
-/* Room for one more slot (load stays <= 1/2).  0, or TKV_NOMEM. */
+/* en's slot: in the table, or in the old one while it is being moved (a
+** slot never changes once written, so a moved one is the same in both). */
+static rtx_slot *slot_find(const tkv_rtx *r, const kd_entry *en){
+  rtx_slot *s = table_find(r->slot, r->cap, en);
+  if( !s && r->old ) s = table_find(r->old, r->old_cap, en);
+  return s;
+}
+
+/* Put a copy of slot *s, whose entry is in neither table, into the table. */
+static void table_put(tkv_rtx *r, const rtx_slot *s){
+  size_t j = slot_hash(s->en, r->cap);
+  while( r->slot[j].en ) j = (j+1) & (r->cap-1);
+  r->slot[j] = *s;
+  r->n++;
+}
+
+/* Move up to k slots of the old table into the table (all: k 0), and
+** free it once empty.  Growing moves a few at each insert, as Redis's
+** dict rehashes: no insert pays for copying a large table, which a
+** writer holding the engine's locks would feel as a stall. */
+static void slot_move(tkv_rtx *r, size_t k){
+  if( !r->old ) return;
+  for(size_t done=0; r->moved<r->old_cap && (k==0 || done<k); r->moved++){
+    rtx_slot *s = &r->old[r->moved];
+    if( !s->en ) continue;
+    table_put(r, s);
+    done++;
+  }
+  if( r->moved==r->old_cap ){
+    tkv_mem_free(r->old);
+    r->old = NULL;
+    r->old_cap = r->moved = 0;
+  }
+}
+
+/* Room for one more slot: the load (old slots still to move counted)
+** stays <= 1/2.  0, or TKV_NOMEM. */
 static int slot_reserve(tkv_rtx *r){
-  size_t cap, i;
-  rtx_slot *old = r->slot, *p;
+  size_t cap;
+  rtx_slot *p;
+  slot_move(r, 8);
   if( (r->n + 1)*2 <= r->cap ) return TKV_OK;
+  slot_move(r, 0);      /* (growing again before the last move ended) */
   cap = r->cap ? r->cap*2 : 64;
   p = tkv_mem_calloc(cap, sizeof *p);
   if( !p ) return TKV_NOMEM;
-  for(i=0; i<r->cap; i++){
-    if( old[i].en ){
-      size_t j = slot_hash(old[i].en, cap);
-      while( p[j].en ) j = (j+1) & (cap-1);
-      p[j] = old[i];
-    }
-  }
+  r->old = r->slot;
+  r->old_cap = r->cap;
+  r->moved = 0;
   r->slot = p;
   r->cap = cap;
-  tkv_mem_free(old);
+  /* n counts what the table holds; the old slots come as they move. */
+  r->n = 0;
   return TKV_OK;
 }
 
@@ -94,15 +132,14 @@ static void lose_view(tkv_rtx *r){
 void rtx_note(tkv_engine *e, kd_entry *en, int absent){
   ASSERT_TABLE_LOCKED(e);
   for(tkv_rtx *r=e->rtxs; r; r=r->next){
-    size_t i;
+    rtx_slot s;
     if( r->rc || slot_find(r, en) ) continue;
     if( slot_reserve(r) ){ lose_view(r); continue; }
-    i = slot_hash(en, r->cap);
-    while( r->slot[i].en ) i = (i+1) & (r->cap-1);
-    r->slot[i].en = en;
-    r->slot[i].absent = absent;
-    if( !absent ) state_now(e, en, &r->slot[i].loc, &r->slot[i].expire);
-    r->n++;
+    memset(&s, 0, sizeof s);
+    s.en = en;
+    s.absent = absent;
+    if( !absent ) state_now(e, en, &s.loc, &s.expire);
+    table_put(r, &s);
   }
 }
 
@@ -184,21 +221,27 @@ static void bury(tkv_engine *e){
   engine_wrunlock(e);
 }
 
-void rtx_end(tkv_db *db){
+tkv_rtx *rtx_end(tkv_db *db){
   tkv_engine *e = db->e;
   tkv_rtx *r = db->rtx;
   ASSERT_MU(e);
-  if( !r ) return;
+  if( !r ) return NULL;
   /* Its owner holds db->mu, so none of its reads runs now. */
   if( r->prev ) r->prev->next = r->next;
   else e->rtxs = r->next;
   if( r->next ) r->next->prev = r->prev;
   db->rtx = NULL;
-  if( r->gone ) kd_index_free(r->gone);
-  tkv_mem_free(r->slot);
-  tkv_mem_free(r);
   bury(e);
   if( !e->rtxs ) share_ack_seen(e);
+  return r;
+}
+
+void rtx_free(tkv_rtx *r){
+  if( !r ) return;
+  if( r->gone ) kd_index_free(r->gone);
+  tkv_mem_free(r->slot);
+  tkv_mem_free(r->old);
+  tkv_mem_free(r);
 }
 
 int rtx_any(tkv_engine *e){
@@ -289,13 +332,16 @@ static int count_expired(void *ctx, kd_entry *en, uint64_t at){
   return 0;
 }
 
-uint64_t rtx_count(tkv_engine *e, const tkv_rtx *r, uint64_t now){
+uint64_t rtx_count(tkv_engine *e, tkv_rtx *r, uint64_t now){
   rtx_expired c;
   ASSERT_MU(e);
   if( now==0 ) return r->keys;
   c.r = r;
   c.n = 0;
   exp_walk_expired(e, now - 1, count_expired, &c);
+  /* One table to walk.  The hooks change r only holding mu, as the
+  ** caller does, and its owner's reads wait for db->mu. */
+  slot_move(r, 0);
   for(size_t i=0; i<r->cap; i++){
     const rtx_slot *s = &r->slot[i];
     if( s->en && !s->absent && s->expire && s->expire<now ) c.n++;
@@ -312,5 +358,5 @@ int rtx_status(const tkv_rtx *r){
 }
 
 int rtx_changed(const tkv_rtx *r){
-  return r->rc || r->n>0 || (r->gone && kd_index_count(r->gone)>0);
+  return r->rc || r->n>0 || r->old || (r->gone && kd_index_count(r->gone)>0);
 }

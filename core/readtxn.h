@@ -38,8 +38,11 @@ typedef struct tkv_rtx tkv_rtx;
 /* Begin a read transaction on db (which has none, and no transaction).
 ** Caller holds db->mu and mu, and has caught up with other processes. */
 int rtx_begin(tkv_db *db);
-/* End db's read transaction, if any.  Caller holds db->mu and mu. */
-void rtx_end(tkv_db *db);
+/* End db's read transaction, if any.  Caller holds db->mu and mu.
+** Returns it, out of every list, for rtx_free (which needs no lock: the
+** caller frees it after letting mu go, so that nobody waits for that). */
+tkv_rtx *rtx_end(tkv_db *db);
+void rtx_free(tkv_rtx *r);
 /* Nonzero while a read transaction is open on the engine.  Caller holds
 ** mu. */
 int rtx_any(tkv_engine *e);
@@ -77,7 +80,7 @@ const kd_index *rtx_gone(const tkv_rtx *r);
 kd_entry *rtx_entry_of_id(tkv_engine *e, const tkv_rtx *r, kd_entry *en);
 /* Live keys r sees at `now` (expired keys not counted; now 0: counted).
 ** Caller holds mu. */
-uint64_t rtx_count(tkv_engine *e, const tkv_rtx *r, uint64_t now);
+uint64_t rtx_count(tkv_engine *e, tkv_rtx *r, uint64_t now);
 /* TKV_OK, or the error that made r lose its view (out of memory). */
 int rtx_status(const tkv_rtx *r);
 /* Nonzero if anything r sees changed since it began (a commit recorded a

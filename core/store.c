@@ -585,7 +585,7 @@ int tkv_close(tkv_db *db){
   if( db->txn ) rc = txn_rollback(db);
   if( db->rtx ){
     engine_lock(e);
-    rtx_end(db);
+    rtx_free(rtx_end(db));
     engine_unlock(e);
   }
   pthread_mutex_unlock(&db->mu);
@@ -1073,9 +1073,11 @@ int tkv_read_end(tkv_db *db){
   if( !db->rtx ){
     rc = tkv_err(TKV_MISUSE, "no read transaction is open on this handle");
   }else{
+    tkv_rtx *r;
     engine_lock(db->e);
-    rtx_end(db);
+    r = rtx_end(db);
     engine_unlock(db->e);
+    rtx_free(r);
   }
   pthread_mutex_unlock(&db->mu);
   return rc;

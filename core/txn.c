@@ -425,6 +425,7 @@ void txn_free(tkv_txn *t){
 int txn_begin(tkv_db *db, int autocommit){
   tkv_engine *e = db->e;
   tkv_txn *t = db->spare;
+  tkv_rtx *ended = NULL;
   int rc;
   if( !t ){
     t = tkv_mem_calloc(1, sizeof *t);
@@ -447,7 +448,7 @@ int txn_begin(tkv_db *db, int autocommit){
                    "transaction began: end it (tkv_read_end) and begin "
                    "again");
     }else{
-      rtx_end(db);
+      ended = rtx_end(db);
     }
   }
   if( !rc ){
@@ -457,6 +458,7 @@ int txn_begin(tkv_db *db, int autocommit){
     db->txn = t;
   }
   engine_unlock(e);
+  rtx_free(ended);
   return rc;
 }
 
