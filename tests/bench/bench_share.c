@@ -30,6 +30,12 @@
 **       the store open and reads a key every millisecond; peak disk use
 **       against the live data, and at the end (2 s after the last commit).  Before merges could run beside
 **       other processes, any other open process stopped them.
+**   (6) a read transaction beside a writer: one process updates random
+**       keys among N (3N updates in transactions of 100, sync=normal, its
+**       merge thread running), with no read transaction open and while
+**       another handle of the process holds one (tkv_read_begin) from
+**       start to end; updates/s, commit latency, and how long the
+**       tkv_read_end of a read transaction that saw all of it takes.
 **
 ** Every process is a fork of this one and opens the store itself (a fork
 ** never inherits an open store).  Latencies are kept in a shared mapping
@@ -38,7 +44,8 @@
 ** Environment: BENCH_N (keys of the read/catch-up/open store, default
 ** 1000000), BENCH_SHARE_SECS (seconds of each timed run, default 3),
 ** BENCH_REPS (runs of (1) and (2); medians of the rates, latencies of the
-** median run; default 3), BENCH_DIR, BENCH_ENGINES (tinkv, SQLite).
+** median run; default 3), BENCH_DIR, BENCH_ENGINES (tinkv, SQLite),
+** BENCH_SHARE_PARTS (the parts to run, e.g. "36"; default all).
 */
 #include <errno.h>
 #include <malloc.h>
@@ -675,6 +682,57 @@ static void merge_child(void *arg, double *out) {
   tk_check(tkv_close(db), "close");
 }
 
+/* (6): out[0] updates/s, out[1..4] commit p50/p99/p99.9/max (us),
+** out[5] ms of tkv_read_end, out[6] peak disk against the live data. */
+static void rtx_child(void *arg, double *out) {
+  int with_read = *(int *)arg;
+  uint8_t k[BENCH_KEY_LEN];
+  uint64_t s = 7;
+  double live = (double)cfg.n * (BENCH_KEY_LEN + BENCH_VAL_LEN), peak = 0;
+  double t0, q[4];
+  tkv_db *db, *rd;
+  tk_fill_here(write_dir, cfg.n);
+  db = tk_open(write_dir, TKV_SYNC_NORMAL);
+  rd = tk_open(write_dir, TKV_SYNC_NORMAL);
+  reset_shared();
+  if (with_read) tk_check(tkv_read_begin(rd), "read_begin");
+  t0 = bench_now();
+  for (uint64_t i = 0; i < 3 * cfg.n; i += 100) {
+    double a = bench_now();
+    tk_check(tkv_begin(db), "begin");
+    for (int j = 0; j < 100; j++) {
+      bench_key(rnd(&s) % cfg.n, k);
+      tk_check(tkv_put(db, k, BENCH_KEY_LEN, bench_val(i + j, 2),
+                       BENCH_VAL_LEN), "put");
+    }
+    tk_check(tkv_commit(db), "commit");
+    lat_add(0, (bench_now() - a) * 1e6);
+    if (i % 20000 == 0) {
+      double d = bench_disk_bytes(write_dir);
+      if (d > peak) peak = d;
+    }
+  }
+  out[0] = (double)(3 * cfg.n) / (bench_now() - t0);
+  lat_summary(0, 1, q);
+  for (int i = 0; i < 4; i++) out[1 + i] = q[i];
+  out[5] = NAN;
+  if (with_read) {
+    double a = bench_now();
+    tk_check(tkv_read_end(rd), "read_end");
+    out[5] = (bench_now() - a) * 1e3;
+  }
+  out[6] = peak / live;
+  tk_check(tkv_close(rd), "close");
+  tk_check(tkv_close(db), "close");
+}
+
+/* Whether part n runs: all of them, or those BENCH_SHARE_PARTS lists
+** (digits, e.g. "46"). */
+static int part(int n) {
+  const char *p = getenv("BENCH_SHARE_PARTS");
+  return !p || !*p || strchr(p, '0' + n) != NULL;
+}
+
 int main(void) {
   char b[8][32], dflt[4096];
   const char *e = getenv("BENCH_SHARE_SECS");
@@ -698,7 +756,7 @@ int main(void) {
   printf("\nN = %llu keys (16-byte keys, 100-byte values), %.0f s per run, "
          "median of %d runs\n", (unsigned long long)cfg.n, secs, reps);
 
-  if (bench_selected(&cfg, "tinkv")) {
+  if (bench_selected(&cfg, "tinkv") && part(1)) {
     static const struct { int nr, w; const char *what; } rc[] = {
       { 1, 0, "1 reader, no writer" },
       { 1, 1, "1 reader, 1 writer" },
@@ -735,105 +793,136 @@ int main(void) {
            bench_fmt_ratio(one, base, b[1], 32));
   }
 
-  printf("\n## (2) Writers: transactions of %d puts, keys shared by all "
-         "processes\n\n", TXN_PUTS);
-  printf("Busy timeout 5 s; tinkv sync=normal; SQLite WITHOUT ROWID table, "
-         "WAL, synchronous=NORMAL, BEGIN IMMEDIATE.\n\n");
-  printf("| processes | engine | txn/s (all) | vs SQLite | p50 | p99 | p99.9 "
-         "| max |\n");
-  printf("|---|---|---:|---:|---:|---:|---:|---:|\n");
-  for (int np = 2; np <= 8; np *= 2) {
-    double res[2][15][8], rate[2] = { NAN, NAN };
-    int m[2] = { -1, -1 };
-    for (int sql = 1; sql >= 0; sql--) {
-      if (!bench_selected(&cfg, sql ? "SQLite" : "tinkv")) continue;
-      for (int r = 0; r < reps; r++) write_run(np, sql, res[sql][r]);
-      m[sql] = median_run(res[sql], reps);
-      rate[sql] = res[sql][m[sql]][0];
+  if (part(2)) {
+    printf("\n## (2) Writers: transactions of %d puts, keys shared by all "
+           "processes\n\n", TXN_PUTS);
+    printf("Busy timeout 5 s; tinkv sync=normal; SQLite WITHOUT ROWID table, "
+           "WAL, synchronous=NORMAL, BEGIN IMMEDIATE.\n\n");
+    printf("| processes | engine | txn/s (all) | vs SQLite | p50 | p99 | p99.9 "
+           "| max |\n");
+    printf("|---|---|---:|---:|---:|---:|---:|---:|\n");
+    for (int np = 2; np <= 8; np *= 2) {
+      double res[2][15][8], rate[2] = { NAN, NAN };
+      int m[2] = { -1, -1 };
+      for (int sql = 1; sql >= 0; sql--) {
+        if (!bench_selected(&cfg, sql ? "SQLite" : "tinkv")) continue;
+        for (int r = 0; r < reps; r++) write_run(np, sql, res[sql][r]);
+        m[sql] = median_run(res[sql], reps);
+        rate[sql] = res[sql][m[sql]][0];
+      }
+      for (int sql = 0; sql <= 1; sql++) {
+        double *x;
+        if (m[sql] < 0) continue;
+        x = res[sql][m[sql]];
+        printf("| %d | %s | %s | %s | %s | %s | %s | %s |\n", np,
+               sql ? "SQLite WAL" : "tinkv", bench_fmt_rate(x[0], b[0], 32),
+               sql ? "-" : bench_fmt_ratio(rate[0], rate[1], b[1], 32),
+               us(x[1], b[2], 32), us(x[2], b[3], 32), us(x[3], b[4], 32),
+               us(x[4], b[5], 32));
+        fflush(stdout);
+      }
     }
-    for (int sql = 0; sql <= 1; sql++) {
-      double *x;
-      if (m[sql] < 0) continue;
-      x = res[sql][m[sql]];
-      printf("| %d | %s | %s | %s | %s | %s | %s | %s |\n", np,
-             sql ? "SQLite WAL" : "tinkv", bench_fmt_rate(x[0], b[0], 32),
-             sql ? "-" : bench_fmt_ratio(rate[0], rate[1], b[1], 32),
-             us(x[1], b[2], 32), us(x[2], b[3], 32), us(x[3], b[4], 32),
-             us(x[4], b[5], 32));
-      fflush(stdout);
-    }
+    printf("\nTarget: tinkv >= 2.00x the SQLite table's txn/s.\n");
   }
-  printf("\nTarget: tinkv >= 2.00x the SQLite table's txn/s.\n");
 
   if (bench_selected(&cfg, "tinkv")) {
     static const int recs[2] = { 1000, 100000 }, rounds[2] = { 200, 5 };
     double o1[8], o2[8], ms1[16], ms2[16], rss = NAN;
     int nopen = reps < 5 ? 5 : reps;
-    printf("\n## (3) Catching up: a reader's next get after another process "
-           "wrote\n\n");
-    printf("Updates of random keys among N in transactions of %d.\n\n",
-           CATCH_TXN);
-    printf("| records written | rounds | get with catch-up p50 | p99 | max | "
-           "plain get p50 | per record |\n");
-    printf("|---:|---:|---:|---:|---:|---:|---:|\n");
-    for (int i = 0; i < 2; i++) {
-      double res[4];
-      catch_run(recs[i], rounds[i], res);
-      printf("| %d | %d | %s | %s | %s | %s | %.2f us |\n", recs[i],
-             rounds[i], us(res[0], b[0], 32), us(res[1], b[1], 32),
-             us(res[2], b[2], 32), us(res[3], b[3], 32),
-             (res[0] - res[3]) / recs[i]);
-      fflush(stdout);
-    }
-    printf("\nTarget: catching up after 1,000 records <= 1 ms.\n");
-
-    printf("\n## (4) Opening the store of N keys in a new process\n\n");
-    printf("The store as one bulk load of N keys leaves it, closed.\n\n");
-    tk_fill(read_dir);
-    for (int r = 0; r < nopen; r++) {
-      bench_run_child(open_child, NULL, o1, 2);
-      ms1[r] = o1[0];
-      rss = o1[1];
-    }
-    {
-      pid_t h = holder_start();
-      for (int r = 0; r < nopen; r++) {
-        bench_run_child(open_child, NULL, o2, 2);
-        ms2[r] = o2[0];
+    if (part(3)) {
+      printf("\n## (3) Catching up: a reader's next get after another process "
+             "wrote\n\n");
+      printf("Updates of random keys among N in transactions of %d.\n\n",
+             CATCH_TXN);
+      printf("| records written | rounds | get with catch-up p50 | p99 | max | "
+             "plain get p50 | per record |\n");
+      printf("|---:|---:|---:|---:|---:|---:|---:|\n");
+      for (int i = 0; i < 2; i++) {
+        double res[4];
+        catch_run(recs[i], rounds[i], res);
+        printf("| %d | %d | %s | %s | %s | %s | %.2f us |\n", recs[i],
+               rounds[i], us(res[0], b[0], 32), us(res[1], b[1], 32),
+               us(res[2], b[2], 32), us(res[3], b[3], 32),
+               (res[0] - res[3]) / recs[i]);
+        fflush(stdout);
       }
-      kill(h, SIGKILL);
-      while (waitpid(h, NULL, 0) < 0 && errno == EINTR) {}
+      printf("\nTarget: catching up after 1,000 records <= 1 ms.\n");
     }
-    {
-      double mx1 = 0, mx2 = 0;
+    if (part(4)) {
+      printf("\n## (4) Opening the store of N keys in a new process\n\n");
+      printf("The store as one bulk load of N keys leaves it, closed.\n\n");
+      tk_fill(read_dir);
       for (int r = 0; r < nopen; r++) {
-        if (ms1[r] > mx1) mx1 = ms1[r];
-        if (ms2[r] > mx2) mx2 = ms2[r];
+        bench_run_child(open_child, NULL, o1, 2);
+        ms1[r] = o1[0];
+        rss = o1[1];
       }
-      printf("| open | median | max (of %d) |\n|---|---:|---:|\n", nopen);
-      printf("| alone (first open) | %.0f ms | %.0f ms |\n",
-             bench_median(ms1, nopen), mx1);
-      printf("| while another process has it open | %.0f ms | %.0f ms |\n",
-             bench_median(ms2, nopen), mx2);
+      {
+        pid_t h = holder_start();
+        for (int r = 0; r < nopen; r++) {
+          bench_run_child(open_child, NULL, o2, 2);
+          ms2[r] = o2[0];
+        }
+        kill(h, SIGKILL);
+        while (waitpid(h, NULL, 0) < 0 && errno == EINTR) {}
+      }
+      {
+        double mx1 = 0, mx2 = 0;
+        for (int r = 0; r < nopen; r++) {
+          if (ms1[r] > mx1) mx1 = ms1[r];
+          if (ms2[r] > mx2) mx2 = ms2[r];
+        }
+        printf("| open | median | max (of %d) |\n|---|---:|---:|\n", nopen);
+        printf("| alone (first open) | %.0f ms | %.0f ms |\n",
+               bench_median(ms1, nopen), mx1);
+        printf("| while another process has it open | %.0f ms | %.0f ms |\n",
+               bench_median(ms2, nopen), mx2);
+      }
+      printf("\nResident memory an open adds to a process (its own keydir): "
+             "%.0f MB.  Target: open <= 300 ms.\n", rss / 1e6);
+      bench_rmtree(read_dir);
     }
-    printf("\nResident memory an open adds to a process (its own keydir): "
-           "%.0f MB.  Target: open <= 300 ms.\n", rss / 1e6);
-    bench_rmtree(read_dir);
-
-    printf("\n## (5) Merging beside another process\n\n");
-    printf("One process updates random keys among N (%llu updates, "
-           "transactions of 100, sync=normal); disk use against the live "
-           "data (keys and values), sampled every 200 transactions.\n\n",
-           (unsigned long long)(3 * cfg.n));
-    printf("| beside | updates/s | peak disk | disk at the end | merges |\n"
-           "|---|---:|---:|---:|---:|\n");
-    for (int r = 0; r <= 1; r++) {
-      double x[4];
-      if (bench_run_child(merge_child, &r, x, 4)) bench_die("merge run failed");
-      printf("| %s | %s | %.2fx | %.2fx | %.0f |\n",
-             r ? "a read-only process reading a key every ms" : "nothing",
-             bench_fmt_rate(x[0], b[0], 32), x[1], x[2], x[3]);
-      fflush(stdout);
+    if (part(5)) {
+      printf("\n## (5) Merging beside another process\n\n");
+      printf("One process updates random keys among N (%llu updates, "
+             "transactions of 100, sync=normal); disk use against the live "
+             "data (keys and values), sampled every 200 transactions.\n\n",
+             (unsigned long long)(3 * cfg.n));
+      printf("| beside | updates/s | peak disk | disk at the end | merges |\n"
+             "|---|---:|---:|---:|---:|\n");
+      for (int r = 0; r <= 1; r++) {
+        double x[4];
+        if (bench_run_child(merge_child, &r, x, 4)) bench_die("merge run failed");
+        printf("| %s | %s | %.2fx | %.2fx | %.0f |\n",
+               r ? "a read-only process reading a key every ms" : "nothing",
+               bench_fmt_rate(x[0], b[0], 32), x[1], x[2], x[3]);
+        fflush(stdout);
+      }
+    }
+    if (part(6)) {
+      double none = NAN;
+      printf("\n## (6) A read transaction beside a writer\n\n");
+      printf("One process updates random keys among N (%llu updates, "
+             "transactions of 100, sync=normal, merging); another handle of "
+             "it holds a read transaction from the first update to the "
+             "last, or none.  Peak disk against the live data.\n\n",
+             (unsigned long long)(3 * cfg.n));
+      printf("| read transaction | updates/s | vs none | commit p50 | p99 | "
+             "p99.9 | max | tkv_read_end | peak disk |\n"
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+      for (int r = 0; r <= 1; r++) {
+        double x[7];
+        if (bench_run_child(rtx_child, &r, x, 7)) bench_die("rtx run failed");
+        if (r == 0) none = x[0];
+        snprintf(b[6], 32, "%.1f ms", x[5]);
+        printf("| %s | %s | %s | %s | %s | %s | %s | %s | %.2fx |\n",
+               r ? "open throughout" : "none",
+               bench_fmt_rate(x[0], b[0], 32),
+               r ? bench_fmt_ratio(x[0], none, b[1], 32) : "-",
+               us(x[1], b[2], 32), us(x[2], b[3], 32), us(x[3], b[4], 32),
+               us(x[4], b[5], 32), r ? b[6] : "-", x[6]);
+        fflush(stdout);
+      }
     }
   }
   bench_rmtree(write_dir);
