@@ -231,6 +231,8 @@ tkv_rtx *rtx_end(tkv_db *db){
   else e->rtxs = r->next;
   if( r->next ) r->next->prev = r->prev;
   db->rtx = NULL;
+  /* The handle's cursors walk its gone index: they seek again. */
+  atomic_fetch_add(&e->version, 1);
   bury(e);
   if( !e->rtxs ) share_ack_seen(e);
   return r;

@@ -1302,17 +1302,12 @@ int tkv_cursor_next(tkv_cursor *c){
   CHECK_HANDLE(c->db);
   pthread_mutex_lock(&c->db->mu);
   engine_rdlock(e);
-  rc = c->db->rtx ? rtx_status(c->db->rtx) : TKV_OK;
-  if( rc ){
-    c->en = NULL;
+  if( c->version==atomic_load(&e->version) ){
+    en = cursor_step(c, c->en);
   }else{
-    if( c->version==atomic_load(&e->version) ){
-      en = cursor_step(c, c->en);
-    }else{
-      en = cursor_seek_at(c, c->key, c->klen, 1);
-    }
-    rc = cursor_settle(c, en);
+    en = cursor_seek_at(c, c->key, c->klen, 1);
   }
+  rc = cursor_settle(c, en);
   engine_rdunlock(e);
   pthread_mutex_unlock(&c->db->mu);
   return rc;

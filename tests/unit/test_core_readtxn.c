@@ -185,6 +185,44 @@ static void test_cursor_walks_the_view_while_keys_go(void **state){
   model_clear(&m);
 }
 
+/* A cursor opened in a view and used after it ends goes on with the
+** store as it is, in key order (it walked the view's own index, which is
+** gone with it). */
+static void test_cursor_outlives_its_view(void **state){
+  fixture *f = *state;
+  tkv_options o = rtx_options();
+  tkv_db *a = open_with(f->dir, &o), *b = open_with(f->dir, &o);
+  model m = {0};
+  tkv_cursor *c = NULL;
+  uint8_t last[64];
+  size_t lastn = 0, i = 0;
+  fill(b, &m, NKEYS, 0);
+  assert_ok(tkv_read_begin(a));
+  for(size_t j=0; j<m.n; j+=2){
+    assert_ok(tkv_delete(b, m.v[j].key, m.v[j].klen));
+  }
+  assert_ok(tkv_cursor_open(a, &c));
+  assert_ok(tkv_cursor_seek(c, NULL, 0));
+  while( tkv_cursor_valid(c) ){
+    const void *k;
+    size_t klen;
+    tkv_cursor_key(c, &k, &klen);
+    assert_true(klen<=sizeof last);
+    if( i>0 ) assert_true(key_cmp(last, lastn, k, klen)<0);
+    memcpy(last, k, klen);
+    lastn = klen;
+    if( i==NKEYS/2 ) assert_ok(tkv_read_end(a));
+    i++;
+    assert_ok(tkv_cursor_next(c));
+  }
+  /* Half in the view (every key), then every other key of the rest. */
+  assert_true(i>NKEYS/2 && i<NKEYS);
+  tkv_cursor_close(c);
+  close_ok(a);
+  close_ok(b);
+  model_clear(&m);
+}
+
 /* Merges move and delete files while the view is open: it keeps reading
 ** the values it began with (their files stay until it ends), and the
 ** space comes back once it ends. */
@@ -602,6 +640,7 @@ int main(void){
     CORE_TEST(test_view_stays_while_another_handle_commits),
     CORE_TEST(test_view_keeps_ids),
     CORE_TEST(test_cursor_walks_the_view_while_keys_go),
+    CORE_TEST(test_cursor_outlives_its_view),
     CORE_TEST(test_view_survives_merges),
     CORE_TEST(test_views_of_different_moments),
     CORE_TEST(test_read_becomes_write_only_if_current),
