@@ -96,7 +96,9 @@ done:
   return rc;
 }
 
-/* Read a whole file of at most `limit` bytes into a new buffer. */
+/* Read a whole file of at most `limit` bytes into a new buffer of *psize
+** + 1 bytes, to free with tkv_mem_free_big (a hint of a million keys is
+** some 15 MB, read once at open). */
 static int read_file(const char *path, uint64_t limit, uint8_t **pbuf,
                      uint64_t *psize){
   int fd, rc;
@@ -108,11 +110,11 @@ static int read_file(const char *path, uint64_t limit, uint8_t **pbuf,
   if( !rc && (size>SIZE_MAX/2 || size>limit) ){
     rc = tkv_err(TKV_CORRUPT, "%s: too large", path);
   }
-  buf = rc ? NULL : tkv_mem_alloc((size_t)size + 1);
+  buf = rc ? NULL : tkv_mem_alloc_big((size_t)size + 1);
   if( !rc && !buf ) rc = tkv_err_nomem();
   if( !rc ) rc = tkv_io_pread(fd, path, buf, (size_t)size, 0, NULL);
   tkv_io_close(fd);
-  if( rc ){ tkv_mem_free(buf); return rc; }
+  if( rc ){ tkv_mem_free_big(buf, (size_t)size + 1); return rc; }
   *pbuf = buf;
   *psize = size;
   return TKV_OK;
@@ -246,7 +248,7 @@ int hint_load(tkv_engine *e, tkv_segment *s, uint64_t segsize,
     return TKV_OK;
   }
   if( hint_check(p, n, s, segsize) ){
-    tkv_mem_free(p);
+    tkv_mem_free_big(p, (size_t)n + 1);
     tkv_io_unlink(path);
     return TKV_OK;
   }
@@ -263,7 +265,7 @@ int hint_load(tkv_engine *e, tkv_segment *s, uint64_t segsize,
     if( rc ) break;
     pos += tkv_hint_entry_size(klen, vlen);
   }
-  tkv_mem_free(p);
+  tkv_mem_free_big(p, (size_t)n + 1);
   if( rc ) return rc;
   s->hint_bytes = n;
   *ploaded = 1;

@@ -11,6 +11,11 @@
 void *tkv_mem_alloc(size_t n);
 /* n bytes aligned to align (a power of two, a multiple of sizeof(void*)). */
 void *tkv_mem_alloc_aligned(size_t align, size_t n);
+/* A large buffer kept for a short while (a file read whole, a sort's
+** scratch), in huge pages where the kernel offers them (mem.c); freed by
+** tkv_mem_free_big with the same size. */
+void *tkv_mem_alloc_big(size_t n);
+void tkv_mem_free_big(void *p, size_t n);
 void *tkv_mem_calloc(size_t count, size_t size);
 void *tkv_mem_realloc(void *p, size_t n);
 void tkv_mem_free(void *p);

@@ -79,6 +79,139 @@ static int apply_record(void *ctx, int type, const uint8_t *key, uint32_t klen,
   return TKV_OK;
 }
 
+/*
+** LOADING IN KEY ORDER.  A segment's records come in the order they were
+** written, which for most workloads is random in key order, and each
+** apply_record then walks the keydir's index from the root through nodes
+** last touched long ago: at a million keys, several cache misses a record,
+** most of an open's time.  So a segment's records are gathered into a
+** load_batch (keys copied, since a scan's window moves on), sorted into
+** key order (kd_sort, which keeps the records of one key in file order) and
+** applied then: consecutive records share their path down the index.
+** Applying records of different keys in another order changes nothing
+** (each record touches only its key's entry, and the sums of live and dead
+** bytes add up the same), and segments are still applied one after the
+** other in replay order.  Only the ids the entries get differ, and those
+** are not kept across opens anyway.  A batch is applied when it is full
+** (LOAD_BATCH_MAX records or LOAD_BATCH_KEYS bytes, bounding the
+** memory an open takes on top of the keydir), when it cannot grow, and at
+** the end of the segment.
+*/
+#define LOAD_BATCH_MAX  ((size_t)1 << 20)
+#define LOAD_BATCH_KEYS ((size_t)64 << 20)
+
+/* In the batch's bytes each record is its offset in the segment (4 bytes),
+** value word (4), type (1), then its key, then its expiry time (8) if the
+** value word says it has one; v[] points at the keys. */
+#define LOAD_REC_HDR 9
+/* Records ahead whose key batch_apply asks the CPU to fetch. */
+#define LOAD_PREFETCH 8
+
+typedef struct load_batch {
+  replay rp;            /* where the records go */
+  kd_sortkey *v;        /* the keys; tag: the key's offset in bytes[] until
+                        ** batch_apply points key at it */
+  size_t n, cap;
+  uint8_t *bytes;       /* the records, as above */
+  size_t len, bcap;     /* bytes used, allocated */
+} load_batch;
+
+static void batch_free(load_batch *b){
+  tkv_mem_free_big(b->v, b->cap * sizeof *b->v);
+  tkv_mem_free_big(b->bytes, b->bcap);
+  memset(b, 0, sizeof *b);
+}
+
+/* Apply the record whose key is at k (klen bytes) in a batch. */
+static int batch_apply_one(replay *rp, const uint8_t *k, uint32_t klen){
+  const uint8_t *h = k - LOAD_REC_HDR;
+  uint32_t off = tkv_get32(h), vlen = tkv_get32(h + 4);
+  uint64_t expire = tkv_vlen_expires(vlen) ? tkv_get64(k + klen) : 0;
+  return apply_record(rp, h[8], k, klen, off, vlen, NULL, expire);
+}
+
+/*
+** Apply the gathered records to the keydir, in key order (in file order
+** if they cannot be sorted: only slower), and empty the batch.  The loop
+** reads the records in key order, so each one is a cache miss away: the
+** CPU is asked for the ones a few places ahead while it works.
+*/
+static int batch_apply(load_batch *b){
+  int rc = TKV_OK;
+  for(size_t i=0; i<b->n; i++) b->v[i].key = b->bytes + b->v[i].tag;
+  if( b->n>1 ) (void)kd_sort(b->v, b->n);
+  for(size_t i=0; !rc && i<b->n; i++){
+#if defined(__GNUC__)
+    if( i + LOAD_PREFETCH < b->n ){
+      __builtin_prefetch(b->v[i + LOAD_PREFETCH].key - LOAD_REC_HDR);
+    }
+#endif
+    rc = batch_apply_one(&b->rp, b->v[i].key, b->v[i].klen);
+  }
+  b->n = 0;
+  b->len = 0;
+  return rc;
+}
+
+/* Make room in b for one more record of `bytes` bytes: grow it, or apply
+** what it holds when it is full or cannot grow.  Buffers are replaced
+** rather than realloc'ed, to stay in huge pages (tkv_mem_alloc_big). */
+static int batch_room(load_batch *b, size_t bytes){
+  if( b->n==b->cap && b->cap<LOAD_BATCH_MAX ){
+    size_t cap = b->cap ? b->cap*2 : 4096;
+    kd_sortkey *p = tkv_mem_alloc_big(cap * sizeof *p);
+    if( p ){
+      if( b->n ) memcpy(p, b->v, b->n * sizeof *p);
+      tkv_mem_free_big(b->v, b->cap * sizeof *p);
+      b->v = p;
+      b->cap = cap;
+    }
+  }
+  if( b->len + bytes > b->bcap && b->len + bytes <= LOAD_BATCH_KEYS ){
+    size_t cap = b->bcap ? b->bcap : 65536;
+    uint8_t *p;
+    while( cap < b->len + bytes ) cap *= 2;
+    p = tkv_mem_alloc_big(cap);
+    if( p ){
+      if( b->len ) memcpy(p, b->bytes, b->len);
+      tkv_mem_free_big(b->bytes, b->bcap);
+      b->bytes = p;
+      b->bcap = cap;
+    }
+  }
+  if( (b->n<b->cap && b->len + bytes <= b->bcap) || b->n==0 ) return TKV_OK;
+  return batch_apply(b);
+}
+
+/* A seg_scan_fn that gathers a committed record into the batch ctx (or
+** applies it at once when there is no room for it even in an empty
+** batch). */
+static int batch_add(void *ctx, int type, const uint8_t *key, uint32_t klen,
+                     uint32_t off, uint32_t vlen, const uint8_t *val,
+                     uint64_t expire){
+  load_batch *b = ctx;
+  size_t bytes = LOAD_REC_HDR + (size_t)klen
+               + (tkv_vlen_expires(vlen) ? TKV_EXPIRE_BYTES : 0);
+  uint8_t *p;
+  int rc = batch_room(b, bytes);
+  if( rc ) return rc;
+  if( b->n==b->cap || b->len + bytes > b->bcap ){
+    return apply_record(&b->rp, type, key, klen, off, vlen, val, expire);
+  }
+  p = b->bytes + b->len;
+  tkv_put32(p, off);
+  tkv_put32(p + 4, vlen);
+  p[8] = (uint8_t)type;
+  if( klen ) memcpy(p + LOAD_REC_HDR, key, klen);
+  if( tkv_vlen_expires(vlen) ) tkv_put64(p + LOAD_REC_HDR + klen, expire);
+  b->v[b->n].key = NULL;
+  b->v[b->n].klen = klen;
+  b->v[b->n].tag = (uint32_t)(b->len + LOAD_REC_HDR);
+  b->n++;
+  b->len += bytes;
+  return TKV_OK;
+}
+
 /* Why a scan stopped, for an error message. */
 static const char *stop_reason(const seg_scan_result *r){
   switch( r->why ){
@@ -106,14 +239,11 @@ static const char *stop_reason(const seg_scan_result *r){
 **     tail of writes that never became durable.  It is cut off, and the
 **     cut is synced before anything else is written.
 */
-static int scan_segment(tkv_engine *e, tkv_segment *s, uint64_t size,
-                        int last, int nowrite){
+static int scan_segment(tkv_segment *s, uint64_t size, int last, int nowrite,
+                        load_batch *b){
   seg_scan_result r;
-  replay rp;
   uint64_t durable = last ? s->durable : size;
   int rc;
-  rp.e = e;
-  rp.file = s->id;
   /* Nothing is durable before the first record; a newest segment shorter
   ** than its header and sync area was created and never synced. */
   if( durable<s->start ) durable = s->start < size ? s->start : size;
@@ -122,7 +252,7 @@ static int scan_segment(tkv_engine *e, tkv_segment *s, uint64_t size,
                    "ends before its synced end %llu", s->path,
                    (unsigned long long)size, (unsigned long long)durable);
   }
-  rc = seg_scan(s, size, apply_record, &rp, &r);
+  rc = seg_scan(s, size, batch_add, b, &r);
   if( rc ) return rc;
   if( !last ){
     /* Durable whole.  Zeros to the end are space a crash kept allocated
@@ -325,28 +455,33 @@ static void remove_orphan_hints(tkv_engine *e){
   closedir(d);
 }
 
-/* Load one segment into the keydir; make it the active one when it is the
-** last, written by appends and not yet full.  With `upto` (not
-** UINT64_MAX), the segment counts up to there: another process's
-** published committed end, durable or not, with its writer maybe still
-** appending after it. */
+/* Load one segment into the keydir (through b, load_batch above); make it
+** the active one when it is the last, written by appends and not yet full.
+** With `upto` (not UINT64_MAX), the segment counts up to there: another
+** process's published committed end, durable or not, with its writer maybe
+** still appending after it. */
 static int load_segment(tkv_engine *e, tkv_segment *s, int last, int nowrite,
-                        uint64_t upto){
+                        uint64_t upto, load_batch *b){
   uint64_t size = s->end;
   int loaded = 0, reuse, rc;
-  replay rp;
-  rp.e = e;
-  rp.file = s->id;
+  b->rp.e = e;
+  b->rp.file = s->id;
+  b->rp.seg = NULL;
   if( !last ) s->sealed = 1;
   if( upto<size ) size = upto;
   rc = seg_pin(s);          /* maps a sealed one: hint_load reads through it */
   if( rc ) return rc;
-  rc = hint_load(e, s, size, apply_record, &rp, &loaded);
+  rc = hint_load(e, s, size, batch_add, b, &loaded);
   if( !rc && !loaded ){
-    rc = scan_segment(e, s, size, last && upto==UINT64_MAX
-                                  && !(s->flags & TKV_SEG_COMPACTED), nowrite);
+    /* A hint that failed its checks midway left nothing in the batch:
+    ** hint_load reports entries only once the whole hint checks out. */
+    rc = scan_segment(s, size, last && upto==UINT64_MAX
+                                  && !(s->flags & TKV_SEG_COMPACTED), nowrite,
+                      b);
     if( !rc && upto!=UINT64_MAX ) s->alloc = s->written_hi;
   }
+  if( !rc ) rc = batch_apply(b);
+  b->n = b->len = 0;
   if( rc ){
     seg_unpin(s);
     return rc;
@@ -442,6 +577,8 @@ int recover_list_more(tkv_engine *e, uint32_t **pids, int *pn,
 int recover_store(tkv_engine *e, int how, uint32_t *ids, int n,
                   uint32_t upto_id, uint64_t upto_end){
   int rc = TKV_OK, i, last_log, nowrite = (how & RECOVER_NOWRITE)!=0;
+  load_batch b;
+  memset(&b, 0, sizeof b);
   if( !rc && (how & RECOVER_UPTO) ){
     /* Past the published segment: a writer's segment not published yet
     ** (or left by one that died), which does not count, or the output of a
@@ -472,8 +609,9 @@ int recover_store(tkv_engine *e, int how, uint32_t *ids, int n,
     tkv_segment *s = e->segs[i];
     uint64_t upto = (how & RECOVER_UPTO) && s->id==upto_id ? upto_end
                                                            : UINT64_MAX;
-    rc = load_segment(e, s, i==e->nseg-1, nowrite, upto);
+    rc = load_segment(e, s, i==e->nseg-1, nowrite, upto, &b);
   }
+  batch_free(&b);
   if( !rc && !nowrite ) remove_orphan_hints(e);
   return rc;
 }

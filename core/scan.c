@@ -24,7 +24,7 @@ typedef struct scan_win {
   tkv_segment *s;
   uint64_t size;      /* bytes of the file to consider */
   uint8_t *buf;
-  size_t cap;         /* bytes of buf: the whole file when it is small */
+  size_t cap;         /* bytes of buf: all the scan reads when that is little */
   uint64_t off;       /* file offset of buf[0] */
   size_t len;         /* valid bytes in buf */
 } scan_win;
@@ -47,14 +47,20 @@ static int win_get(scan_win *w, uint64_t off, size_t n, const uint8_t **pp){
   return TKV_OK;
 }
 
-/* Set up a window on the first `size` bytes of s. */
-static int win_open(scan_win *w, tkv_segment *s, uint64_t size){
+/* Set up a window on the first `size` bytes of s, to be read from `from`
+** on.  No read can be longer than the bytes from `from` to `size`, so the
+** window is no larger: a follower reading the last few records of a big
+** segment gets a small buffer, a scan of a whole segment a big one (in
+** huge pages: fresh memory every scan). */
+static int win_open(scan_win *w, tkv_segment *s, uint64_t from,
+                    uint64_t size){
+  uint64_t span = size>from ? size - from : 0;
   memset(w, 0, sizeof *w);
   w->s = s;
   w->size = size;
-  w->cap = size<SCAN_WINDOW ? (size_t)size : SCAN_WINDOW;
+  w->cap = span<SCAN_WINDOW ? (size_t)span : SCAN_WINDOW;
   if( w->cap<4096 ) w->cap = 4096;
-  w->buf = tkv_mem_alloc(w->cap);
+  w->buf = tkv_mem_alloc_big(w->cap);
   return w->buf ? TKV_OK : tkv_err_nomem();
 }
 
@@ -226,9 +232,9 @@ int seg_scan_from(tkv_segment *s, uint64_t from, uint64_t size,
   memset(&w, 0, sizeof w);
   rc = seg_pin(s);
   if( rc ) return rc;
-  rc = win_open(&w, s, size);
+  rc = win_open(&w, s, from, size);
   if( !rc ) rc = scan_loop(&w, from, fn, ctx, r);
-  tkv_mem_free(w.buf);
+  tkv_mem_free_big(w.buf, w.cap);
   seg_unpin(s);
   return rc;
 }
@@ -246,14 +252,14 @@ int seg_next_valid(tkv_segment *s, uint64_t from, uint64_t size,
   memset(&w, 0, sizeof w);
   rc = seg_pin(s);
   if( rc ) return rc;
-  rc = win_open(&w, s, size);
+  rc = win_open(&w, s, from, size);
   for(y=from+1; !rc && y + TKV_REC_HDR <= size; y++){
     tkv_rec_hdr h;
     int whole;
     rc = win_check_record(&w, y, &h, &found, &whole);
     if( found ) break;
   }
-  tkv_mem_free(w.buf);
+  tkv_mem_free_big(w.buf, w.cap);
   seg_unpin(s);
   *pnext = found ? y : size;
   return rc;

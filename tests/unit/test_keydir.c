@@ -724,6 +724,126 @@ static void test_memory_accounting(void **state){
   kd_arena_free(a);
 }
 
+/* ------------------------------------------------------------ kd_sort. */
+
+/* v[0..n) is in index order, equal keys in ascending tag order, and its
+** tags are each of 0..n-1 once with v[i] the key orig[tag]. */
+static void check_sorted(const kd_sortkey *v, const kd_sortkey *orig,
+                         size_t n){
+  uint8_t *seen = calloc(n ? n : 1, 1);
+  assert_non_null(seen);
+  for(size_t i=0; i<n; i++){
+    assert_true(v[i].tag<n);
+    assert_false(seen[v[i].tag]);
+    seen[v[i].tag] = 1;
+    assert_ptr_equal(v[i].key, orig[v[i].tag].key);
+    assert_int_equal(v[i].klen, orig[v[i].tag].klen);
+    if( i ){
+      int c = cmp_keys(v[i-1].key, v[i-1].klen, v[i].key, v[i].klen);
+      assert_true(c<0 || (c==0 && v[i-1].tag<v[i].tag));
+    }
+  }
+  free(seen);
+}
+
+/* Sort a copy of orig[0..n) and check it. */
+static void sort_and_check(const kd_sortkey *orig, size_t n){
+  kd_sortkey *v = malloc((n ? n : 1)*sizeof(*v));
+  assert_non_null(v);
+  if( n ) memcpy(v, orig, n*sizeof(*v));
+  assert_int_equal(kd_sort(v, n), 0);
+  check_sorted(v, orig, n);
+  free(v);
+}
+
+/* kd_sort against the index's order, stability included: random keys of
+** every shape with many repeats, in batches of every size around the
+** insertion-sort cutoff and far above it; then keys behind shared prefixes
+** longer than eight bytes (the sort goes on eight bytes at a time), keys
+** that are prefixes of each other with zero bytes, and long keys equal
+** but for their last byte. */
+static void test_sort(void **state){
+  enum { N = 20000, POOL = 3000 };
+  static uint8_t pool[POOL][64];
+  static size_t plen[POOL];
+  static const size_t sizes[] = {0, 1, 2, 23, 24, 25, 100, 1000, N};
+  static uint8_t longk[300][2100];
+  kd_sortkey *orig = malloc(N*sizeof(*orig));
+  uint64_t rs = 99;
+  (void)state;
+  assert_non_null(orig);
+  for(size_t i=0; i<POOL; i++) plen[i] = random_key(&rs, pool[i]);
+  for(size_t s=0; s<sizeof(sizes)/sizeof(sizes[0]); s++){
+    for(size_t i=0; i<sizes[s]; i++){
+      size_t k = (size_t)(tu_rand(&rs)%POOL);
+      orig[i].key = pool[k];
+      orig[i].klen = (uint32_t)plen[k];
+      orig[i].tag = (uint32_t)i;
+    }
+    sort_and_check(orig, sizes[s]);
+  }
+  /* Shared prefixes of 8, 16 and 20 bytes; 0x00 tails. */
+  for(size_t i=0; i<POOL; i++){
+    static const char pre[] = "0123456789abcdefghij";
+    uint8_t *b = pool[i];
+    size_t cut = 8*(size_t)(1 + tu_rand(&rs)%2) + (tu_rand(&rs)%2)*4;
+    size_t len = cut + (size_t)(tu_rand(&rs)%12);
+    memcpy(b, pre, cut);
+    for(size_t j=cut; j<len; j++) b[j] = (uint8_t)(tu_rand(&rs)%3);
+    plen[i] = len;
+  }
+  for(size_t i=0; i<N; i++){
+    size_t k = (size_t)(tu_rand(&rs)%POOL);
+    orig[i].key = pool[k];
+    orig[i].klen = (uint32_t)plen[k];
+    orig[i].tag = (uint32_t)i;
+  }
+  sort_and_check(orig, N);
+  /* Long keys: 2000 shared bytes, then a byte or two or nothing. */
+  for(size_t i=0; i<300; i++){
+    memset(longk[i], 'x', 2000);
+    longk[i][2000] = (uint8_t)(tu_rand(&rs)%4);
+    longk[i][2001] = (uint8_t)(tu_rand(&rs)%2);
+    orig[i].key = longk[i];
+    orig[i].klen = (uint32_t)(2000 + tu_rand(&rs)%3);
+    orig[i].tag = (uint32_t)i;
+  }
+  sort_and_check(orig, 300);
+  free(orig);
+}
+
+/* A sort that cannot get its memory fails and leaves the keys as given. */
+static void test_sort_alloc_failure(void **state){
+  enum { N = 500 };
+  kd_sortkey v[N], before[N];
+  uint8_t keys[N][8];
+  uint64_t rs = 5;
+  int failed = 0;
+  (void)state;
+  for(size_t i=0; i<N; i++){
+    for(size_t j=0; j<8; j++) keys[i][j] = (uint8_t)tu_rand(&rs);
+    v[i].key = keys[i];
+    v[i].klen = 1 + (uint32_t)(tu_rand(&rs)%8);
+    v[i].tag = (uint32_t)i;
+  }
+  memcpy(before, v, sizeof v);
+  for(long n=1; n<=10; n++){
+    int rc;
+    tkv_test_fail_alloc(n, 0);
+    rc = kd_sort(v, N);
+    tkv_test_fail_alloc(0, 0);
+    if( rc ){
+      assert_int_equal(rc, -1);
+      assert_memory_equal(v, before, sizeof v);
+      failed++;
+    }else{
+      check_sorted(v, before, N);
+      memcpy(v, before, sizeof v);
+    }
+  }
+  assert_true(failed>=3);
+}
+
 int main(void){
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_empty),
@@ -738,6 +858,8 @@ int main(void){
     cmocka_unit_test(test_two_indexes),
     cmocka_unit_test(test_alloc_failures),
     cmocka_unit_test(test_memory_accounting),
+    cmocka_unit_test(test_sort),
+    cmocka_unit_test(test_sort_alloc_failure),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
