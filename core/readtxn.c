@@ -251,6 +251,13 @@ int rtx_any(tkv_engine *e){
   return e->rtxs!=NULL;
 }
 
+uint64_t rtx_open(tkv_engine *e){
+  uint64_t n = 0;
+  ASSERT_MU(e);
+  for(tkv_rtx *r=e->rtxs; r; r=r->next) n++;
+  return n;
+}
+
 uint64_t rtx_stamp(tkv_engine *e){
   ASSERT_MU(e);
   return e->rtx_clock;

@@ -46,6 +46,8 @@ void rtx_free(tkv_rtx *r);
 /* Nonzero while a read transaction is open on the engine.  Caller holds
 ** mu. */
 int rtx_any(tkv_engine *e);
+/* How many are open.  Caller holds mu. */
+uint64_t rtx_open(tkv_engine *e);
 /* A stamp for something leaving the table now; rtx_holds(e, stamp) is
 ** nonzero while a read transaction that began before it is open.  Caller
 ** holds mu. */

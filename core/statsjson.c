@@ -62,7 +62,8 @@ int tkv_stats_json(tkv_db *db, const char *path, char **pjson){
   U(compactions); U(last_reclaimed); U(keydir_bytes); U(compact_threshold);
   U(checks); U(last_check_usec); U(backups); U(last_backup_usec);
   U(merges); U(merge_bytes_copied); U(merge_bytes_reclaimed); U(merge_usec);
-  U(merge_damaged); U(bytes_written); U(user_bytes);
+  U(merge_damaged); U(bytes_written); U(user_bytes); U(read_txns);
+  U(held_bytes);
 #undef U
   jb_printf(&b, "\"dead_ratio\":%.4f,\"write_amp\":%.3f,", st.dead_ratio,
             st.write_amp);

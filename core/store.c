@@ -1379,6 +1379,11 @@ int tkv_stats_get(tkv_db *db, tkv_stats *st){
   for(int i=0; i<e->nseg; i++){
     st->disk_bytes += e->segs[i]->alloc + e->segs[i]->hint_bytes;
   }
+  for(int i=0; i<e->nlimbo; i++){
+    st->held_bytes += e->limbo[i]->alloc + e->limbo[i]->hint_bytes;
+  }
+  st->disk_bytes += st->held_bytes;
+  st->read_txns = rtx_open(e);
   st->compactions = e->compactions;
   st->last_reclaimed = e->last_reclaimed;
   st->keydir_bytes = kd_arena_bytes(e->arena) + kd_index_bytes(e->index);

@@ -417,6 +417,13 @@ typedef struct tkv_stats {
   uint64_t bytes_written;   /* bytes the engine wrote to files */
   uint64_t user_bytes;      /* key and value bytes committed */
   double write_amp;         /* bytes_written / user_bytes */
+  /* Read transactions (tkv_read_begin) of this process. */
+  uint64_t read_txns;       /* open now */
+  uint64_t held_bytes;      /* disk bytes of files this process's merges
+                            ** replaced that wait for deletion, until the
+                            ** read transactions older than the merge end
+                            ** and every other process has caught up with
+                            ** it (counted in disk_bytes too) */
 } tkv_stats;
 
 int tkv_stats_get(tkv_db *db, tkv_stats *st);

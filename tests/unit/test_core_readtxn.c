@@ -242,11 +242,17 @@ static void test_view_survives_merges(void **state){
     assert_store_is(a, &at);
     assert_store_is(b, &m);
   }
+  /* The stats say what the view holds back. */
+  assert_int_equal(stats_of(b).read_txns, 1);
+  assert_true(stats_of(b).held_bytes>0);
+  assert_true(stats_of(b).disk_bytes>stats_of(b).held_bytes);
   assert_ok(tkv_read_end(a));
+  assert_int_equal(stats_of(b).read_txns, 0);
   assert_store_is(a, &m);
   /* The inputs the view held back go at the next merge. */
   assert_ok(tkv_compact(b, &r2));
   assert_true(r2>0);
+  assert_true(stats_of(b).held_bytes==0);
   assert_store_is(b, &m);
   reopen_with(&b, f->dir, &o);
   assert_store_is(b, &m);
