@@ -544,8 +544,8 @@ int recover_list_more(tkv_engine *e, uint32_t **pids, int *pn,
   rc = list_dir(e, 1, &more, &m);
   if( rc ) return rc;
   for(int i=0; i<m; i++){
-    if( more[i]>upto_id || bsearch(&more[i], ids, (size_t)n, sizeof *ids,
-                                   cmp_u32)
+    if( more[i]>upto_id
+     || (n>0 && bsearch(&more[i], ids, (size_t)n, sizeof *ids, cmp_u32))
      || recover_is_output(e, more[i]) ){
       continue;
     }
@@ -750,7 +750,8 @@ int recover_list_outputs(tkv_engine *e, uint32_t **pids, int *pn){
   if( rc ) return rc;
   /* Retired outputs whose file is gone need not be remembered. */
   for(int r=0, x=0; r<e->nretired; r++){
-    if( bsearch(&e->retired[r], ids, (size_t)n, sizeof *ids, cmp_u32) ){
+    if( n>0
+     && bsearch(&e->retired[r], ids, (size_t)n, sizeof *ids, cmp_u32) ){
       e->retired[x++] = e->retired[r];
     }
     if( r==e->nretired-1 ) e->nretired = x;
