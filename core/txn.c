@@ -91,13 +91,32 @@ static over_slot *over_find(tkv_txn *t, const kd_entry *en){
   return NULL;
 }
 
+/*
+** A zeroed table of cap slots.  A big one (a transaction of some 20,000
+** keys or more) is mapped fresh in 2 MiB pages where the kernel offers
+** them: its slots are probed at random, and with 4 KiB pages nearly every
+** probe of a table of a million keys was also a TLB miss, while a zeroed
+** heap block is first mapped read-only by the probes and then faults again
+** on the write (a TLB flush on every core each time).  Freed with
+** over_table_free and the same cap.
+*/
+static over_slot *over_table_alloc(size_t cap){
+  size_t n = cap * sizeof(over_slot);
+  over_slot *p = tkv_mem_alloc_big(n);
+  if( p && n<((size_t)2<<20) ) memset(p, 0, n);   /* malloc'ed, not mapped */
+  return p;
+}
+static void over_table_free(over_slot *p, size_t cap){
+  tkv_mem_free_big(p, cap * sizeof(over_slot));
+}
+
 /* Room for one more entry without allocating later.  Load stays <= 1/2. */
 static int over_reserve(tkv_txn *t){
   size_t cap, i;
   over_slot *old = t->over, *p;
   if( (t->over_n + 1)*2 <= t->over_cap ) return TKV_OK;
   cap = t->over_cap ? t->over_cap*2 : 64;
-  p = tkv_mem_calloc(cap, sizeof *p);
+  p = over_table_alloc(cap);
   if( !p ) return tkv_err_nomem();
   t->over = p;
   for(i=0; i<t->over_cap; i++){
@@ -107,12 +126,10 @@ static int over_reserve(tkv_txn *t){
       p[j] = old[i];
     }
   }
+  over_table_free(old, t->over_cap);
   t->over_cap = cap;
-  tkv_mem_free(old);
   return TKV_OK;
 }
-
-/* Set en's pending state (room was reserved). */
 static void over_put(tkv_txn *t, kd_entry *en, tkv_loc loc, uint64_t expire,
                      int deleted, kd_entry *repl){
   over_slot *s = over_find(t, en);
@@ -389,7 +406,7 @@ void txn_release_writer(tkv_engine *e){
 
 static void txn_reset(tkv_txn *t){
   if( t->over_cap>4096 ){
-    tkv_mem_free(t->over);
+    over_table_free(t->over, t->over_cap);
     t->over = NULL;
     t->over_cap = 0;
   }else if( t->over_n ){
@@ -411,7 +428,7 @@ static void txn_reset(tkv_txn *t){
 
 void txn_free(tkv_txn *t){
   if( !t ) return;
-  tkv_mem_free(t->over);
+  over_table_free(t->over, t->over_cap);
   tkv_mem_free(t->undo);
   tkv_mem_free(t->sp);
   tkv_mem_free(t);
