@@ -320,6 +320,9 @@ int seg_create(tkv_engine *e, uint32_t id, uint32_t base, uint32_t flags,
                const char *suffix, tkv_segment **pseg);
 void seg_free(tkv_segment *s);
 void seg_map(tkv_engine *e, tkv_segment *s);
+/* Map the active segment whole if a transaction made it outgrow its map.
+** Caller holds mu and rw exclusively. */
+void seg_map_grow(tkv_engine *e);
 int seg_pin(tkv_segment *s);
 void seg_unpin(tkv_segment *s);
 void seg_park(tkv_engine *e, tkv_segment *s);

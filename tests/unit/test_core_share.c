@@ -500,6 +500,17 @@ static void put_step(tkv_db *db, model *m, const char *prefix, unsigned a,
   if( n%100 ) assert_ok(tkv_commit(db));
 }
 
+/* Put prefix[a..b) at version ver inside the caller's transaction. */
+static void put_range_in(tkv_db *db, model *m, const char *prefix,
+                         unsigned a, unsigned b, unsigned ver){
+  char key[32], val[256];
+  for(unsigned i=a; i<b; i++){
+    size_t vl = gen_val(val, sizeof val, key_of(key, prefix, i), ver);
+    assert_ok(tkv_put(db, key, strlen(key), val, vl));
+    model_put(m, key, strlen(key), val, vl);
+  }
+}
+
 static void put_range(tkv_db *db, model *m, const char *prefix, unsigned a,
                       unsigned b, unsigned ver, uint64_t *pbytes){
   put_step(db, m, prefix, a, b, 1, ver, pbytes);
@@ -1204,6 +1215,41 @@ static void model_range(model *m, const char *prefix, unsigned a, unsigned b,
 static void small_store(tkv_db *db, model *m){
   for(unsigned v=1; v<=3; v++) put_range(db, m, "k", 0, 300, v, NULL);
   del_step(db, m, "k", 0, 300, 5);
+}
+
+/*
+** Transactions larger than a segment, by either of two processes: each
+** one's segment outgrows max_file_size (and the map the other process made
+** of it while it was small), and both read every value of it, while it is
+** the active segment, once it is sealed, and after a reopen.
+*/
+static void test_transactions_larger_than_a_segment_in_two_processes(
+    void **state){
+  fixture *f = *state;
+  tkv_options o = store_options(TKV_SYNC_NORMAL, 4096, UINT64_MAX);
+  tkv_db *db = open_with(f->dir, &o);
+  model m = {0};
+  peer b;
+  put_range(db, &m, "a", 0, 10, 1, NULL);
+  peer_open(&b, f->dir, &o, 0);
+  peer_verify(&b, f, &m);          /* b maps this segment while small */
+  assert_ok(tkv_begin(db));
+  put_range_in(db, &m, "big", 0, 400, 2);
+  assert_ok(tkv_commit(db));
+  assert_store_is(db, &m);
+  peer_verify(&b, f, &m);
+  peer_ok(&b, "putn bb 0 400 3");  /* one transaction of b's */
+  model_range(&m, "bb", 0, 400, 3);
+  assert_store_is(db, &m);
+  peer_verify(&b, f, &m);
+  put_range(db, &m, "c", 0, 5, 4, NULL);   /* seals b's big segment */
+  assert_store_is(db, &m);
+  peer_verify(&b, f, &m);
+  peer_end(&b);
+  reopen_with(&db, f->dir, &o);
+  assert_store_is(db, &m);
+  close_ok(db);
+  model_clear(&m);
 }
 
 /*
@@ -2034,6 +2080,7 @@ int main(int argc, char **argv){
     CORE_TEST(test_merge_outputs_reach_the_next_process),
     CORE_TEST(test_many_processes_create_at_once),
     CORE_TEST(test_open_after_first_opener_died),
+    SHARE_TEST(test_transactions_larger_than_a_segment_in_two_processes),
     SHARE_TEST(test_compact_while_another_process_is_idle),
     SHARE_TEST(test_compact_during_another_process_cursor),
     SHARE_TEST(test_compact_during_another_process_transaction),

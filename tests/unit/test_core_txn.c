@@ -406,7 +406,8 @@ static void test_begin_waits_for_another_thread(void **state){
 }
 
 /* A transaction larger than max_file_size stays in one segment, which
-** outgrows the limit; it reads back, reopens and compacts. */
+** outgrows the limit (and its map: the commit maps it again whole); it
+** reads back, while active and once sealed, reopens and compacts. */
 static void test_transaction_larger_than_a_segment(void **state){
   fixture *f = *state;
   tkv_options o = store_options(TKV_SYNC_NORMAL, 65536, UINT64_MAX);
@@ -419,6 +420,7 @@ static void test_transaction_larger_than_a_segment(void **state){
   assert_ok(tkv_commit(db));
   assert_store_is(db, &m);
   put_str(db, &m, "after", "the big one");
+  assert_store_is(db, &m);
   reopen_with(&db, f->dir, &o);
   assert_store_is(db, &m);
   assert_ok(tkv_compact(db, NULL));
