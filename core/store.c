@@ -1103,9 +1103,27 @@ int tkv_in_transaction(tkv_db *db){
 
 /* ----------------------------------------------------------- Cursors. */
 
+/*
+** Read-ahead.  A full scan visits entries in key order, which is not the
+** order they were allocated or their records written in (unless a merge
+** wrote them), so each row costs a cache miss on its entry and another on
+** its record, one after the other.  A scout iterator runs CURSOR_AHEAD
+** entries in front of the cursor and asks for both early: the entry when
+** the scout reaches it, its record CURSOR_AHEAD/2 rows later (the entry is
+** in cache by then), so that the misses of many rows overlap.  It is a
+** hint only: it follows the index of the version the cursor is at and
+** starts again when that changes.
+*/
+#define CURSOR_AHEAD 16
+
 struct tkv_cursor {
   tkv_db *db;
   kd_iter it;         /* over the committed index */
+  kd_iter scout;      /* read-ahead: `lead` entries past `it` */
+  int lead;           /* < 0: the scout must start again from `it` */
+  uint64_t scout_version;
+  kd_entry *ring[CURSOR_AHEAD];   /* the last entries the scout reached */
+  unsigned nring;     /* entries the scout reached since it started */
   kd_iter git;        /* in a read transaction: over its gone index */
   const kd_index *gx; /* the index git walks, or NULL */
   uint64_t version;   /* engine version `it` and `en` belong to */
@@ -1163,6 +1181,7 @@ static kd_entry *cursor_head(const tkv_cursor *c){
 static kd_entry *cursor_seek_at(tkv_cursor *c, const void *key, size_t klen,
                                 int after){
   kd_iter_seek(&c->it, c->db->e->index, key, klen, after);
+  c->lead = -1;
   c->gx = c->db->rtx ? rtx_gone(c->db->rtx) : NULL;
   if( c->gx ) kd_iter_seek(&c->git, c->gx, key, klen, after);
   return cursor_head(c);
@@ -1170,9 +1189,40 @@ static kd_entry *cursor_seek_at(tkv_cursor *c, const void *key, size_t klen,
 
 /* Step past en, the entry the cursor is at.  Caller holds rw. */
 static kd_entry *cursor_step(tkv_cursor *c, kd_entry *en){
-  if( c->gx && c->git.cur==en ) kd_iter_next(&c->git);
-  else kd_iter_next(&c->it);
+  if( c->gx && c->git.cur==en ){
+    kd_iter_next(&c->git);
+  }else{
+    kd_iter_next(&c->it);
+    c->lead--;
+  }
   return cursor_head(c);
+}
+
+/*
+** Keep the scout CURSOR_AHEAD entries ahead of the committed walk and
+** prefetch (see CURSOR_AHEAD).  Caller holds rw; the cursor's version is
+** the engine's, so every entry the ring holds is still in the index.
+*/
+static void cursor_read_ahead(tkv_cursor *c){
+  tkv_engine *e = c->db->e;
+  if( c->lead<0 || c->scout_version!=c->version ){
+    if( !c->it.cur ) return;
+    c->scout = c->it;
+    c->lead = 0;
+    c->nring = 0;
+    c->scout_version = c->version;
+  }
+  while( c->lead<CURSOR_AHEAD && c->scout.cur ){
+    kd_entry *en = kd_iter_next(&c->scout);
+    if( !en ) break;
+    c->lead++;
+    __builtin_prefetch(en);
+    c->ring[c->nring++ % CURSOR_AHEAD] = en;
+    if( c->nring>CURSOR_AHEAD/2 ){
+      kd_entry *half = c->ring[(c->nring - 1 - CURSOR_AHEAD/2) % CURSOR_AHEAD];
+      seg_prefetch(e, kd_entry_loc(half));
+    }
+  }
 }
 
 /* Settle on en or the first visible entry after it.  Caller holds rw. */
@@ -1189,6 +1239,7 @@ static int cursor_settle(tkv_cursor *c, kd_entry *en){
   c->en = en;
   c->version = atomic_load(&c->db->e->version);
   if( !en ) return TKV_OK;
+  cursor_read_ahead(c);
   const uint8_t *key = kd_entry_key(en, &c->klen);
   if( c->klen>c->kcap || !c->key ){
     size_t cap = c->klen < 64 ? 64 : c->klen;
