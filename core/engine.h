@@ -358,6 +358,8 @@ typedef struct seg_sync_ticket {
 } seg_sync_ticket;
 int seg_sync_begin(tkv_engine *e, int mark, seg_sync_ticket *t);
 int seg_sync_end(tkv_engine *e, seg_sync_ticket *t, int rc);
+/* Hint the CPU to fetch the record at loc (a cursor's read-ahead).
+** Caller holds rw or mu. */
 void seg_prefetch(tkv_engine *e, tkv_loc loc);
 int seg_read(tkv_engine *e, tkv_loc loc, const void *key, size_t klen,
              void **pval);

@@ -181,8 +181,8 @@ void seg_map(tkv_engine *e, tkv_segment *s){
 ** max_file_size, since a segment rotates only between transactions, and
 ** a bulk load of a million rows is one segment of some 130 MB.  Map it
 ** again whole, so that reads of those records are a copy from the page
-** cache rather than a pread each (a full scan of such a store ran 2x
-** faster).  If the new map cannot be had the old one stays, and records
+** cache rather than a pread each (a full scan through SQL of a store
+** loaded so ran three times as fast).  If the new map cannot be had the old one stays, and records
 ** past it are read with pread as before.  Caller holds mu and rw
 ** exclusively, so no reader is inside the old map; only seg_read reads the
 ** map of the active segment (merges and hint writing read sealed ones).

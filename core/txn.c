@@ -130,6 +130,8 @@ static int over_reserve(tkv_txn *t){
   t->over_cap = cap;
   return TKV_OK;
 }
+
+/* Set en's pending state (room was reserved). */
 static void over_put(tkv_txn *t, kd_entry *en, tkv_loc loc, uint64_t expire,
                      int deleted, kd_entry *repl){
   over_slot *s = over_find(t, en);

@@ -166,6 +166,147 @@ static void test_reads_during_auto_compaction(void **state){
   }
 }
 
+/* -------------------------------------- Scans during writes and merges.
+**
+** A cursor reads ahead of itself (store.c, CURSOR_AHEAD): a scout iterator
+** touches entries and records some rows in front.  A scanner on its own
+** handle walks the whole store again and again while this thread
+** overwrites, deletes, writes transactions bigger than a segment and
+** merges, so the scout keeps meeting entries that changed, moved or went.
+** Every scan must see the keys nobody touches, in order, and each key it
+** sees with a value of that key.
+*/
+
+#define SCAN_STABLE 300          /* "s%05d": written once, never touched */
+#define SCAN_CHURN 600           /* "c%05d": overwritten and deleted */
+
+typedef struct scanner {
+  tkv_db *db;
+  atomic_int stop;
+  atomic_long scans;
+  atomic_int failed;
+  char why[256];
+} scanner;
+
+static void scan_fail(scanner *sc, const char *fmt, const char *key, int rc){
+  if( atomic_exchange(&sc->failed, 1)==0 ){
+    snprintf(sc->why, sizeof sc->why, fmt, key, rc,
+             rc ? tkv_errmsg() : "");
+  }
+}
+
+/* The value of key at version v: the key, '=', the version, padding. */
+static size_t scan_value(char *out, size_t cap, const char *key, unsigned v){
+  int n = snprintf(out, cap, "%s=%u;", key, v);
+  size_t len = (size_t)n + (v % 7) * 20;
+  memset(out + n, 'x', len - (size_t)n);
+  return len;
+}
+
+static void *scan_loop(void *arg){
+  scanner *sc = arg;
+  while( !atomic_load(&sc->stop) && !atomic_load(&sc->failed) ){
+    tkv_cursor *c;
+    char prev[64] = "", key[64];
+    unsigned stable = 0;
+    int rc = tkv_cursor_open(sc->db, &c);
+    if( !rc ) rc = tkv_cursor_seek(c, NULL, 0);
+    while( !rc && tkv_cursor_valid(c) ){
+      const void *k;
+      size_t kl, vl;
+      void *v;
+      tkv_cursor_key(c, &k, &kl);
+      if( kl==0 || kl>=sizeof key ){
+        scan_fail(sc, "a key of a bad length (%s, rc=%d %s)", "", 0);
+        break;
+      }
+      memcpy(key, k, kl);
+      key[kl] = 0;
+      if( strcmp(prev, key)>=0 ){
+        scan_fail(sc, "key %s out of order (rc=%d %s)", key, 0);
+        break;
+      }
+      memcpy(prev, key, kl + 1);
+      if( key[0]=='s' ) stable++;
+      rc = tkv_cursor_value(c, &v, &vl);
+      if( rc==TKV_NOTFOUND ){            /* deleted since the step: fine */
+        rc = tkv_cursor_next(c);
+        continue;
+      }
+      if( rc ){
+        scan_fail(sc, "value of %s: rc=%d %s", key, rc);
+        break;
+      }
+      if( vl<=kl || memcmp(v, key, kl) || ((char*)v)[kl]!='=' ){
+        scan_fail(sc, "%s has another key's value (rc=%d %s)", key, 0);
+      }
+      tkv_free(v);
+      rc = tkv_cursor_next(c);
+    }
+    if( rc && !atomic_load(&sc->failed) ) scan_fail(sc, "scan at %s: rc=%d %s",
+                                                    prev, rc);
+    if( !rc && !atomic_load(&sc->failed) && stable!=SCAN_STABLE ){
+      char n[32];
+      snprintf(n, sizeof n, "%u", stable);
+      scan_fail(sc, "a scan saw %s of the untouched keys (rc=%d %s)", n, 0);
+    }
+    if( c ) tkv_cursor_close(c);
+    atomic_fetch_add(&sc->scans, 1);
+  }
+  return NULL;
+}
+
+static void scan_put(tkv_db *db, const char *prefix, int i, unsigned v){
+  char key[32], val[256];
+  size_t n;
+  snprintf(key, sizeof key, "%s%05d", prefix, i);
+  n = scan_value(val, sizeof val, key, v);
+  assert_ok(tkv_put(db, key, strlen(key), val, n));
+}
+
+static void test_scans_during_writes_and_merges(void **state){
+  fixture *f = *state;
+  tkv_options o = store_options(TKV_SYNC_NORMAL, 8192, 16384);
+  tkv_db *db = open_with(f->dir, &o);
+  scanner sc;
+  pthread_t th;
+  uint64_t seed = 11;
+  double t0;
+  memset(&sc, 0, sizeof sc);
+  for(int i=0; i<SCAN_STABLE; i++) scan_put(db, "s", i, 0);
+  assert_ok(tkv_open(f->dir, NULL, &sc.db));
+  assert_int_equal(pthread_create(&th, NULL, scan_loop, &sc), 0);
+  t0 = now_s();
+  for(unsigned round=1; round<=60 || atomic_load(&sc.scans)<20; round++){
+    int big = round%10==0;
+    if( now_s() - t0>PROGRESS_LIMIT_S || atomic_load(&sc.failed) ) break;
+    assert_ok(tkv_begin(db));
+    for(int j=0; j<(big ? SCAN_CHURN : 40); j++){
+      int i = big ? j : (int)(tu_rand(&seed) % SCAN_CHURN);
+      char key[32];
+      snprintf(key, sizeof key, "c%05d", i);
+      if( tu_rand(&seed)%4==0 ){
+        int rc = tkv_delete(db, key, strlen(key));
+        assert_true(rc==TKV_OK || rc==TKV_NOTFOUND);
+      }else{
+        scan_put(db, "c", i, round);
+      }
+    }
+    assert_ok(tkv_commit(db));
+    if( round%15==0 ) assert_ok(tkv_compact(db, NULL));
+  }
+  tkv_test_merge_wait(db);
+  atomic_store(&sc.stop, 1);
+  assert_int_equal(pthread_join(th, NULL), 0);
+  close_ok(sc.db);
+  print_message("%ld full scans beside the writes, %llu merges\n",
+                atomic_load(&sc.scans),
+                (unsigned long long)stats_of(db).compactions);
+  close_ok(db);
+  if( atomic_load(&sc.failed) ) fail_msg("%s", sc.why);
+  assert_true(atomic_load(&sc.scans)>=1);
+}
+
 /* ------------------------------------------------- Starvation, both ways. */
 
 #define BIG_VLEN (4u << 20)
@@ -408,6 +549,7 @@ int main(void){
   const struct CMUnitTest tests[] = {
     CORE_TEST(test_reads_during_compaction),
     CORE_TEST(test_reads_during_auto_compaction),
+    CORE_TEST(test_scans_during_writes_and_merges),
     CORE_TEST(test_readers_do_not_starve_writers),
     CORE_TEST(test_writers_do_not_starve_readers),
     CORE_TEST(test_sync_concurrent_beside_commits),
