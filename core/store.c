@@ -1110,9 +1110,9 @@ int tkv_in_transaction(tkv_db *db){
 ** its record, one after the other.  A scout iterator runs CURSOR_AHEAD
 ** entries in front of the cursor and asks for both early: the entry when
 ** the scout reaches it, its record CURSOR_AHEAD/2 rows later (the entry is
-** in cache by then), so that the misses of many rows overlap.  It is a
-** hint only: it follows the index of the version the cursor is at and
-** starts again when that changes.
+** in cache by then), so that the misses of many rows overlap.  It starts
+** at the first step after a seek.  It is a hint only: it follows the index
+** of the version the cursor is at and starts again when that changes.
 */
 #define CURSOR_AHEAD 16
 
@@ -1239,7 +1239,6 @@ static int cursor_settle(tkv_cursor *c, kd_entry *en){
   c->en = en;
   c->version = atomic_load(&c->db->e->version);
   if( !en ) return TKV_OK;
-  cursor_read_ahead(c);
   const uint8_t *key = kd_entry_key(en, &c->klen);
   if( c->klen>c->kcap || !c->key ){
     size_t cap = c->klen < 64 ? 64 : c->klen;
@@ -1359,6 +1358,9 @@ int tkv_cursor_next(tkv_cursor *c){
     en = cursor_seek_at(c, c->key, c->klen, 1);
   }
   rc = cursor_settle(c, en);
+  /* Only a cursor that steps reads ahead: a seek alone (a lookup by id,
+  ** the start of a short range) would fetch rows nobody reads. */
+  if( rc==TKV_OK && c->en ) cursor_read_ahead(c);
   engine_rdunlock(e);
   pthread_mutex_unlock(&c->db->mu);
   return rc;
