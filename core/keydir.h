@@ -82,6 +82,12 @@ void kd_index_replace(kd_index *x, kd_entry *old, kd_entry *e);
 void kd_index_remove(kd_index *x, kd_entry *e);
 /* The entry with this key, or NULL. */
 kd_entry *kd_index_find(const kd_index *x, const void *key, size_t klen);
+/* kd_index_find of n keys at once: out[i] is the entry of keys[i] (length
+** klens[i]), or NULL.  The same answers, but the cache misses of the
+** lookups overlap, so a batch costs a few misses' time instead of n
+** lookups' (for pipelined requests and multi-key reads). */
+void kd_index_find_many(const kd_index *x, size_t n, const void *const *keys,
+                        const size_t *klens, kd_entry **out);
 size_t kd_index_count(const kd_index *x);
 /* Bytes of memory the index holds. */
 size_t kd_index_bytes(const kd_index *x);

@@ -155,6 +155,16 @@ int tkv_lookup(tkv_db *db, const void *key, size_t klen, uint64_t *pid,
                size_t *pvlen);
 
 /*
+** A hint that the n keys keys[i] (klens[i] bytes; NULL only with length 0)
+** will be read soon, as by a pipeline of GETs or a multi-key read: they are
+** looked up together and their records fetched ahead, so that the reads
+** that follow do not each wait for memory.  Changes nothing and cannot
+** fail; reads return the same with or without it.
+*/
+void tkv_prefetch(tkv_db *db, size_t n, const void *const *keys,
+                  const size_t *klens);
+
+/*
 ** A number that changes whenever the committed contents this handle reads
 ** may have changed: a commit by any handle or process, a compaction.  It
 ** first catches up with what other processes committed (as a read does).

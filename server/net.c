@@ -224,6 +224,37 @@ static void input_compact(conn *c) {
 }
 
 /*
+** Before running requests, look at the next PREFETCH_AHEAD of them that are
+** already complete in the buffer (resp_peek) and hand their keys (each
+** request's second argument, the key of nearly every command) to the store
+** as one prefetch, so that their lookups overlap instead of each waiting
+** for memory in turn: a pipelined client's GETs ran at 0.85x redis-server's
+** rate with two thirds of the time in keydir and record cache misses.  A
+** lone request is not worth it.  Returns the offset in the buffer past the
+** requests looked at.
+*/
+#define PREFETCH_AHEAD 16
+
+static size_t prefetch_ahead(conn *c) {
+  const void *keys[PREFETCH_AHEAD];
+  size_t klens[PREFETCH_AHEAD], nkeys = 0, nreq = 0, at = c->in_pos;
+  while (nreq < PREFETCH_AHEAD && at < c->in.len) {
+    resp_arg argv[2];
+    size_t argc = 0;
+    size_t used = resp_peek(c->in.data + at, c->in.len - at, 2, argv, &argc);
+    if (used == 0) break;
+    if (argc >= 2) {
+      keys[nkeys] = argv[1].ptr;
+      klens[nkeys++] = argv[1].len;
+    }
+    nreq++;
+    at += used;
+  }
+  if (nreq >= 2 && nkeys > 0) store_prefetch(nkeys, keys, klens);
+  return at > c->in_pos ? at : c->in_pos + 1;
+}
+
+/*
 ** Run the complete requests in the input buffer, until none is left, the
 ** client must be closed, or its unsent replies pass OUT_PAUSE while the
 ** backlog still has room (C_PAUSED: flushing resumes it).  After EOF
@@ -232,6 +263,7 @@ static void input_compact(conn *c) {
 */
 static int process_input(conn *c) {
   int rc = 0;
+  size_t ahead = c->in_pos;      /* requests before this were prefetched */
   assert(c->in_pos <= c->in.len);
   c->flags &= ~(unsigned)C_PAUSED;
   while (!(c->flags & C_CLOSE_AFTER_REPLY) && backlog(c) > 0) {
@@ -240,6 +272,7 @@ static int process_input(conn *c) {
       c->flags |= C_PAUSED;
       break;
     }
+    if (c->in_pos >= ahead && resp_between(&c->parser)) ahead = prefetch_ahead(c);
     size_t used = 0;
     int r = resp_parse(&c->parser, c->in.data + c->in_pos, backlog(c),
                        &net.limits, &used);

@@ -285,6 +285,45 @@ int resp_parse(resp_parser *p, const char *data, size_t len,
   return finish(p, data, pconsumed);
 }
 
+/* The number of a "<c><digits>\r\n" line at data[*pos], moving *pos past
+** it; -1 when the line is incomplete, not that kind, or over 9 digits. */
+static long long peek_number(const char *data, size_t len, size_t *pos,
+                             char c) {
+  size_t i = *pos;
+  long long v = 0;
+  if (i >= len || data[i] != c) return -1;
+  for (i++; i < len && data[i] >= '0' && data[i] <= '9'; i++) {
+    if (i - *pos > 9) return -1;
+    v = v * 10 + (data[i] - '0');
+  }
+  if (i == *pos + 1 || len - i < 2 || data[i] != '\r' || data[i + 1] != '\n')
+    return -1;
+  *pos = i + 2;
+  return v;
+}
+
+size_t resp_peek(const char *data, size_t len, size_t maxargs,
+                 resp_arg *argv, size_t *pargc) {
+  size_t pos = 0;
+  long long n = peek_number(data, len, &pos, '*');
+  if (n <= 0) return 0;
+  *pargc = (size_t)n;
+  for (long long i = 0; i < n; i++) {
+    long long blen = peek_number(data, len, &pos, '$');
+    if (blen < 0 || len - pos < (size_t)blen + 2) return 0;
+    if ((size_t)i < maxargs) {
+      argv[i].ptr = data + pos;
+      argv[i].len = (size_t)blen;
+    }
+    pos += (size_t)blen + 2;
+  }
+  return pos;
+}
+
+int resp_between(const resp_parser *p) {
+  return p->done || (p->nargs == 0 && p->pos == 0);
+}
+
 /* Bytes still to come for the bulk string being read. */
 size_t resp_missing(const resp_parser *p, size_t len) {
   if (p->done || p->bulklen < 0) return 0;

@@ -69,6 +69,21 @@ enum {
 int resp_parse(resp_parser *p, const char *data, size_t len,
                const resp_limits *lim, size_t *pconsumed);
 
+/*
+** Look ahead without parsing for real: if data[0..len) starts with a whole
+** multibulk request of plain "$N" arguments, put its first maxargs
+** arguments in argv (pointing into data), their count in *pargc, and
+** return its length; else 0 (incomplete, inline, empty, numbers over nine
+** digits, anything unusual).  No limits are checked: the answer serves
+** only as a hint (the keys of pipelined requests, to prefetch them), and
+** resp_parse still parses every request.
+*/
+size_t resp_peek(const char *data, size_t len, size_t maxargs,
+                 resp_arg *argv, size_t *pargc);
+
+/* Nonzero when p holds no part of a request (the next byte starts one). */
+int resp_between(const resp_parser *p);
+
 /* Bytes still missing of the bulk string being read (0 if none is), so a
 ** reader can size its next read to finish a large value in one go. */
 size_t resp_missing(const resp_parser *p, size_t len);

@@ -267,6 +267,10 @@ static int settle_autocommit(int rc) {
 
 tkv_db *store_db(void) { return st.db; }
 
+void store_prefetch(size_t n, const void *const *keys, const size_t *klens) {
+  if (st.db && n > 0) tkv_prefetch(st.db, n, keys, klens);
+}
+
 void store_set_batch_hook(store_batch_hook hook) { st.hook = hook; }
 
 void store_set_key_hook(store_key_hook hook) { st.key_hook = hook; }

@@ -46,6 +46,9 @@ int store_check_encoding(void);
 /* Commit any open batch, sync and close the store (releasing its lock). */
 int store_close(void);
 tkv_db *store_db(void);
+/* A hint that the n keys will be read or written soon (tkv_prefetch):
+** pipelined requests and multi-key commands call it before running. */
+void store_prefetch(size_t n, const void *const *keys, const size_t *klens);
 
 /*
 ** Keyed writes: every write of the server goes through these, so that each

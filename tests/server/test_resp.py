@@ -252,6 +252,36 @@ def suite_commands(port):
     bad = [i for i, r in enumerate(replies)
            if r != ("OK" if i % 2 == 0 else ("v%d" % (i - 1)).encode())]
     check("pipeline of %d" % n, bad[:3], [])
+    # The keys of pipelined requests are prefetched before they run; that
+    # is only a hint: writes and reads of the same key in one pipeline,
+    # binary and empty keys, inline requests, commands without a key and a
+    # pipeline cut in the middle of a request all answer as run one by one.
+    c.pipeline([("DEL", "pf%d" % i) for i in range(40)])
+    blob = bytes(range(256))
+    cmds = []
+    want = []
+    for i in range(40):
+        k = "pf%d" % i
+        cmds += [("GET", k), ("SET", k, "a%d" % i), ("GET", k), ("APPEND", k, "b"),
+                 ("GET", k), ("DEL", k), ("GET", k), ("INCR", k), ("MGET", k, "nope", k),
+                 ("PING",), ("SET", blob + k.encode(), k), ("GET", blob + k.encode()),
+                 ("SET", "", k), ("GET", "")]
+        want += [None, "OK", ("a%d" % i).encode(), len("a%d" % i) + 1,
+                 ("a%db" % i).encode(), 1, None, 1, [b"1", None, b"1"],
+                 "PONG", "OK", k.encode(), "OK", k.encode()]
+    got = c.pipeline(cmds)
+    bad = [(i, cmds[i], got[i], want[i]) for i in range(len(cmds)) if got[i] != want[i]]
+    check("prefetched pipeline", bad[:3], [])
+    wire = b"".join(encode(*x) for x in [("SET", "pfx", "1"), ("GET", "pfx")])
+    wire += b"GET pfx\r\n" + encode("GET", "pfx")
+    wire += b"".join(encode("INCR", "pfx") for _ in range(20))
+    cut = wire + encode("GET", "pfx")
+    c.send(cut[:len(cut) - 5])
+    time.sleep(0.05)
+    c.send(cut[len(cut) - 5:])
+    got = [c.read() for _ in range(25)]
+    check("prefetched pipeline, inline and cut", got,
+          ["OK", b"1", b"1", b"1"] + list(range(2, 22)) + [b"21"])
     # pipelined replies of several clients interleave correctly
     conns = [Conn(port) for _ in range(8)]
     for j, cc in enumerate(conns):

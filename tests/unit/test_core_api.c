@@ -60,6 +60,48 @@ static void test_put_get_delete_overwrite(void **state){
   close_ok(db);
 }
 
+/* tkv_prefetch is only a hint: whatever keys it is given (present, absent,
+** empty, a NULL key of length 0, a NULL key with a length, which is not a
+** key and is skipped, none at all), reads before and after it answer the
+** same, inside a transaction with uncommitted writes too. */
+static void test_prefetch_is_only_a_hint(void **state){
+  fixture *f = *state;
+  tkv_db *db = open_store(f->dir);
+  char names[300][16];
+  const void *keys[300];
+  size_t klens[300];
+  for(int i=0; i<300; i++){
+    snprintf(names[i], sizeof names[i], "key:%06d", i*7);
+    if( i%3 ) put_str(db, NULL, names[i], names[i]);
+    keys[i] = names[i];
+    klens[i] = strlen(names[i]);
+  }
+  put_str(db, NULL, "", "empty");
+  keys[10] = NULL; klens[10] = 0;       /* the empty key */
+  keys[11] = NULL; klens[11] = 5;       /* not a key: skipped */
+  tkv_prefetch(db, 300, keys, klens);
+  tkv_prefetch(db, 0, keys, klens);
+  tkv_prefetch(db, 3, NULL, klens);
+  tkv_prefetch(NULL, 3, keys, klens);
+  for(int i=0; i<300; i++){
+    if( i==10 || i==11 ) continue;
+    if( i%3 ) expect_str(db, names[i], names[i]);
+    else expect_absent_str(db, names[i]);
+  }
+  expect_str(db, "", "empty");
+  assert_ok(tkv_begin(db));
+  put_str(db, NULL, names[0], "uncommitted");
+  del_str(db, NULL, names[1]);
+  tkv_prefetch(db, 300, keys, klens);
+  expect_str(db, names[0], "uncommitted");
+  expect_absent_str(db, names[1]);
+  expect_str(db, names[2], names[2]);
+  assert_ok(tkv_rollback(db));
+  expect_absent_str(db, names[0]);
+  expect_str(db, names[1], names[1]);
+  close_ok(db);
+}
+
 /* An empty key and an empty value are ordinary; an empty value reads back
 ** as a non-NULL buffer of length 0. */
 static void test_empty_key_and_empty_value(void **state){
@@ -855,6 +897,7 @@ static void test_strerror_and_version(void **state){
 int main(void){
   const struct CMUnitTest tests[] = {
     CORE_TEST(test_put_get_delete_overwrite),
+    CORE_TEST(test_prefetch_is_only_a_hint),
     CORE_TEST(test_empty_key_and_empty_value),
     CORE_TEST(test_binary_keys),
     CORE_TEST(test_key_size_limit),

@@ -294,6 +294,66 @@ static void test_random_model(void **state){
   model_clear(&m);
 }
 
+/* kd_index_find_many answers as kd_index_find does, key by key: present
+** and absent keys, keys that are prefixes of others (end children), the
+** empty key, batches smaller and larger than its group of 16, and an index
+** that is empty, holds one entry, or thousands. */
+static void test_find_many(void **state){
+  kd_arena *a = kd_arena_new();
+  kd_index *x = kd_index_new();
+  model m = {0};
+  uint64_t rs = 0xfeed;
+  static uint8_t probe[200][64];
+  const void *keys[200];
+  size_t klens[200], sizes[] = {0, 1, 2, 15, 16, 17, 33, 200};
+  kd_entry *out[200];
+  (void)state;
+  for(int round=0; round<40; round++){
+    /* Grow: none, one, then more keys each round. */
+    size_t add = round==0 ? 0 : round==1 ? 1 : (size_t)round*60;
+    for(size_t j=0; j<add; j++){
+      uint8_t buf[64];
+      size_t klen = random_key(&rs, buf), i;
+      if( !model_has(&m, buf, klen, &i) ){
+        kd_entry *e = kd_entry_new(a, buf, klen, loc_of((uint32_t)j), 0);
+        assert_non_null(e);
+        assert_int_equal(kd_index_insert(x, e), 0);
+        model_insert_at(&m, i, buf, klen, e);
+      }
+    }
+    for(size_t z=0; z<sizeof(sizes)/sizeof(sizes[0]); z++){
+      size_t n = sizes[z];
+      for(size_t i=0; i<n; i++){
+        unsigned what = (unsigned)(tu_rand(&rs)%5);
+        if( what==0 && m.n ){              /* a key that is there */
+          size_t k = (size_t)(tu_rand(&rs)%m.n);
+          memcpy(probe[i], m.v[k].key, m.v[k].len);
+          klens[i] = m.v[k].len;
+        }else if( what==2 && m.n ){        /* one with a byte changed */
+          size_t k = (size_t)(tu_rand(&rs)%m.n);
+          memcpy(probe[i], m.v[k].key, m.v[k].len);
+          klens[i] = m.v[k].len;
+          if( klens[i] ) probe[i][tu_rand(&rs)%klens[i]] ^= 0x10;
+        }else if( what==1 && m.n ){        /* a prefix of one */
+          size_t k = (size_t)(tu_rand(&rs)%m.n);
+          klens[i] = m.v[k].len ? (size_t)tu_rand(&rs) % m.v[k].len : 0;
+          memcpy(probe[i], m.v[k].key, klens[i]);
+        }else{                             /* anything */
+          klens[i] = random_key(&rs, probe[i]);
+        }
+        keys[i] = klens[i] || tu_rand(&rs)%2 ? probe[i] : NULL;
+      }
+      kd_index_find_many(x, n, keys, klens, out);
+      for(size_t i=0; i<n; i++){
+        assert_ptr_equal(out[i], kd_index_find(x, keys[i], klens[i]));
+      }
+    }
+  }
+  kd_index_free(x);
+  kd_arena_free(a);
+  model_clear(&m);
+}
+
 /* Nodes grow through every size to 256 children and shrink back. */
 static void test_fanout(void **state){
   kd_arena *a = kd_arena_new();
@@ -849,6 +909,7 @@ int main(void){
     cmocka_unit_test(test_empty),
     cmocka_unit_test(test_prefix_order),
     cmocka_unit_test(test_random_model),
+    cmocka_unit_test(test_find_many),
     cmocka_unit_test(test_fanout),
     cmocka_unit_test(test_deep_chain),
     cmocka_unit_test(test_big_keys),
