@@ -289,6 +289,7 @@ typedef struct merge_job {
   int prefix_broken;    /* an input before the current one is damaged */
   int cur;              /* input being scanned */
   unsigned polls;       /* records seen, to call presync now and then */
+  size_t npend;         /* candidates at the end of r, not yet checked */
   mrec *r;
   size_t nr, rcap;
   uint8_t *keys;
@@ -346,36 +347,85 @@ static int job_add(merge_job *j, int type, const uint8_t *key, uint32_t klen,
   return TKV_OK;
 }
 
-/* Step 2, one committed record of the input being scanned. */
+/*
+** Step 2, the records of the input being scanned.  Which of them are still
+** live is a keydir lookup each, a chain of cache misses, and each lookup
+** under the shared keydir lock would also trade the lock with the writer
+** record by record (every hand-over a futex wake).  So collect() only
+** takes each record down, key copied, as a candidate, and every
+** COLLECT_BATCH of them collect_flush() looks up together
+** (kd_index_find_many, one lock hold) and drops those that are no longer
+** live.  The check is as good later as at once: step 4 checks every copied
+** record again against the keydir when it installs it.
+*/
+#define COLLECT_BATCH 32
+
+/* Decide the pending candidates (the last j->npend records of j->r): keep
+** a put the keydir still points to, and a tombstone whose key is absent
+** unless it can be dropped; compact the rest away, keys too. */
+static void collect_flush(merge_job *j){
+  tkv_engine *e = j->e;
+  size_t n = j->npend, base = j->nr - n, w = base, kw;
+  const void *keys[COLLECT_BATCH];
+  size_t klens[COLLECT_BATCH];
+  kd_entry *en[COLLECT_BATCH];
+  uint64_t id[COLLECT_BATCH];
+  uint8_t keep[COLLECT_BATCH];
+  tkv_segment *s = j->in[j->cur];
+  if( n==0 ) return;
+  assert( n<=COLLECT_BATCH );
+  kw = j->r[base].koff;
+  for(size_t i=0; i<n; i++){
+    keys[i] = j->keys + j->r[base+i].koff;
+    klens[i] = j->r[base+i].klen;
+  }
+  engine_rdlock(e);
+  kd_index_find_many(e->index, n, keys, klens, en);
+  for(size_t i=0; i<n; i++){
+    const mrec *m = &j->r[base+i];
+    int live = en[i] && !(kd_entry_flags(en[i]) & ENTRY_NEW);
+    keep[i] = 0;
+    id[i] = 0;
+    if( m->type==TKV_REC_PUT ){
+      if( live ){
+        tkv_loc loc = kd_entry_loc(en[i]);
+        if( loc.file==s->id && loc.off==m->off ){
+          keep[i] = 1;
+          id[i] = kd_entry_id(en[i]);
+        }
+      }
+    }else if( !live ){
+      if( j->prefix[j->cur] && !j->prefix_broken ) j->relies[j->cur] = 1;
+      else keep[i] = 1;
+    }
+  }
+  engine_rdunlock(e);
+  for(size_t i=0; i<n; i++){
+    mrec m = j->r[base+i];
+    if( !keep[i] ) continue;
+    if( m.klen ) memmove(j->keys + kw, j->keys + m.koff, m.klen);
+    m.koff = kw;
+    m.id = id[i];
+    kw += m.klen;
+    j->r[w++] = m;
+  }
+  j->nr = w;
+  j->klen_used = kw;
+  j->npend = 0;
+}
+
 static int collect(void *arg, int type, const uint8_t *key, uint32_t klen,
                    uint32_t off, uint32_t vlen, const uint8_t *val,
                    uint64_t expire){
   merge_job *j = arg;
-  tkv_engine *e = j->e;
-  tkv_segment *s = j->in[j->cur];
-  kd_entry *en;
-  uint64_t id = 0;
-  int keep = 0, live;
+  int rc;
   (void)val;
   (void)expire;           /* copied from the record's tail in step 3 */
-  if( (++j->polls & 4095)==0 ) presync(e, j->ms);
-  engine_rdlock(e);
-  en = kd_index_find(e->index, key, klen);
-  live = en && !(kd_entry_flags(en) & ENTRY_NEW);
-  if( type==TKV_REC_PUT ){
-    if( live ){
-      tkv_loc loc = kd_entry_loc(en);
-      if( loc.file==s->id && loc.off==off ){
-        keep = 1;
-        id = kd_entry_id(en);
-      }
-    }
-  }else if( !live ){
-    if( j->prefix[j->cur] && !j->prefix_broken ) j->relies[j->cur] = 1;
-    else keep = 1;
-  }
-  engine_rdunlock(e);
-  return keep ? job_add(j, type, key, klen, off, vlen, id) : TKV_OK;
+  if( (++j->polls & 4095)==0 ) presync(j->e, j->ms);
+  rc = job_add(j, type, key, klen, off, vlen, 0);
+  if( rc ) return rc;
+  if( ++j->npend==COLLECT_BATCH ) collect_flush(j);
+  return TKV_OK;
 }
 
 /*
@@ -403,6 +453,7 @@ static int scan_inputs(merge_job *j){
     for(;;){
       seg_scan_result r;
       rc = seg_scan_from(s, pos, s->end, collect, j, &r);
+      collect_flush(j);        /* before the damage and the next input */
       if( rc || r.why==SCAN_EOF || r.why==SCAN_ZERO ) break;
       note_damage(j, s, r.stop, r.why==SCAN_BAD ? "checksum mismatch"
                                                 : "bad header or length");
