@@ -617,6 +617,73 @@ int recover_store(tkv_engine *e, int how, uint32_t *ids, int n,
 }
 
 /*
+** FOLLOWING IN WINDOWS.  Another process's records arrive in the order it
+** wrote them, random in key order, and each apply_record walks the index
+** through nodes and to an entry that are cache misses in a big keydir.
+** Unlike an open (LOADING IN KEY ORDER), following applies them in file
+** order (ids of new keys are handed out in commit order, and a read
+** transaction's notes follow the log), so the records are only gathered
+** FOLLOW_WINDOW at a time, their keys looked up together once
+** (kd_index_find_many, whose misses overlap) to bring the paths into the
+** cache, and then applied one by one as before, each finding its entry
+** again, now at cache speed.  A key over FOLLOW_KEY_MAX bytes is applied
+** at once, after the window.
+*/
+#define FOLLOW_WINDOW  32
+#define FOLLOW_KEY_MAX 256
+
+typedef struct follow_win {
+  replay rp;
+  int n;
+  struct {
+    int type;
+    uint32_t klen, off, vlen;
+    uint64_t expire;
+  } r[FOLLOW_WINDOW];
+  uint8_t keys[FOLLOW_WINDOW][FOLLOW_KEY_MAX];
+} follow_win;
+
+/* Apply the gathered records, in order, after one batched lookup. */
+static int follow_flush(follow_win *w){
+  const void *keys[FOLLOW_WINDOW] = {0};   /* (gcc cannot see i<n) */
+  size_t klens[FOLLOW_WINDOW] = {0};
+  kd_entry *found[FOLLOW_WINDOW];
+  int rc = TKV_OK, n = w->n;
+  if( n==0 ) return TKV_OK;
+  w->n = 0;
+  for(int i=0; i<n; i++){
+    keys[i] = w->keys[i];
+    klens[i] = w->r[i].klen;
+  }
+  kd_index_find_many(w->rp.e->index, (size_t)n, keys, klens, found);
+  for(int i=0; i<n && !rc; i++){
+    rc = apply_record(&w->rp, w->r[i].type, w->keys[i], w->r[i].klen,
+                      w->r[i].off, w->r[i].vlen, NULL, w->r[i].expire);
+  }
+  return rc;
+}
+
+/* seg_scan_fn of following: into the window. */
+static int follow_record(void *ctx, int type, const uint8_t *key,
+                         uint32_t klen, uint32_t off, uint32_t vlen,
+                         const uint8_t *val, uint64_t expire){
+  follow_win *w = ctx;
+  int rc;
+  if( klen>FOLLOW_KEY_MAX ){
+    rc = follow_flush(w);
+    return rc ? rc : apply_record(&w->rp, type, key, klen, off, vlen, val,
+                                  expire);
+  }
+  w->r[w->n].type = type;
+  w->r[w->n].klen = klen;
+  w->r[w->n].off = off;
+  w->r[w->n].vlen = vlen;
+  w->r[w->n].expire = expire;
+  if( klen ) memcpy(w->keys[w->n], key, klen);
+  return ++w->n==FOLLOW_WINDOW ? follow_flush(w) : TKV_OK;
+}
+
+/*
 ** Read records of s from its end up to `to` (a published end, or the end
 ** of a segment another process sealed) into the keydir.  Every record
 ** there is committed; anything else is corruption.  Caller holds mu and
@@ -625,13 +692,19 @@ int recover_store(tkv_engine *e, int how, uint32_t *ids, int n,
 static int follow_segment(tkv_engine *e, tkv_segment *s, uint64_t to,
                           int exact){
   seg_scan_result r;
-  replay rp;
-  int rc;
+  follow_win *w;
+  int rc, rc2;
   if( to<=s->end ) return TKV_OK;
-  rp.e = e;
-  rp.file = s->id;
-  rc = seg_scan_from(s, s->end, to, apply_record, &rp, &r);
-  if( rc ) return rc;
+  w = tkv_mem_alloc(sizeof *w);
+  if( !w ) return tkv_err_nomem();
+  w->rp.e = e;
+  w->rp.file = s->id;
+  w->rp.seg = NULL;
+  w->n = 0;
+  rc = seg_scan_from(s, s->end, to, follow_record, w, &r);
+  rc2 = follow_flush(w);          /* what was read before any stop */
+  tkv_mem_free(w);
+  if( rc || rc2 ) return rc ? rc : rc2;
   if( r.why==SCAN_BAD || r.why==SCAN_SHORT || (exact && r.committed_end<to) ){
     return seg_corrupt(s, r.stop<to ? r.stop : r.committed_end,
                        r.stop<to ? stop_reason(&r)

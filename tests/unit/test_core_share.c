@@ -1253,6 +1253,53 @@ static void test_transactions_larger_than_a_segment_in_two_processes(
 }
 
 /*
+** Another process follows commits whose records it applies in windows
+** (recovery.c, FOLLOWING IN WINDOWS): keys of every length from the empty
+** one to past the window's key limit, one key written twice, or written
+** and deleted, in one transaction and so in one window, deletes of keys
+** it has never seen; it reads exactly this process's store after each
+** commit.
+*/
+static void test_following_keys_of_every_length(void **state){
+  fixture *f = *state;
+  tkv_options o = store_options(TKV_SYNC_NORMAL, 1 << 16, UINT64_MAX);
+  tkv_db *db = open_with(f->dir, &o);
+  model m = {0};
+  peer b;
+  put_range(db, &m, "a", 0, 3, 1, NULL);
+  peer_open(&b, f->dir, &o, 0);
+  for(unsigned round=0; round<6; round++){
+    assert_ok(tkv_begin(db));
+    for(unsigned i=0; i<150; i++){
+      char key[700], val[64];
+      size_t kl = i==0 ? 0 : (size_t)snprintf(key, sizeof key, "%u:", i);
+      size_t want = i==0 ? 0 : kl + (i*37u) % 600u, vl;
+      for(; kl<want; kl++) key[kl] = (char)('a' + (i + kl) % 26);
+      vl = (size_t)snprintf(val, sizeof val, "r%u-i%u", round, i);
+      if( (i + round)%11==0 ){          /* a delete of a key never written */
+        assert_tkv(TKV_NOTFOUND, tkv_delete(db, "zz", 2));
+      }
+      assert_ok(tkv_put(db, key, kl, val, vl));
+      model_put(&m, key, kl, val, vl);
+      if( (i + round)%5==0 ){           /* twice in one window */
+        val[0] = 'R';
+        assert_ok(tkv_put(db, key, kl, val, vl));
+        model_put(&m, key, kl, val, vl);
+      }
+      if( (i + round)%7==0 ){           /* and gone again */
+        assert_ok(tkv_delete(db, key, kl));
+        assert_true(model_del(&m, key, kl));
+      }
+    }
+    assert_ok(tkv_commit(db));
+    peer_verify(&b, f, &m);
+  }
+  peer_end(&b);
+  close_ok(db);
+  model_clear(&m);
+}
+
+/*
 ** tkv_compact succeeds while another process has the store open and is
 ** idle; both then see everything, the other process's writes reach this
 ** one, and a second compaction works too.
@@ -2080,6 +2127,7 @@ int main(int argc, char **argv){
     CORE_TEST(test_merge_outputs_reach_the_next_process),
     CORE_TEST(test_many_processes_create_at_once),
     CORE_TEST(test_open_after_first_opener_died),
+    CORE_TEST(test_following_keys_of_every_length),
     SHARE_TEST(test_transactions_larger_than_a_segment_in_two_processes),
     SHARE_TEST(test_compact_while_another_process_is_idle),
     SHARE_TEST(test_compact_during_another_process_cursor),
