@@ -905,6 +905,53 @@ static void publish_changed(tkv_engine *e, over_slot *s){
 }
 
 /*
+** Publishing a big transaction visits its overlay table in slot order,
+** which is random in key order, and each slot's entry, and for a delete or
+** a new row the keydir's path to it, is a cache miss; all under the
+** exclusive lock, which readers wait for.  So slots go in windows of
+** PUBLISH_WINDOW: the entries of the next window are asked for while this
+** one is handled, and this window's keys that need the index are looked up
+** together first (kd_index_find_many, misses overlapping) so that
+** kd_index_remove and kd_index_replace walk cached paths.
+*/
+#define PUBLISH_WINDOW 32
+
+typedef struct pub_window {
+  size_t idx[PUBLISH_WINDOW];      /* occupied overlay slots */
+  int n;
+} pub_window;
+
+/* The next up to PUBLISH_WINDOW occupied slots from *pi; their entries
+** are prefetched. */
+static void pub_gather(const tkv_txn *t, size_t *pi, pub_window *w){
+  w->n = 0;
+  for(; *pi<t->over_cap && w->n<PUBLISH_WINDOW; (*pi)++){
+    if( t->over[*pi].en ){
+      __builtin_prefetch(t->over[*pi].en);
+      w->idx[w->n++] = *pi;
+    }
+  }
+}
+
+/* Publish a window's slots, the index paths of removals and replacements
+** fetched together first. */
+static void pub_window_publish(tkv_engine *e, tkv_txn *t, const pub_window *w){
+  const void *keys[PUBLISH_WINDOW];
+  size_t klens[PUBLISH_WINDOW];
+  kd_entry *found[PUBLISH_WINDOW];
+  size_t m = 0;
+  for(int k=0; k<w->n; k++){
+    const over_slot *s = &t->over[w->idx[k]];
+    if( s->deleted || s->repl ){
+      keys[m] = kd_entry_key(s->en, &klens[m]);
+      m++;
+    }
+  }
+  if( m>1 ) kd_index_find_many(e->index, m, keys, klens, found);
+  for(int k=0; k<w->n; k++) publish_changed(e, &t->over[w->idx[k]]);
+}
+
+/*
 ** Phase two: make the prepared transaction visible to all.  Allocates
 ** nothing and cannot fail.  It does no merge work: it only tells the
 ** background merger (merge.c) that stale bytes grew.
@@ -922,8 +969,16 @@ void txn_finish(tkv_db *db){
       kd_entry_free(e->arena, t->undo[i].prev_repl);
     }
   }
-  for(i=0; i<t->over_cap; i++){
-    if( t->over[i].en ) publish_changed(e, &t->over[i]);
+  {
+    pub_window w[2];
+    int cur = 0;
+    i = 0;
+    pub_gather(t, &i, &w[cur]);
+    while( w[cur].n>0 ){
+      pub_gather(t, &i, &w[!cur]);     /* the next window's entries, asked */
+      pub_window_publish(e, t, &w[cur]);
+      cur = !cur;
+    }
   }
   if( e->active ) e->total_bytes += e->active->end - t->start_off;
   seg_map_grow(e);
