@@ -1420,12 +1420,24 @@ static void sort_msd(sort_item *it, sort_item *tmp, size_t n, int d){
   }
 }
 
+/* Whether v[0..n) is in index order already (a merge's output is written
+** in key order, so its records load in order): one pass that usually stops
+** at the first pair of any other input. */
+static int in_order(const kd_sortkey *v, size_t n){
+  for(size_t i=1; i<n; i++){
+    uint32_t m = v[i-1].klen<v[i].klen ? v[i-1].klen : v[i].klen;
+    int c = m ? memcmp(v[i-1].key, v[i].key, m) : 0;
+    if( c>0 || (c==0 && v[i-1].klen>v[i].klen) ) return 0;
+  }
+  return 1;
+}
+
 int kd_sort(kd_sortkey *v, size_t n){
   sort_item *it, *tmp;
   sort_run *runs;
   kd_sortkey *out;
   size_t nruns = 1, caprun = 16;
-  if( n<2 ) return 0;
+  if( n<2 || in_order(v, n) ) return 0;
   if( n>UINT32_MAX ) return -1;
   it = tkv_mem_alloc_big(n*sizeof(*it));
   tmp = tkv_mem_alloc_big(n*sizeof(*tmp));

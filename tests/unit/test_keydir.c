@@ -869,6 +869,35 @@ static void test_sort(void **state){
     orig[i].tag = (uint32_t)i;
   }
   sort_and_check(orig, 300);
+  /* Input already in order (what a merge's output loads), equal keys
+  ** included: left as it is; then the same with one pair out of order at
+  ** the end, or with a key before its own prefix. */
+  for(size_t i=0; i<N; i++){
+    size_t k = (size_t)(tu_rand(&rs)%POOL);
+    orig[i].key = pool[k];
+    orig[i].klen = (uint32_t)plen[k];
+  }
+  assert_int_equal(kd_sort(orig, N), 0);
+  for(size_t i=0; i<N; i++) orig[i].tag = (uint32_t)i;
+  sort_and_check(orig, N);
+  for(size_t i=N-1; i>0; i--){
+    if( orig[i].klen!=orig[i-1].klen
+     || memcmp(orig[i].key, orig[i-1].key, orig[i].klen) ){
+      kd_sortkey t = orig[i];
+      orig[i] = orig[i-1];
+      orig[i-1] = t;
+      break;
+    }
+  }
+  for(size_t i=0; i<N; i++) orig[i].tag = (uint32_t)i;
+  sort_and_check(orig, N);
+  orig[0].key = pool[0];
+  orig[0].klen = (uint32_t)plen[0] + 1;       /* pool[0] and one byte more */
+  orig[1].key = pool[0];
+  orig[1].klen = (uint32_t)plen[0];
+  orig[0].tag = 0;
+  orig[1].tag = 1;
+  sort_and_check(orig, 2);
   free(orig);
 }
 
