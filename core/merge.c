@@ -355,8 +355,9 @@ static int job_add(merge_job *j, int type, const uint8_t *key, uint32_t klen,
 ** takes each record down, key copied, as a candidate, and every
 ** COLLECT_BATCH of them collect_flush() looks up together
 ** (kd_index_find_many, one lock hold) and drops those that are no longer
-** live.  The check is as good later as at once: step 4 checks every copied
-** record again against the keydir when it installs it.
+** live.  The check is as good later as at once: step 5 (switch_over)
+** checks every copied record again against the keydir before it points an
+** entry at the copy.
 */
 #define COLLECT_BATCH 32
 
