@@ -358,9 +358,6 @@ void decrby_command(session *s, size_t argc, const resp_arg *argv) {
   incr_generic(s, &argv[1], -by);
 }
 
-/* MGET key...: values or nils; an engine error replaces the whole reply.
-** Stops as soon as the output refuses more (--max-output): the client is
-** then closed, and reading the other values would be wasted. */
 /* Hand the next keys of a multi-key read (up to MGET_AHEAD of the n at
 ** argv) to the store as one prefetch, so that their lookups overlap. */
 #define MGET_AHEAD 32
@@ -375,6 +372,9 @@ static void prefetch_args(const resp_arg *argv, size_t n) {
   store_prefetch(i, keys, klens);
 }
 
+/* MGET key...: values or nils; an engine error replaces the whole reply.
+** Stops as soon as the output refuses more (--max-output): the client is
+** then closed, and reading the other values would be wasted. */
 void mget_command(session *s, size_t argc, const resp_arg *argv) {
   size_t mark = s->out->len;
   resp_array(s->out, (long long)(argc - 1));
